@@ -1,0 +1,48 @@
+"""es-plugins: essential sparsity for pre-trained transformers.
+
+The core is framework-free: pick targets, compute exact masks, zero weights in place,
+keep them zero through training, save and report. Framework adapters live in
+``es_plugins.integrations`` and only translate events into these calls.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    CheckpointError,
+    MaskMismatchError,
+    NoTargetsError,
+    NonFiniteWeightError,
+    SparsityConfigError,
+)
+from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, compute_masks, register_method
+from .plan import SparsityPlan
+from .report import SparsityReport, build_report
+from .sparsify import sparsify_
+from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
+from .targets import Target, TargetSpec, resolve_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "EnforcementHandle",
+    "MASKS_FILENAME",
+    "MaskMismatchError",
+    "MethodConfig",
+    "NMConfig",
+    "NoTargetsError",
+    "NonFiniteWeightError",
+    "OMPConfig",
+    "RandomConfig",
+    "SparsityConfigError",
+    "SparsityPlan",
+    "SparsityReport",
+    "SparsityState",
+    "Target",
+    "TargetSpec",
+    "build_report",
+    "compute_masks",
+    "register_method",
+    "resolve_targets",
+    "sparsify_",
+]

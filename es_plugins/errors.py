@@ -1,0 +1,48 @@
+"""Exception types raised by es-plugins.
+
+They subclass the builtin a caller would already catch (``ValueError``), so code that
+handles bad arguments generically keeps working, while tests and adapters can match the
+precise failure.
+"""
+
+from __future__ import annotations
+
+
+class SparsityConfigError(ValueError):
+    """A configuration value is outside its allowed range or set."""
+
+
+class NoTargetsError(ValueError):
+    """Target selection matched no prunable weight."""
+
+
+class MaskMismatchError(ValueError):
+    """A masks file or state does not fit the model it is applied to."""
+
+
+class NonFiniteWeightError(ValueError):
+    """A targeted weight holds NaN or Inf, so magnitudes cannot be ranked."""
+
+
+class CheckpointError(ValueError):
+    """A path is not a usable Hugging Face checkpoint folder."""
+
+
+def check_fraction(name: str, value: float) -> float:
+    """Validate a sparsity-like fraction in [0, 1) and return it as float."""
+    try:
+        fvalue = float(value)
+    except (TypeError, ValueError):
+        raise SparsityConfigError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= fvalue < 1.0:
+        raise SparsityConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return fvalue
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Validate that ``value`` is one of ``allowed``; the error lists them."""
+    if value not in allowed:
+        raise SparsityConfigError(
+            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
+        )
+    return value

@@ -1,0 +1,41 @@
+"""SparsityPlan: what to prune (targets) and how (method config), as one validated object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SparsityConfigError
+from .methods import MethodConfig, OMPConfig, config_from_dict
+from .targets import TargetSpec
+
+
+@dataclass(frozen=True)
+class SparsityPlan:
+    """A pruning method plus the target selection it applies to.
+
+    Example:
+        >>> from es_plugins import SparsityPlan, OMPConfig
+        >>> SparsityPlan(OMPConfig(sparsity=0.4)).method.sparsity
+        0.4
+    """
+
+    method: MethodConfig = field(default_factory=OMPConfig)
+    targets: TargetSpec = field(default_factory=TargetSpec)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            raise SparsityConfigError(
+                f"method must be a method config (OMPConfig, RandomConfig, NMConfig, ...), got {self.method!r}"
+            )
+        if not isinstance(self.targets, TargetSpec):
+            raise SparsityConfigError(f"targets must be a TargetSpec, got {self.targets!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method.to_dict(), "targets": self.targets.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SparsityPlan":
+        targets = dict(data.get("targets") or {})
+        targets.pop("filter_fn", None)
+        return cls(config_from_dict(data["method"]), TargetSpec(**targets))

@@ -1,0 +1,244 @@
+"""SparsityState: the hand-off between "finding a mask" and everything else.
+
+It holds bool keep-masks keyed by parameter name. Masks are applied *in place*, so the
+model keeps its own parameters (no ``weight_orig``, no forward hooks, unchanged
+state-dict keys), and enforcement runs after each real optimizer step so momentum,
+weight decay and AMP cannot regrow a pruned weight.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from torch import nn
+
+from .errors import MaskMismatchError
+from .masks.packing import pack_mask, unpack_mask
+
+MASKS_FORMAT = "es-plugins-masks"
+MASKS_VERSION = "1"
+MASKS_FILENAME = "sparsity_masks.safetensors"
+
+
+@dataclass
+class EnforcementHandle:
+    """Hooks that keep masks applied on an optimizer; ``remove()`` detaches them."""
+
+    hooks: list[Any] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks.clear()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.hooks)
+
+
+class SparsityState:
+    """Bool keep-masks by parameter name plus metadata (method, step, round).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from es_plugins import SparsityState
+        >>> model = nn.Sequential(nn.Linear(4, 4))
+        >>> state = SparsityState({"0.weight": torch.rand(4, 4) > 0.5})
+        >>> state.apply_(model)
+        >>> bool((model[0].weight[~state.masks["0.weight"]] == 0).all())
+        True
+    """
+
+    def __init__(self, masks: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None):
+        for name, mask in masks.items():
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask {name!r} must be a bool tensor, got {mask.dtype}")
+        self.masks: dict[str, torch.Tensor] = dict(masks)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._handles: list[EnforcementHandle] = []
+
+    # ----------------------------------------------------------------- counting
+    @property
+    def num_weights(self) -> int:
+        return sum(m.numel() for m in self.masks.values())
+
+    @property
+    def num_pruned(self) -> int:
+        return sum(int((~m).sum()) for m in self.masks.values())
+
+    @property
+    def sparsity(self) -> float:
+        total = self.num_weights
+        return self.num_pruned / total if total else 0.0
+
+    # ----------------------------------------------------------------- model binding
+    def _bind(self, model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        self.validate(model)
+        params = dict(model.named_parameters())
+        pairs = []
+        for name, mask in self.masks.items():
+            param = params[name]
+            if mask.device != param.device:
+                mask = mask.to(param.device)
+                self.masks[name] = mask
+            pairs.append((param, mask))
+        return pairs
+
+    def validate(self, model: nn.Module, expected: Iterable[str] | None = None) -> None:
+        """Check every mask names a parameter of ``model`` with the same shape.
+
+        Args:
+            expected: names that must be present (e.g. the plan's resolved targets).
+
+        Raises:
+            MaskMismatchError: listing extra names, missing names and shape mismatches.
+        """
+        params = dict(model.named_parameters())
+        extra = sorted(n for n in self.masks if n not in params)
+        missing = sorted(n for n in (expected or ()) if n not in self.masks)
+        shapes = [
+            f"{n}: mask {tuple(m.shape)} vs weight {tuple(params[n].shape)}"
+            for n, m in self.masks.items()
+            if n in params and tuple(m.shape) != tuple(params[n].shape)
+        ]
+        problems = []
+        if extra:
+            problems.append(f"names not in the model: {extra[:10]}{' ...' if len(extra) > 10 else ''}")
+        if missing:
+            problems.append(f"targets without a mask: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        if shapes:
+            problems.append("shape mismatch: " + "; ".join(shapes[:10]))
+        if problems:
+            raise MaskMismatchError("masks do not match the model: " + " | ".join(problems))
+
+    @torch.no_grad()
+    def apply_(self, model: nn.Module) -> None:
+        """Zero every pruned weight of ``model`` in place."""
+        for param, mask in self._bind(model):
+            param.mul_(mask)
+
+    def attach(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, mask_gradients: bool = False
+    ) -> EnforcementHandle:
+        """Keep the masks through training on ``optimizer``.
+
+        A step post-hook re-zeroes pruned weights after every *real* step (so gradient
+        accumulation, skipped AMP steps and clipping are handled by construction). With
+        ``mask_gradients`` a step pre-hook also zeroes their gradients, which keeps the
+        optimizer's moment estimates at zero for pruned weights.
+        """
+        pairs = self._bind(model)
+
+        @torch.no_grad()
+        def zero_weights(*_: Any) -> None:
+            for param, mask in pairs:
+                param.mul_(mask)
+
+        @torch.no_grad()
+        def zero_grads(*_: Any) -> None:
+            for param, mask in pairs:
+                if param.grad is not None:
+                    param.grad.mul_(mask)
+
+        handle = EnforcementHandle([optimizer.register_step_post_hook(zero_weights)])
+        if mask_gradients:
+            handle.hooks.append(optimizer.register_step_pre_hook(zero_grads))
+        self._handles.append(handle)
+        return handle
+
+    def detach_all(self) -> None:
+        """Remove every hook this state registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """Apply the masks a last time and remove all hooks: a plain model is left."""
+        self.apply_(model)
+        self.detach_all()
+        return model
+
+    # ----------------------------------------------------------------- (de)serialise
+    def state_dict(self) -> dict[str, Any]:
+        """Bit-packed masks, their shapes, and metadata (for framework checkpoints)."""
+        return {
+            "format": MASKS_FORMAT,
+            "version": MASKS_VERSION,
+            "packed": {n: pack_mask(m) for n, m in self.masks.items()},
+            "shapes": {n: list(m.shape) for n, m in self.masks.items()},
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_state_dict(cls, data: Mapping[str, Any]) -> "SparsityState":
+        if data.get("format") != MASKS_FORMAT:
+            raise MaskMismatchError(f"not an es-plugins masks state (format={data.get('format')!r})")
+        packed, shapes = data["packed"], data["shapes"]
+        if set(packed) != set(shapes):
+            raise MaskMismatchError("masks state is corrupt: packed masks and shapes disagree")
+        masks = {}
+        for name, blob in packed.items():
+            try:
+                masks[name] = unpack_mask(blob, shapes[name])
+            except ValueError as exc:
+                raise MaskMismatchError(f"mask {name!r}: {exc}") from None
+        return cls(masks, data.get("meta"))
+
+    def load_state_dict(self, data: Mapping[str, Any]) -> None:
+        """Replace masks and metadata in place (hooks already attached keep working
+        only if re-attached; adapters call this before ``attach``)."""
+        other = SparsityState.from_state_dict(data)
+        self.masks, self.meta = other.masks, other.meta
+
+    def save(self, path: str | Path) -> Path:
+        """Write a safetensors file: one uint8 bit-packed tensor per mask."""
+        path = Path(path)
+        data = self.state_dict()
+        metadata = {
+            "format": MASKS_FORMAT,
+            "version": MASKS_VERSION,
+            "shapes": json.dumps(data["shapes"]),
+            "meta": json.dumps(data["meta"]),
+        }
+        save_file({n: t.contiguous() for n, t in data["packed"].items()}, str(path), metadata=metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model: nn.Module | None = None) -> "SparsityState":
+        """Read a masks file; with ``model`` it is validated against it.
+
+        Raises:
+            MaskMismatchError: not a masks file, corrupt, or not matching ``model``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise MaskMismatchError(f"masks file {str(path)!r} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            packed = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise MaskMismatchError(f"{str(path)!r} is not a safetensors masks file: {exc}") from None
+        if metadata.get("format") != MASKS_FORMAT:
+            raise MaskMismatchError(
+                f"{str(path)!r} is a safetensors file but not an es-plugins masks file "
+                f"(metadata format={metadata.get('format')!r})"
+            )
+        state = cls.from_state_dict(
+            {
+                "format": MASKS_FORMAT,
+                "packed": packed,
+                "shapes": json.loads(metadata["shapes"]),
+                "meta": json.loads(metadata.get("meta", "{}")),
+            }
+        )
+        if model is not None:
+            state.validate(model)
+        return state
