@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .select import CHUNK
+
 
 def _groups(tensor: torch.Tensor, m: int, in_axis: int) -> torch.Tensor:
     """View ``tensor`` as (-1, m) groups of consecutive elements along ``in_axis``."""
@@ -25,12 +27,16 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
     Ties keep the lower input index, so the result is deterministic.
     """
     groups = _groups(scores, m, in_axis)
-    rank = torch.zeros(groups.shape, dtype=torch.uint8, device=scores.device)
+    keep = torch.empty(groups.shape, dtype=torch.bool, device=scores.device)
     index = torch.arange(m, device=scores.device)
-    for j in range(m):
-        col = groups[:, j : j + 1]
-        rank += (col > groups) | ((col == groups) & (j < index))
-    keep = rank < n
+    rows = max(1, CHUNK // m)  # bounded transients whatever the layer size
+    for start in range(0, groups.shape[0], rows):
+        block = groups[start : start + rows]
+        rank = torch.zeros(block.shape, dtype=torch.uint8, device=scores.device)
+        for j in range(m):
+            col = block[:, j : j + 1]
+            rank += (col > block) | ((col == block) & (j < index))
+        torch.lt(rank, n, out=keep[start : start + rows])
     moved_shape = scores.movedim(in_axis, -1).shape
     return keep.reshape(moved_shape).movedim(-1, in_axis).contiguous()
 

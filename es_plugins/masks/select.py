@@ -4,12 +4,14 @@ Why not ``torch.kthvalue(torch.cat(...))``: concatenating a model's weights cost
 copy plus index buffers (4x the weights measured here), and torch-prune's global path
 costs ~12x. Instead:
 
-1. sample a few hundred thousand scores to bracket the k-th value ``[lo, hi]``;
+1. sample short windows of scores to bracket the k-th value ``[lo, hi]``;
 2. one pass counts scores below ``lo`` and gathers the (small) set inside the bracket;
 3. ``kthvalue`` inside the bracket gives the exact threshold ``t``;
 4. one pass writes bool keep-masks.
 
-Peak extra memory is the bool masks (the output), one layer's scores and the bracket.
+Scores are produced chunk by chunk (``score_fn(start, stop)`` over the flattened tensor),
+so the only full-size allocations are the bool masks that are the result; transient
+buffers have one fixed chunk size and are reused by the allocator.
 
 Ties: scores equal to ``t`` are pruned in a fixed order (target order, then flat index)
 until exactly ``k`` are pruned. ``score <= t`` would over-prune on bf16/fp16 checkpoints,
@@ -19,55 +21,103 @@ where hundreds of thousands of magnitudes can share the threshold value.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-ScoreFn = Callable[[], torch.Tensor]
+# score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
+# ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
+# pass over the model allocates nothing per chunk.
+ScoreFn = Callable[[int, int, torch.Tensor], torch.Tensor]
 
+CHUNK = 1 << 20
 _SAMPLE_SIZE = 1 << 18
+_WINDOW = 64
 _Z = 7.0  # bracket half-width in binomial standard deviations of the sample quantile
+
+
+def chunks(numel: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges covering ``range(numel)``."""
+    size = size or CHUNK
+    for start in range(0, numel, size):
+        yield start, min(start + size, numel)
 
 
 def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     samples = []
     for score_fn, numel in zip(scores, numels):
-        take = max(1, round(_SAMPLE_SIZE * numel / total))
-        flat = score_fn().reshape(-1)
-        if take >= numel:
-            samples.append(flat.clone())
+        windows = max(1, round(_SAMPLE_SIZE * numel / total / _WINDOW))
+        if windows * _WINDOW >= numel:
+            ranges = list(chunks(numel))
         else:
-            idx = torch.randint(numel, (take,), generator=generator, device=flat.device)
-            samples.append(flat[idx])
-        del flat
+            starts = torch.randint(numel - _WINDOW + 1, (windows,), generator=generator).tolist()
+            ranges = [(s, s + _WINDOW) for s in starts]
+        for start, stop in ranges:
+            samples.append(score_fn(start, stop, torch.empty(stop - start)))
     return torch.cat(samples).sort().values
 
 
-def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float]:
+def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float, int]:
+    """``[lo, hi]`` around the k-th value, and the expected number of scores inside it."""
     m = samples.numel()
     q = k / total
     centre = q * m
     half = _Z * math.sqrt(m * q * (1.0 - q)) + 2.0
     lo_idx = int(math.floor(centre - half))
     hi_idx = int(math.ceil(centre + half))
-    lo = -math.inf if lo_idx < 0 else float(samples[lo_idx])
-    hi = math.inf if hi_idx >= m else float(samples[hi_idx])
-    return lo, hi
+    lo = -math.inf if lo_idx < 0 else float(samples[min(lo_idx, m - 1)])
+    hi = math.inf if hi_idx >= m else float(samples[max(hi_idx, 0)])
+    expected = int(total * (min(hi_idx, m) - max(lo_idx, 0) + 1) / m * 1.25) + 1024
+    return lo, hi, expected
+
+
+class _Scratch:
+    """Reusable chunk-sized buffers (scores + two bools): per-chunk work allocates nothing,
+    so the allocator never fragments around the masks that are kept."""
+
+    def __init__(self, size: int) -> None:
+        self.scores = torch.empty(size, dtype=torch.float32)
+        self.a = torch.empty(size, dtype=torch.bool)
+        self.b = torch.empty(size, dtype=torch.bool)
+
+    def score(self, score_fn: ScoreFn, start: int, stop: int) -> torch.Tensor:
+        return score_fn(start, stop, self.scores[: stop - start])
+
+    def bools(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a[:size], self.b[:size]
+
+
+def _scratch(numels: Sequence[int]) -> _Scratch:
+    return _Scratch(min(CHUNK, max(numels)))
 
 
 def _count_and_gather(
-    scores: Sequence[ScoreFn], lo: float, hi: float, passes: Iterable[int]
+    scores: Sequence[ScoreFn], numels: Sequence[int], lo: float, hi: float, capacity: int, progress: Callable
 ) -> tuple[int, torch.Tensor]:
+    """Count scores below ``lo``; copy those in ``[lo, hi]`` into one growing buffer.
+
+    One buffer instead of a list of per-chunk tensors: thousands of small gathered pieces
+    fragmented the heap (measured: ~1.9 GB of RSS on a 350M-weight model)."""
     below = 0
-    inside = []
-    for i in passes:
-        s = scores[i]()
-        below += int((s < lo).sum())
-        in_bracket = (s >= lo) & (s <= hi)
-        inside.append(s[in_bracket])
-        del s, in_bracket
-    return below, torch.cat(inside) if inside else torch.empty(0)
+    inside = torch.empty(max(capacity, 1))
+    used = 0
+    scratch = _scratch(numels)
+    for i in progress(range(len(scores))):
+        for start, stop in chunks(numels[i]):
+            s = scratch.score(scores[i], start, stop)
+            a, b = scratch.bools(s.numel())
+            below += int(torch.lt(s, lo, out=a).sum())
+            torch.ge(s, lo, out=a)
+            a &= torch.le(s, hi, out=b)
+            count = int(a.sum())
+            if used + count > inside.numel():
+                grown = torch.empty(max(2 * inside.numel(), used + count))
+                grown[:used] = inside[:used]
+                inside = grown
+            torch.masked_select(s, a, out=inside[used : used + count])
+            used += count
+    return below, inside[:used]
 
 
 def kth_smallest_threshold(
@@ -78,13 +128,13 @@ def kth_smallest_threshold(
     total = sum(numels)
     if not 0 < k <= total:
         raise ValueError(f"k must be in (0, {total}], got {k}")
-    lo, hi = _bracket(_sample_scores(scores, numels, total), k, total)
+    lo, hi, capacity = _bracket(_sample_scores(scores, numels, total), k, total)
     while True:
-        below, inside = _count_and_gather(scores, lo, hi, progress(range(len(scores))))
-        if k <= below:  # bracket too high (rare: sample was unlucky); widen downwards
+        below, inside = _count_and_gather(scores, numels, lo, hi, capacity, progress)
+        if k <= below:  # bracket too high (an unlucky sample): widen downwards
             lo, hi = -math.inf, lo
             continue
-        if k > below + inside.numel():  # bracket too low; widen upwards
+        if k > below + inside.numel():  # bracket too low: widen upwards
             lo, hi = hi, math.inf
             continue
         t = inside.kthvalue(k - below).values
@@ -98,36 +148,38 @@ def keep_largest_masks(
     k: int,
     progress: Callable = iter,
 ) -> list[torch.Tensor]:
-    """Bool keep-masks that prune exactly the ``k`` lowest scores across all tensors.
+    """Flat bool keep-masks that prune exactly the ``k`` lowest scores across all tensors.
 
     Args:
-        scores: one callable per tensor returning its float scores (recomputed per pass
-            so that no score tensor for the whole model is ever held).
+        scores: one ``score_fn(start, stop)`` per tensor returning float scores of that
+            flat range (recomputed per pass, so no model-sized score buffer exists).
         numels: element count of each tensor (same order).
         k: number of entries to prune in total.
         progress: wraps the per-tensor loop (e.g. a tqdm factory) on long runs.
     """
     total = sum(numels)
     if k <= 0:
-        return [torch.ones_like(fn(), dtype=torch.bool) for fn in scores]
+        return [torch.ones(n, dtype=torch.bool) for n in numels]
     if k >= total:
-        return [torch.zeros_like(fn(), dtype=torch.bool) for fn in scores]
+        return [torch.zeros(n, dtype=torch.bool) for n in numels]
     t, ties_left = kth_smallest_threshold(scores, numels, k, progress)
     masks = []
-    for i in range(len(scores)):
-        s = scores[i]()
-        keep = s > t
-        if ties_left > 0:
-            ties = s == t
-            n_ties = int(ties.sum())
-            if n_ties > ties_left:
-                kept_ties = ties.reshape(-1).nonzero().squeeze(1)[ties_left:]
-                keep.view(-1)[kept_ties] = True
-                ties_left = 0
+    scratch = _scratch(numels)
+    for score_fn, numel in zip(scores, numels):
+        keep = torch.empty(numel, dtype=torch.bool)
+        for start, stop in chunks(numel):
+            s = scratch.score(score_fn, start, stop)
+            part = keep[start:stop]
+            torch.gt(s, t, out=part)
+            ties = torch.eq(s, t, out=scratch.bools(s.numel())[0])
+            if ties_left > 0:
+                n_ties = int(ties.sum())
+                if n_ties > ties_left:
+                    part[ties.nonzero().squeeze(1)[ties_left:]] = True
+                    ties_left = 0
+                else:
+                    ties_left -= n_ties
             else:
-                ties_left -= n_ties
-        else:
-            keep |= s == t
+                part |= ties
         masks.append(keep)
-        del s
     return masks

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import NonFiniteWeightError, SparsityConfigError
+from ..masks.select import chunks
 from ..progress import progress_factory
 from ..targets import Target
 from .configs import MethodConfig, NMConfig, OMPConfig, RandomConfig, parse_pattern
@@ -54,7 +55,8 @@ def config_from_dict(data: dict[str, Any]) -> MethodConfig:
 def check_finite(targets: Sequence[Target]) -> None:
     """Refuse NaN/Inf weights: they have no magnitude rank and would poison thresholds."""
     for target in targets:
-        if not bool(torch.isfinite(target.param.detach()).all()):
+        flat = target.param.detach().reshape(-1)
+        if not all(bool(torch.isfinite(flat[a:b]).all()) for a, b in chunks(flat.numel())):
             raise NonFiniteWeightError(
                 f"weight {target.name!r} contains NaN or Inf values; fix the checkpoint "
                 "or exclude the layer (exclude=...) before pruning"

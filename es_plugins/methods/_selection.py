@@ -25,8 +25,9 @@ def select_by_scores(
     if scope == "global":
         k = round(sparsity * sum(numels))
         masks = keep_largest_masks(score_fns, numels, k, progress)
-        return {t.name: m for t, m in zip(targets, masks)}
-    out = {}
-    for target, score_fn, numel in progress(list(zip(targets, score_fns, numels))):
-        out[target.name] = keep_largest_masks([score_fn], [numel], round(sparsity * numel))[0]
-    return out
+    else:
+        masks = [
+            keep_largest_masks([score_fn], [numel], round(sparsity * numel))[0]
+            for score_fn, numel in progress(list(zip(score_fns, numels)))
+        ]
+    return {t.name: m.view(t.param.shape).to(t.param.device) for t, m in zip(targets, masks)}

@@ -8,13 +8,19 @@ import torch
 
 from ..targets import Target
 from . import register_method
+from ..masks.select import ScoreFn
 from ._selection import select_by_scores
 from .configs import OMPConfig
 
 
-def magnitude_score(param: torch.Tensor) -> Callable[[], torch.Tensor]:
-    # fp32 scores: exact for fp16/bf16 inputs, and one dtype for the selection engine.
-    return lambda: param.detach().abs().float()
+def magnitude_score(param: torch.Tensor) -> ScoreFn:
+    """|w| of a flat range as fp32: exact for fp16/bf16, one dtype for the engine."""
+    flat = param.detach().reshape(-1)
+
+    def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        return out.copy_(flat[start:stop]).abs_()
+
+    return score
 
 
 @register_method(OMPConfig)

@@ -12,16 +12,29 @@ import torch
 
 from ..targets import Target
 from . import register_method
+from ..masks.select import ScoreFn
 from ._selection import select_by_scores
 from .configs import RandomConfig
 
+_BLOCK = 4096
 
-def _random_score(shape: torch.Size, seed: int) -> Callable[[], torch.Tensor]:
-    return lambda: torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+def _random_score(seed: int) -> ScoreFn:
+    """Uniform scores for a flat range. Every aligned block of ``_BLOCK`` elements has its
+    own seed, so any pass over any range regenerates identical values."""
+
+    def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        block = torch.empty(_BLOCK)
+        for b in range(start // _BLOCK, (stop - 1) // _BLOCK + 1):
+            torch.rand(_BLOCK, generator=torch.Generator().manual_seed(seed * 1_000_003 + b), out=block)
+            lo, hi = max(start, b * _BLOCK), min(stop, (b + 1) * _BLOCK)
+            out[lo - start : hi - start] = block[lo - b * _BLOCK : hi - b * _BLOCK]
+        return out
+
+    return score
 
 
 @register_method(RandomConfig)
 def random_masks(targets: Sequence[Target], config: RandomConfig, progress: Callable) -> dict[str, torch.Tensor]:
-    scores = [_random_score(t.param.shape, config.seed * 1_000_003 + i) for i, t in enumerate(targets)]
-    masks = select_by_scores(targets, scores, config.sparsity, config.scope, progress)
-    return {name: mask.to(t.param.device) for (name, mask), t in zip(masks.items(), targets)}
+    scores = [_random_score(config.seed * 10_007 + i) for i, _ in enumerate(targets)]
+    return select_by_scores(targets, scores, config.sparsity, config.scope, progress)

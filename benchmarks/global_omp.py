@@ -1,0 +1,93 @@
+"""Global OMP at 50 %: es-plugins vs torch.nn.utils.prune.global_unstructured vs
+concatenate+kthvalue, beside the floor (one read pass over the weights).
+
+Each case runs in a fresh process; peak memory is RSS above the loaded weights.
+Usage: python benchmarks/global_omp.py [--sizes bert-base 350m] [--torch-prune-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+
+from _common import SIZES, linear_stack, measure, run_isolated, table  # noqa: E402
+
+SPARSITY = 0.5
+METHODS = ("floor: one read pass", "es-plugins", "cat + kthvalue", "torch prune global")
+
+
+def case(method: str, size: str, dtype: str) -> dict:
+    torch.set_num_threads(1)
+    blocks = linear_stack(size, getattr(torch, dtype))
+    linears = [m for m in blocks.modules() if isinstance(m, torch.nn.Linear)]
+    weights = [m.weight for m in linears]
+    n = sum(w.numel() for w in weights)
+    k = round(SPARSITY * n)
+
+    if method == "floor: one read pass":
+        run = lambda: [torch.aminmax(w.detach()) for w in weights]  # reads every weight, allocates nothing
+    elif method == "es-plugins":
+        from es_plugins import OMPConfig, TargetSpec, compute_masks, resolve_targets
+
+        targets = resolve_targets(blocks, TargetSpec(include=r".*"))
+        run = lambda: compute_masks(targets, OMPConfig(SPARSITY))
+    elif method == "cat + kthvalue":
+        def run():
+            t = torch.cat([w.detach().abs().reshape(-1).float() for w in weights]).kthvalue(k).values
+            return [w.detach().abs() > t for w in weights]
+    else:
+        import torch.nn.utils.prune as prune
+
+        run = lambda: prune.global_unstructured(
+            [(m, "weight") for m in linears], pruning_method=prune.L1Unstructured, amount=k)
+    holder = {}
+    result = measure(lambda: holder.setdefault("out", run()))
+    out = holder["out"]
+    if method == "es-plugins":
+        pruned = sum(int((~m).sum()) for m in out.values())
+    elif method == "cat + kthvalue":
+        pruned = sum(int((~m).sum()) for m in out)
+    elif method == "torch prune global":
+        pruned = sum(int((m.weight == 0).sum()) for m in linears)
+    else:
+        pruned = None
+    weight_bytes = sum(w.numel() * w.element_size() for w in weights)
+    return {**result, "weights": n, "weight_bytes": weight_bytes, "pruned": pruned, "k": k}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--case":
+        print(json.dumps(case(*sys.argv[2:5])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--torch-prune-large", action="store_true",
+                        help="also run torch prune on the 350m stack (~12x the weights of RAM: ~17 GiB)")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        for method in METHODS:
+            if method == "torch prune global" and size != "bert-base" and not args.torch_prune_large:
+                rows.append([size, method, "skipped", "-", "-", "needs ~17 GiB; --torch-prune-large"])
+                continue
+            r = run_isolated(__file__, "--case", method, size, args.dtype)
+            if "error" in r:
+                rows.append([size, method, "error", "-", "-", r["error"][:60]])
+                continue
+            exact = "-" if r["pruned"] is None else ("yes" if r["pruned"] == r["k"] else f"no ({r['pruned'] - r['k']:+d})")
+            rows.append([
+                f"{size} ({r['weights'] / 1e6:.1f}M {args.dtype})", method, f"{r['seconds']:.2f}",
+                f"{r['peak_extra_bytes'] / 2**20:.0f}", f"{r['peak_extra_bytes'] / r['weight_bytes']:.2f}x", exact,
+            ])
+    print(f"Global magnitude pruning to {SPARSITY:.0%} (one thread; fresh process per row)")
+    print(table(rows, ["stack", "method", "time s", "peak extra MiB", "x weights", "exact count"]))
+
+
+if __name__ == "__main__":
+    main()

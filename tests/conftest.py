@@ -1,0 +1,82 @@
+"""Shared tiny-model fixtures. Tests never touch the network."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.up = nn.Linear(width, hidden)
+        self.down = nn.Linear(hidden, width)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.down(torch.relu(self.up(x))))
+
+
+class TinyBlocks(nn.Module):
+    """Embedding -> ModuleList of MLP blocks -> classifier: the shape of a transformer."""
+
+    def __init__(self, vocab: int = 50, width: int = 16, hidden: int = 32, depth: int = 3, classes: int = 3):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.blocks = nn.ModuleList(Block(width, hidden) for _ in range(depth))
+        self.classifier = nn.Linear(width, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(x.mean(dim=1))
+
+
+@pytest.fixture
+def tiny_blocks() -> TinyBlocks:
+    torch.manual_seed(0)
+    return TinyBlocks()
+
+
+def make_tiny_bert(num_labels: int = 2):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def make_tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture
+def tiny_bert():
+    return make_tiny_bert()
+
+
+@pytest.fixture
+def tiny_gpt2():
+    return make_tiny_gpt2()
+
+
+@pytest.fixture
+def tiny_bert_dir(tmp_path, tiny_bert):
+    path = tmp_path / "tiny-bert"
+    tiny_bert.save_pretrained(path)
+    return path

@@ -1,0 +1,149 @@
+"""`es-plugins prune|inspect` on saved tiny checkpoints, including every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from es_plugins.cli import REPORT_FILENAME, main
+from es_plugins.state import MASKS_FILENAME, SparsityState
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_prune_writes_plain_checkpoint_masks_and_report(tmp_path, tiny_bert_dir, capsys):
+    from transformers import BertForSequenceClassification
+
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "prune", tiny_bert_dir, out, "--sparsity", "0.4", "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["targets"]["sparsity"] == pytest.approx(0.4, abs=1e-4)
+    assert json.loads((out / REPORT_FILENAME).read_text())["targets"] == report["targets"]
+    reloaded = BertForSequenceClassification.from_pretrained(out)
+    original = BertForSequenceClassification.from_pretrained(tiny_bert_dir)
+    assert list(reloaded.state_dict()) == list(original.state_dict())
+    state = SparsityState.load(out / MASKS_FILENAME, reloaded)
+    params = dict(reloaded.named_parameters())
+    for name, mask in state.masks.items():
+        assert torch.equal(params[name] == 0, ~mask)
+    assert report["targets"]["zeros"] == state.num_pruned
+
+
+def test_prune_nm_then_inspect_reports_compliance(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "nm"
+    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--method", "nm", "--pattern", "4:8")[0] == 0
+    code, stdout, _ = run_cli(capsys, "inspect", out, "--pattern", "4:8", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["nm_compliant_layers"] == report["targets"]["layers"] == 12
+    assert report["targets"]["sparsity"] == pytest.approx(0.5)
+    assert report["meta"]["masks_file"]["weights_nonzero_where_masked"] == 0
+    code, table, _ = run_cli(capsys, "inspect", tiny_bert_dir)
+    assert "2:4 compliant layers: 0/12" in table and "targeted: 12 layers" in table
+
+
+def test_prune_random_layer_scope_and_include(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "r"
+    code, stdout, _ = run_cli(capsys, "prune", tiny_bert_dir, out, "--method", "random", "--sparsity", "0.2",
+                              "--scope", "layer", "--seed", "3", "--include", "query", "key", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["targets"]["layers"] == 4
+    assert all(layer["sparsity"] == pytest.approx(0.2, abs=1 / 1024) for layer in report["layers"])
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--sparsity", "1.0"], r"sparsity must be in \[0, 1\)"),
+        (["--sparsity", "-0.2"], r"sparsity must be in \[0, 1\)"),
+        (["--method", "nm", "--pattern", "4:4"], "0 < N < M"),
+        (["--method", "nm", "--pattern", "0:4"], "0 < N < M"),
+        (["--method", "nm", "--pattern", "two:four"], "N:M"),
+        (["--method", "nm", "--sparsity", "0.5"], "--sparsity does not apply"),
+        (["--pattern", "2:4"], "--pattern applies to --method nm only"),
+        (["--include", "nothing_here"], "no prunable layers matched .* Candidate modules"),
+        (["--include-regex", "("], "not a valid regex"),
+    ],
+)
+def test_bad_input_clear_error_and_nothing_written(tmp_path, tiny_bert_dir, capsys, extra, message):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, "prune", tiny_bert_dir, out, *extra)
+    assert exit_info.value.code == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-bert"]  # no temp folder left either
+
+
+def test_unknown_method_rejected_by_parser(tmp_path, tiny_bert_dir, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "prune", tiny_bert_dir, tmp_path / "o", "--method", "lth")
+    assert "invalid choice: 'lth' (choose from 'omp', 'nm', 'random')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "empty", "config_only"])
+def test_not_a_checkpoint(tmp_path, capsys, make):
+    path = tmp_path / "model"
+    if make == "file":
+        path.write_text("x")
+    elif make in ("empty", "config_only"):
+        path.mkdir()
+        if make == "config_only":
+            (path / "config.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "prune", path, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert {"missing": "does not exist", "file": "is a file", "empty": "no config.json",
+            "config_only": "no model.safetensors"}[make] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_weights_nothing_written(tmp_path, tiny_bert, capsys):
+    with torch.no_grad():
+        tiny_bert.bert.encoder.layer[1].output.dense.weight[0, 0] = float("nan")
+    src = tmp_path / "nan-bert"
+    tiny_bert.save_pretrained(src)
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "prune", src, tmp_path / "out")
+    assert "bert.encoder.layer.1.output.dense.weight" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "prune", tiny_bert_dir, out)
+    assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")[0] == 0
+    assert not (out / "keep.txt").exists() and (out / MASKS_FILENAME).exists()
+
+
+def test_inspect_rejects_mismatched_masks_file(tmp_path, tiny_bert_dir, tiny_gpt2, capsys):
+    out = tmp_path / "out"
+    run_cli(capsys, "prune", tiny_bert_dir, out)
+    from es_plugins import OMPConfig, SparsityPlan, sparsify_
+
+    sparsify_(tiny_gpt2, SparsityPlan(OMPConfig(0.5))).save(out / MASKS_FILENAME)
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "inspect", out)
+    assert "masks do not match the model" in capsys.readouterr().err
+
+
+def test_console_script_installed():
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("es-plugins") or str(__import__("pathlib").Path(sys.executable).parent / "es-plugins")
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
+    assert "prune" in result.stdout and "inspect" in result.stdout

@@ -1,0 +1,78 @@
+"""OMP (global/layer), random and N:M through the public one-call API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from es_plugins import NMConfig, OMPConfig, RandomConfig, SparsityPlan, build_report, resolve_targets, sparsify_
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.77])
+def test_omp_global_exact_count_and_smallest_magnitudes(tiny_bert, sparsity):
+    targets = resolve_targets(tiny_bert)
+    weights = {t.name: t.param.detach().clone() for t in targets}
+    state = sparsify_(tiny_bert, SparsityPlan(OMPConfig(sparsity)))
+    total = sum(w.numel() for w in weights.values())
+    assert state.num_pruned == round(sparsity * total)
+    if 0 < sparsity:
+        pruned_max = max(float(weights[n][~m].abs().max()) for n, m in state.masks.items() if (~m).any())
+        kept_min = min(float(weights[n][m].abs().min()) for n, m in state.masks.items())
+        assert pruned_max <= kept_min
+    for t in targets:  # zeros are in the real weights, exactly where the mask says
+        assert torch.equal(t.param.detach() == 0, ~state.masks[t.name])
+
+
+def test_omp_layer_scope_same_fraction_each_layer(tiny_bert):
+    state = sparsify_(tiny_bert, SparsityPlan(OMPConfig(0.4, scope="layer")))
+    for name, mask in state.masks.items():
+        assert int((~mask).sum()) == round(0.4 * mask.numel()), name
+
+
+def test_global_differs_from_layer(tiny_gpt2):
+    import copy
+
+    other = copy.deepcopy(tiny_gpt2)
+    global_state = sparsify_(tiny_gpt2, SparsityPlan(OMPConfig(0.5)))
+    layer_state = sparsify_(other, SparsityPlan(OMPConfig(0.5, scope="layer")))
+    fractions = [float((~m).float().mean()) for m in global_state.masks.values()]
+    assert max(fractions) - min(fractions) > 0.01
+    assert any(not torch.equal(global_state.masks[n], layer_state.masks[n]) for n in global_state.masks)
+
+
+def test_bf16_model_exact(tiny_bert):
+    tiny_bert.to(torch.bfloat16)
+    state = sparsify_(tiny_bert, SparsityPlan(OMPConfig(0.5)))
+    assert state.num_pruned == round(0.5 * state.num_weights)
+    assert build_report(tiny_bert, resolve_targets(tiny_bert)).target_zeros >= state.num_pruned
+
+
+def test_random_is_seeded_and_exact(tiny_bert):
+    import copy
+
+    a, b, c = tiny_bert, copy.deepcopy(tiny_bert), copy.deepcopy(tiny_bert)
+    sa = sparsify_(a, SparsityPlan(RandomConfig(0.3, seed=1)))
+    sb = sparsify_(b, SparsityPlan(RandomConfig(0.3, seed=1)))
+    sc = sparsify_(c, SparsityPlan(RandomConfig(0.3, seed=2)))
+    assert all(torch.equal(sa.masks[n], sb.masks[n]) for n in sa.masks)
+    assert any(not torch.equal(sa.masks[n], sc.masks[n]) for n in sa.masks)
+    assert sa.num_pruned == round(0.3 * sa.num_weights)
+
+
+def test_random_is_not_magnitude(tiny_bert):
+    import copy
+
+    other = copy.deepcopy(tiny_bert)
+    omp = sparsify_(tiny_bert, SparsityPlan(OMPConfig(0.5)))
+    rnd = sparsify_(other, SparsityPlan(RandomConfig(0.5)))
+    overlap = sum(int((omp.masks[n] & rnd.masks[n]).sum()) for n in omp.masks) / (0.5 * omp.num_weights)
+    assert 0.4 < overlap < 0.6  # chance level for independent masks of density 0.5
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
+def test_nm_report_compliance(tiny_bert, n, m):
+    state = sparsify_(tiny_bert, SparsityPlan(NMConfig(n, m)))
+    report = build_report(tiny_bert, resolve_targets(tiny_bert), pattern=(n, m))
+    assert all(layer.nm_ok for layer in report.layers)
+    assert report.target_sparsity == pytest.approx(1 - n / m)
+    assert state.sparsity == pytest.approx(1 - n / m)
