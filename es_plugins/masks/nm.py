@@ -1,9 +1,10 @@
 """N:M structured masks: in every group of M consecutive weights along the input axis,
 keep exactly N. This is the layout sparse tensor cores (cuSPARSELt, TensorRT) accept.
 
-The rank of each weight inside its group is counted with M vectorised comparisons
-(``rank_i = #{j: s_j > s_i} + #{j < i: s_j == s_i}``), which is exact under ties and
-cheaper than ``topk`` + ``scatter`` for the small M used in practice.
+The rank of each weight inside its group is counted pairwise: for every pair i < j,
+``s_i >= s_j`` (ties go to the lower index) adds one to the loser's rank. That is exact
+and deterministic under ties, which ``topk`` does not promise, and needs M(M-1)/2
+comparisons on contiguous columns.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
     """
     groups = _groups(scores, m, in_axis)
     keep = torch.empty(groups.shape, dtype=torch.bool, device=scores.device)
-    index = torch.arange(m, device=scores.device)
     rows = max(1, CHUNK // m)  # bounded transients whatever the layer size
     for start in range(0, groups.shape[0], rows):
-        block = groups[start : start + rows]
-        rank = torch.zeros(block.shape, dtype=torch.uint8, device=scores.device)
-        for j in range(m):
-            col = block[:, j : j + 1]
-            rank += (col > block) | ((col == block) & (j < index))
-        torch.lt(rank, n, out=keep[start : start + rows])
+        cols = groups[start : start + rows].t().contiguous()  # (m, rows): contiguous columns
+        rank = torch.zeros(cols.shape, dtype=torch.uint8, device=scores.device)
+        for i in range(m):
+            for j in range(i + 1, m):
+                i_wins = cols[i] >= cols[j]
+                rank[j] += i_wins
+                rank[i] += ~i_wins
+        keep[start : start + rows] = (rank < n).t()
     moved_shape = scores.movedim(in_axis, -1).shape
     return keep.reshape(moved_shape).movedim(-1, in_axis).contiguous()
 
