@@ -15,7 +15,10 @@ from .errors import (
     SparsityConfigError,
 )
 from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, compute_masks, register_method
-from .plan import SparsityPlan
+from .lottery import LotteryConfig, LotteryTicket
+from .plan import SparsityPlan, make_plan
+from .schedules import CubicSchedule
+from .sparsifier import Sparsifier
 from .report import SparsityReport, build_report
 from .sparsify import sparsify_
 from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
@@ -25,6 +28,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CubicSchedule",
+    "LotteryConfig",
+    "LotteryTicket",
+    "Sparsifier",
+    "make_plan",
     "EnforcementHandle",
     "MASKS_FILENAME",
     "MaskMismatchError",

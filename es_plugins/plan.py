@@ -39,3 +39,23 @@ class SparsityPlan:
         targets = dict(data.get("targets") or {})
         targets.pop("filter_fn", None)
         return cls(config_from_dict(data["method"]), TargetSpec(**targets))
+
+
+def make_plan(plan: "SparsityPlan | MethodConfig | str", targets: TargetSpec | None = None, **options: Any) -> SparsityPlan:
+    """Normalise what adapters accept into a :class:`SparsityPlan`.
+
+    ``plan`` may be a plan, a method config, or a method name with its options
+    (``make_plan("omp", sparsity=0.4)``); unknown names and options fail here, before
+    any training starts.
+    """
+    if isinstance(plan, str):
+        plan = config_from_dict({"method": plan, **options})
+    elif options:
+        raise SparsityConfigError(f"options {sorted(options)} are only accepted with a method name")
+    if isinstance(plan, MethodConfig):
+        return SparsityPlan(plan, targets or TargetSpec())
+    if isinstance(plan, SparsityPlan):
+        if targets is not None:
+            raise SparsityConfigError("targets are already part of the SparsityPlan")
+        return plan
+    raise SparsityConfigError(f"expected a SparsityPlan, a method config or a method name; got {plan!r}")

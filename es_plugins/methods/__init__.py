@@ -64,9 +64,18 @@ def check_finite(targets: Sequence[Target]) -> None:
 
 
 def compute_masks(
-    targets: Sequence[Target], config: MethodConfig, show_progress: bool = False
+    targets: Sequence[Target],
+    config: MethodConfig,
+    show_progress: bool = False,
+    current: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Keep-masks (bool, same shape as each weight) for ``targets`` under ``config``."""
+    """Keep-masks (bool, same shape as each weight) for ``targets`` under ``config``.
+
+    Args:
+        current: masks already in force. Weights they prune stay pruned (they rank below
+            every kept weight), so gradual schedules and lottery-ticket rounds give nested
+            masks with the exact new count.
+    """
     fn = _REGISTRY.get(type(config))
     if fn is None:
         raise SparsityConfigError(
@@ -74,7 +83,7 @@ def compute_masks(
             f"available: {', '.join(method_names())}"
         )
     check_finite(targets)
-    return fn(targets, config, progress_factory(show_progress, config.name))
+    return fn(targets, config, progress_factory(show_progress, config.name), current or {})
 
 
 # Import for registration side effects.

@@ -13,6 +13,20 @@ import torch
 from ..masks.select import ScoreFn, keep_largest_masks
 from ..targets import Target
 
+PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
+
+
+def respecting(score_fn: ScoreFn, keep: torch.Tensor | None) -> ScoreFn:
+    """Wrap ``score_fn`` so weights already pruned by ``keep`` score below everything."""
+    if keep is None:
+        return score_fn
+    flat_keep = keep.detach().reshape(-1).cpu()
+
+    def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        return score_fn(start, stop, out).masked_fill_(~flat_keep[start:stop], PRUNED_SCORE)
+
+    return score
+
 
 def select_by_scores(
     targets: Sequence[Target],
@@ -20,7 +34,9 @@ def select_by_scores(
     sparsity: float,
     scope: str,
     progress: Callable,
+    current: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
+    score_fns = [respecting(fn, current.get(t.name)) for fn, t in zip(score_fns, targets)]
     numels = [t.numel for t in targets]
     if scope == "global":
         k = round(sparsity * sum(numels))

@@ -24,6 +24,6 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
 
 
 @register_method(OMPConfig)
-def omp_masks(targets: Sequence[Target], config: OMPConfig, progress: Callable) -> dict[str, torch.Tensor]:
+def omp_masks(targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
     scores = [magnitude_score(t.param) for t in targets]
-    return select_by_scores(targets, scores, config.sparsity, config.scope, progress)
+    return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)

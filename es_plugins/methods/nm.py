@@ -15,7 +15,9 @@ from .configs import NMConfig
 
 
 @register_method(NMConfig)
-def nm_masks(targets: Sequence[Target], config: NMConfig, progress: Callable) -> dict[str, torch.Tensor]:
+def nm_masks(
+    targets: Sequence[Target], config: NMConfig, progress: Callable, current: dict
+) -> dict[str, torch.Tensor]:
     incompatible = [t for t in targets if t.param.shape[t.in_axis] % config.m]
     if incompatible and not config.skip_incompatible:
         listed = ", ".join(f"{t.name} (in={t.param.shape[t.in_axis]})" for t in incompatible)
@@ -36,5 +38,8 @@ def nm_masks(targets: Sequence[Target], config: NMConfig, progress: Callable) ->
             masks[target.name] = torch.ones_like(target.param, dtype=torch.bool)
         else:
             scores = target.param.detach().abs().float()
-            masks[target.name] = nm_keep_mask(scores, config.n, config.m, target.in_axis)
+            keep = nm_keep_mask(scores, config.n, config.m, target.in_axis)
+            if target.name in current:  # never revive a weight an earlier step pruned
+                keep &= current[target.name].to(keep.device)
+            masks[target.name] = keep
     return masks

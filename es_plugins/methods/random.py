@@ -35,6 +35,6 @@ def _random_score(seed: int) -> ScoreFn:
 
 
 @register_method(RandomConfig)
-def random_masks(targets: Sequence[Target], config: RandomConfig, progress: Callable) -> dict[str, torch.Tensor]:
+def random_masks(targets: Sequence[Target], config: RandomConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
     scores = [_random_score(config.seed * 10_007 + i) for i, _ in enumerate(targets)]
-    return select_by_scores(targets, scores, config.sparsity, config.scope, progress)
+    return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)
