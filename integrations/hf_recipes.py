@@ -1,0 +1,60 @@
+"""Ready-made Trainer recipes used by the examples and the sweep's fine-tune evaluation:
+load a local checkpoint as a classifier, fine-tune it with callbacks, report accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+
+from es_plugins.checkpoint import check_checkpoint_dir
+from es_plugins.datasets import TokenizedDataset
+
+
+def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):
+    """Encoder checkpoint + a freshly initialised classification head (seeded), offline."""
+    check_checkpoint_dir(Path(model_dir))
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    return model, tokenizer
+
+
+def _accuracy(eval_pred) -> dict[str, float]:
+    logits, labels = eval_pred
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def finetune_and_evaluate(
+    model,
+    tokenizer,
+    train: tuple[Sequence[str], Sequence[int]],
+    test: tuple[Sequence[str], Sequence[int]],
+    output_dir: str | Path,
+    callbacks: Sequence[TrainerCallback] = (),
+    epochs: float = 1.0,
+    batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    max_length: int = 64,
+    seed: int = 0,
+    max_steps: int = -1,
+) -> tuple[dict[str, float], Trainer]:
+    """Fine-tune on ``train`` (texts, labels) and return test accuracy and the trainer."""
+    args = TrainingArguments(
+        output_dir=str(output_dir), use_cpu=True, num_train_epochs=epochs, max_steps=max_steps,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
+        learning_rate=learning_rate, weight_decay=0.01, warmup_ratio=0.1, seed=seed,
+        logging_steps=20, save_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model, args=args,
+        train_dataset=TokenizedDataset(tokenizer, *train, max_length=max_length),
+        eval_dataset=TokenizedDataset(tokenizer, *test, max_length=max_length),
+        compute_metrics=_accuracy, callbacks=list(callbacks),
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"]}, trainer

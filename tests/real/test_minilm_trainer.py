@@ -1,0 +1,27 @@
+"""Real MiniLM + real Rotten Tomatoes slice through the HF Trainer with 40 % OMP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from es_plugins.assets import packaged_model_dir
+from es_plugins.datasets import rotten_tomatoes
+from es_plugins.integrations.hf_recipes import finetune_and_evaluate, load_classifier
+from es_plugins.integrations.transformers import SparsityCallback
+
+pytestmark = pytest.mark.slow
+
+
+def test_minilm_finetune_keeps_exact_sparsity(tmp_path):
+    texts, labels = rotten_tomatoes(limit=240, seed=0)
+    model, tok = load_classifier(packaged_model_dir("minilm"), 2)
+    callback = SparsityCallback("omp", sparsity=0.4)
+    metrics, trainer = finetune_and_evaluate(model, tok, (texts[:160], labels[:160]), (texts[160:], labels[160:]),
+                                             tmp_path, callbacks=[callback], max_steps=10, max_length=48)
+    state = callback.sparsifier.state
+    params = dict(model.named_parameters())
+    assert state.num_pruned == round(0.4 * state.num_weights)
+    assert sum(int((params[n].detach()[~m] != 0).sum()) for n, m in state.masks.items()) == 0
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] == metrics["loss"]  # finite
+    assert len(state.masks) == 36
