@@ -14,7 +14,17 @@ from .errors import (
     NonFiniteWeightError,
     SparsityConfigError,
 )
-from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, compute_masks, register_method
+from .calibration import calibrated_prune_
+from .methods import (
+    MethodConfig,
+    NMConfig,
+    OMPConfig,
+    RandomConfig,
+    SparseGPTConfig,
+    WandaConfig,
+    compute_masks,
+    register_method,
+)
 from .lottery import LotteryConfig, LotteryTicket
 from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
@@ -28,6 +38,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "SparseGPTConfig",
+    "WandaConfig",
+    "calibrated_prune_",
     "CubicSchedule",
     "LotteryConfig",
     "LotteryTicket",

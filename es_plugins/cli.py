@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .analysis import cli as analysis_cli
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
 from .errors import MaskMismatchError, SparsityConfigError
-from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, method_names, parse_pattern
+from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, WandaConfig, method_names, parse_pattern
 from .plan import SparsityPlan
 from .report import build_report
 from .sparsify import sparsify_
@@ -40,6 +41,20 @@ def _target_spec(args: argparse.Namespace) -> TargetSpec:
 
 
 def _method_config(args: argparse.Namespace) -> MethodConfig:
+    calibrated = args.method in ("wanda", "sparsegpt")
+    if not calibrated and (args.calib or args.refine_masks):
+        raise SparsityConfigError(f"--calib/--refine-masks apply to --method wanda or sparsegpt, not {args.method!r}")
+    if calibrated:
+        if not args.calib:
+            raise SparsityConfigError(f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)")
+        if args.refine_masks and args.method != "sparsegpt":
+            raise SparsityConfigError("--refine-masks works with --method sparsegpt only")
+        if args.pattern is not None and args.sparsity is not None:
+            raise SparsityConfigError("give either --sparsity (unstructured) or --pattern N:M, not both")
+        options = {"pattern": args.pattern} if args.pattern else {"sparsity": 0.5 if args.sparsity is None else args.sparsity}
+        if args.method == "sparsegpt":
+            return SparseGPTConfig(damp=args.damp, blocksize=args.blocksize, **options)
+        return WandaConfig(**options)
     if args.method == "nm":
         if args.sparsity is not None:
             raise SparsityConfigError("--sparsity does not apply to --method nm: the N:M --pattern sets it")
@@ -56,7 +71,7 @@ def _method_config(args: argparse.Namespace) -> MethodConfig:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="es-plugins",
-        description="Essential sparsity for pre-trained transformers: prune and inspect checkpoints.",
+        description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, count zeros.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -66,10 +81,18 @@ def _build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--method", default="omp", choices=method_names())
     prune.add_argument("--sparsity", type=float, help="fraction in [0, 1) to prune (omp, random; default 0.5)")
     prune.add_argument("--scope", default="global", choices=("global", "layer"))
-    prune.add_argument("--pattern", help="N:M pattern for --method nm (default 2:4)")
-    prune.add_argument("--seed", type=int, default=0, help="seed for --method random")
+    prune.add_argument("--pattern", help="N:M pattern for --method nm (default 2:4), wanda or sparsegpt")
+    prune.add_argument("--seed", type=int, default=0, help="seed for --method random and calibration sampling")
     prune.add_argument("--skip-incompatible", action="store_true",
                        help="N:M: leave layers whose input dim is not divisible by M dense (warning) instead of failing")
+    calib = prune.add_argument_group("calibration (--method wanda | sparsegpt)")
+    calib.add_argument("--calib", help="calibration text: a .txt file, a folder of them, or packaged:bbc-calib")
+    calib.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
+    calib.add_argument("--seq-len", type=int, default=512, help="calibration sequence length (default 512)")
+    calib.add_argument("--refine-masks", metavar="MASKS",
+                       help="sparsegpt: keep this masks file exactly and only reconstruct the weights")
+    calib.add_argument("--damp", type=float, default=0.01, help="sparsegpt Hessian dampening (default 0.01)")
+    calib.add_argument("--blocksize", type=int, default=128, help="sparsegpt column block size (default 128)")
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     prune.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -80,6 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--pattern", default="2:4", help="N:M pattern to check compliance for (default 2:4)")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_target_args(inspect)
+    analysis_cli.add_parsers(sub)
     return parser
 
 
@@ -93,10 +117,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _log(f"loading {src}")
     model = load_hf_model(src, dtype=args.dtype)
     started = time.perf_counter()
-    state = sparsify_(model, plan, show_progress=True)
+    if isinstance(plan.method, (WandaConfig, SparseGPTConfig)):
+        state = _calibrated(model, plan, src, args)
+    else:
+        state = sparsify_(model, plan, show_progress=True)
     elapsed = time.perf_counter() - started
     targets = resolve_targets(model, plan.targets)
-    pattern = (plan.method.n, plan.method.m) if isinstance(plan.method, NMConfig) else None
+    if isinstance(plan.method, NMConfig):
+        pattern = (plan.method.n, plan.method.m)
+    else:
+        pattern = getattr(plan.method, "nm", None)
     report = build_report(model, targets, pattern, meta={
         "source": str(src), "plan": plan.to_dict(), "prune_seconds": round(elapsed, 3)})
 
@@ -109,6 +139,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(report.to_json() if args.json else report.format_table())
     _log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
     return 0
+
+
+def _calibrated(model, plan: SparsityPlan, src: Path, args: argparse.Namespace) -> SparsityState:
+    """Tokenise the calibration text with the model's tokenizer and run the block-wise pruner."""
+    from transformers import AutoTokenizer
+
+    from .calibration import calibrated_prune_
+    from .datasets import calibration_blocks, resolve_texts
+
+    masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and args.seq_len > limit:
+        raise SparsityConfigError(f"--seq-len {args.seq_len} is larger than the model's maximum ({limit})")
+    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    calibration = calibration_blocks(tokenizer, resolve_texts(args.calib), args.calib_samples, args.seq_len, args.seed)
+    _log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
+    return calibrated_prune_(model, plan, calibration, masks=masks, show_progress=True)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -139,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"prune": cmd_prune, "inspect": cmd_inspect}[args.command](args)
+        return {"prune": cmd_prune, "inspect": cmd_inspect, **analysis_cli.COMMANDS}[args.command](args)
     except (ValueError, MaskMismatchError) as exc:
         parser.exit(2, f"es-plugins {args.command}: error: {exc}\n")
     return 1

@@ -3,12 +3,13 @@ load a local checkpoint as a classifier, fine-tune it with callbacks, report acc
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from es_plugins.checkpoint import check_checkpoint_dir
 from es_plugins.datasets import TokenizedDataset
@@ -16,9 +17,16 @@ from es_plugins.datasets import TokenizedDataset
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):
     """Encoder checkpoint + a freshly initialised classification head (seeded), offline."""
+    from transformers.utils import logging as hf_logging
+
     check_checkpoint_dir(Path(model_dir))
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels, local_files_only=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     return model, tokenizer
 
@@ -55,6 +63,56 @@ def finetune_and_evaluate(
         eval_dataset=TokenizedDataset(tokenizer, *test, max_length=max_length),
         compute_metrics=_accuracy, callbacks=list(callbacks),
     )
+    trainer.remove_callback(PrinterCallback)  # keep sweeps' output to one line per evaluation
     trainer.train()
     metrics = trainer.evaluate()
     return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"]}, trainer
+
+
+class FinetuneTask:
+    """Sweep task: accuracy after a short fine-tune with the mask fixed — the paper's BERT
+    protocol (prune the pre-trained encoder once, fine-tune, evaluate). Each evaluation loads
+    the checkpoint afresh with a seeded head, so levels and seeds are independent."""
+
+    def __init__(self, model_dir: str | Path, train: tuple[Sequence[str], Sequence[int]],
+                 test: tuple[Sequence[str], Sequence[int]], num_labels: int,
+                 method: str = "omp", scope: str = "global", epochs: float = 1.0, batch_size: int = 16,
+                 learning_rate: float = 1e-4, max_length: int = 64, targets=None,
+                 keep_dense_weights: str | Path | None = None):
+        from es_plugins.analysis.tasks import method_at
+
+        method_at(method, 0.0, scope, 0)  # validate before any training
+        check_checkpoint_dir(Path(model_dir))
+        self.model_dir, self.train, self.test, self.num_labels = model_dir, train, test, num_labels
+        self.method, self.scope, self.targets = method, scope, targets
+        self.keep_dense_weights = Path(keep_dense_weights) if keep_dense_weights else None
+        self.options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length)
+
+    def evaluate(self, sparsity: float, seed: int) -> float:
+        from es_plugins.analysis.tasks import method_at
+
+        from .transformers import SparsityCallback
+
+        model, tokenizer = load_classifier(self.model_dir, self.num_labels, seed=seed)
+        callbacks = []
+        if sparsity > 0:
+            callbacks.append(SparsityCallback(method_at(self.method, sparsity, self.scope, seed), targets=self.targets))
+        with tempfile.TemporaryDirectory() as workdir:
+            metrics, _ = finetune_and_evaluate(model, tokenizer, self.train, self.test, workdir,
+                                               callbacks=callbacks, seed=seed, **self.options)
+        if sparsity == 0 and self.keep_dense_weights and not self.keep_dense_weights.exists():
+            # The fine-tuned dense weights: OMP of them is what one IMP round would prune.
+            from safetensors.torch import save_file
+
+            from es_plugins.targets import resolve_targets
+
+            self.keep_dense_weights.parent.mkdir(parents=True, exist_ok=True)
+            save_file({t.name: t.param.detach().contiguous() for t in resolve_targets(model, self.targets)},
+                      str(self.keep_dense_weights))
+        return metrics["accuracy"]
+
+    def layer_sparsity(self, sparsity: float) -> dict[str, float]:
+        from es_plugins.analysis.tasks import layer_sparsity_at
+
+        model, _ = load_classifier(self.model_dir, self.num_labels)
+        return layer_sparsity_at(model, self.method, sparsity, self.scope, self.targets)

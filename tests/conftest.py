@@ -80,3 +80,44 @@ def tiny_bert_dir(tmp_path, tiny_bert):
     path = tmp_path / "tiny-bert"
     tiny_bert.save_pretrained(path)
     return path
+
+
+WORDS = ("the a film movie good bad great dull plot cast story scene actor music long short fun boring "
+         "best worst love hate very not really quite funny sad slow fast news market game team vote").split()
+
+
+def word_tokenizer():
+    """A real (tiny) fast tokenizer built offline: whitespace words, [UNK]/[PAD]/[EOS]."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(["[UNK]", "[PAD]", "[EOS]", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+
+
+def random_text(n_words: int, seed: int = 0) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+@pytest.fixture
+def tiny_lm_dir(tmp_path):
+    """A saved tiny GPT-2 LM with a word tokenizer: a complete local HF checkpoint."""
+    model = make_tiny_gpt2()
+    path = tmp_path / "tiny-gpt2"
+    model.save_pretrained(path)
+    word_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_classifier_dir(tmp_path):
+    model = make_tiny_bert()
+    path = tmp_path / "tiny-bert-cls"
+    model.save_pretrained(path)
+    word_tokenizer().save_pretrained(path)
+    return path

@@ -76,6 +76,11 @@ def compute_masks(
             every kept weight), so gradual schedules and lottery-ticket rounds give nested
             masks with the exact new count.
     """
+    if getattr(config, "needs_calibration", False):
+        raise SparsityConfigError(
+            f"method {config.name!r} needs calibration data: use es_plugins.calibrated_prune_(model, plan, "
+            "calibration) or the CLI's --calib"
+        )
     fn = _REGISTRY.get(type(config))
     if fn is None:
         raise SparsityConfigError(
@@ -88,8 +93,15 @@ def compute_masks(
 
 # Import for registration side effects.
 from . import magnitude, nm, random  # noqa: E402,F401
+from .calibrated import CalibratedConfig, SparseGPTConfig, WandaConfig  # noqa: E402
+
+for _config in (WandaConfig, SparseGPTConfig):
+    _BY_NAME[_config.name] = _config
 
 __all__ = [
+    "CalibratedConfig",
+    "SparseGPTConfig",
+    "WandaConfig",
     "MethodConfig",
     "OMPConfig",
     "RandomConfig",

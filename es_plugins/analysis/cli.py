@@ -1,0 +1,262 @@
+"""Analysis commands of the ``es-plugins`` CLI: sweep, compare-masks, zeros."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..assets import resolve_model_path
+from ..errors import MaskMismatchError, SparsityConfigError
+from ..state import MASKS_FILENAME, SparsityState
+from .similarity import mask_similarity
+from .sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
+from .sweep_report import write_sweep_report
+
+# Presets measured on the 2-core machine: a MiniLM fine-tune of 1,000 sentences x 2 epochs
+# (max length 48) takes ~45 s and reaches ~0.77-0.80 dense accuracy; 400 x 2 at lr 2e-4 ~27 s.
+QUICK = {"tokens": 1024, "seq_len": 256, "train": 400, "test": 200, "epochs": 2.0, "lr": 2e-4,
+         "ft_levels": (0.4, 0.8), "resolution": 0.2, "lm_resolution": 0.05}
+FULL = {"tokens": 4096, "seq_len": 512, "train": 1000, "test": 500, "epochs": 2.0, "lr": 1e-4,
+        "ft_levels": DEFAULT_LEVELS, "resolution": 0.025, "lm_resolution": 0.025}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser("sweep", help="essential-sparsity sweep with knee detection, report and plots")
+    sweep.add_argument("--model", help="local HF checkpoint (default: both packaged models and data sets)")
+    sweep.add_argument("--task", choices=("perplexity", "finetune"), help="how a level is evaluated (with --model)")
+    sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~3 minutes for the defaults)")
+    sweep.add_argument("--output", default="runs/essential-sparsity", help="report folder (resumes if it exists)")
+    sweep.add_argument("--method", default="omp", choices=("omp", "random"))
+    sweep.add_argument("--scope", default="global", choices=("global", "layer"))
+    sweep.add_argument("--levels", type=float, nargs="+", help="sparsity grid (default 0.0 ... 0.9)")
+    sweep.add_argument("--tolerance", type=float, default=0.01, help="allowed degradation (default 0.01 = 1 %%)")
+    sweep.add_argument("--tolerance-kind", default="relative", choices=("relative", "absolute"))
+    sweep.add_argument("--resolution", type=float, help="locate the essential sparsity to this (default 0.025)")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (mean and spread)")
+    lm = sweep.add_argument_group("perplexity task")
+    lm.add_argument("--text", help="a .txt file or a folder of .txt files")
+    lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
+    lm.add_argument("--seq-len", type=int, help="sequence length (default 512; quick 256)")
+    ft = sweep.add_argument_group("fine-tune task")
+    ft.add_argument("--data", help="CSV, JSON/JSONL, or a folder of class folders of .txt files")
+    ft.add_argument("--text-column", default="text")
+    ft.add_argument("--label-column", default="label")
+    ft.add_argument("--train", type=int, help="training examples (default 1000; quick 300)")
+    ft.add_argument("--test", type=int, help="test examples (default 500; quick 200)")
+    ft.add_argument("--epochs", type=float, help="fine-tuning epochs (default 2)")
+    ft.add_argument("--lr", type=float, help="learning rate (default 1e-4; quick 2e-4)")
+    ft.add_argument("--batch-size", type=int, default=16)
+    ft.add_argument("--max-length", type=int, default=48, help="tokens per example (default 48)")
+
+    compare = sub.add_parser("compare-masks", help="cosine / IoU / Hamming similarity of two mask sets")
+    compare.add_argument("a", help="masks file, or a folder holding sparsity_masks.safetensors")
+    compare.add_argument("b")
+    compare.add_argument("--json", action="store_true")
+    compare.add_argument("--output", help="also write JSON and a per-layer plot here")
+
+    zeros = sub.add_parser("zeros", help="near-zero weight statistics over one or more checkpoints")
+    zeros.add_argument("checkpoints", nargs="+", help="HF checkpoint folders (or packaged:NAME)")
+    zeros.add_argument("--threshold", type=float, default=0.01)
+    zeros.add_argument("--mode", default="relative", choices=("absolute", "relative"))
+    zeros.add_argument("--json", action="store_true")
+    zeros.add_argument("--output", help="also write JSON, CSV and a plot across checkpoints here")
+
+
+# --------------------------------------------------------------------- sweep
+def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str, command: str,
+               identity: dict, similarity_fn=None) -> SweepResult:
+    started = time.perf_counter()
+
+    def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
+        _log(f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
+             f"{' (refinement)' if refined else ''}  [{time.perf_counter() - started:.0f}s]")
+
+    result = run_sweep(task.evaluate, config, out / "evaluations.json", identity, on_result=progress)
+    at = result.essential_sparsity or 0.0
+    layers = task.layer_sparsity(at) if at > 0 else None
+    similarity = similarity_fn(at) if (similarity_fn and at > 0) else None
+    write_sweep_report(out, result, title, command, layers, similarity,
+                       meta={"seconds": round(time.perf_counter() - started, 1), **identity})
+    _log(f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
+         f"report: {out / 'summary.md'}")
+    return result
+
+
+def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, resolution: float) -> SweepConfig:
+    return SweepConfig(levels=tuple(args.levels) if args.levels else tuple(levels), tolerance=args.tolerance,
+                       tolerance_kind=args.tolerance_kind, higher_is_better=higher,
+                       resolution=args.resolution or resolution, seeds=tuple(args.seeds), metric=metric)
+
+
+def _perplexity_sweep(args, preset, model, texts, name, title, out, command) -> SweepResult:
+    from .tasks import PerplexityTask
+
+    tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
+    config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
+    _log(f"[{name}] loading {model}")
+    task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope)
+    identity = {"task": "perplexity", "model": str(model), "tokens": tokens, "seq_len": seq_len,
+                "method": args.method, "scope": args.scope}
+    return _sweep_one(name, task, config, out / name, title, command, identity)
+
+
+def _finetune_sweep(args, preset, model, data, name, title, out, command) -> SweepResult:
+    from es_plugins.integrations.hf_recipes import FinetuneTask
+
+    texts, labels, names = data
+    n_train, n_test = args.train or preset["train"], args.test or preset["test"]
+    if n_train + n_test > len(texts):
+        raise SparsityConfigError(f"--train {n_train} + --test {n_test} exceeds the {len(texts)} examples available")
+    train, test = (texts[:n_train], labels[:n_train]), (texts[n_train:n_train + n_test], labels[n_train:n_train + n_test])
+    config = _sweep_config(args, f"accuracy ({n_test} test examples)", True, preset["ft_levels"], preset["resolution"])
+    dense_weights = out / name / "dense_finetuned_targets.safetensors"
+    epochs, lr = args.epochs or preset["epochs"], args.lr or preset["lr"]
+    task = FinetuneTask(model, train, test, len(names), args.method, args.scope, epochs, args.batch_size,
+                        lr, args.max_length, keep_dense_weights=dense_weights)
+    identity = {"task": "finetune", "model": str(model), "train": n_train, "test": n_test, "epochs": epochs,
+                "lr": lr, "batch_size": args.batch_size, "max_length": args.max_length,
+                "method": args.method, "scope": args.scope}
+
+    def omp_vs_one_imp_round(sparsity: float):
+        """OMP of the pre-trained weights vs OMP of the fine-tuned dense weights (= the mask
+        one round of IMP would choose) at the essential sparsity."""
+        if not dense_weights.is_file():
+            return None
+        from safetensors.torch import load_file
+
+        from es_plugins.integrations.hf_recipes import load_classifier
+        from es_plugins.methods import compute_masks
+        from es_plugins.targets import resolve_targets
+
+        from .tasks import method_at
+
+        model_obj, _ = load_classifier(model, len(names))
+        targets = resolve_targets(model_obj)
+        method = method_at("omp", sparsity, args.scope, 0)
+        pretrained = compute_masks(targets, method)
+        finetuned = load_file(str(dense_weights))
+        for t in targets:
+            t.param.data.copy_(finetuned[t.name])
+        return mask_similarity(compute_masks(targets, method), pretrained)
+
+    return _sweep_one(name, task, config, out / name, title, command, identity, omp_vs_one_imp_round)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    preset = QUICK if args.quick else FULL
+    out = Path(args.output)
+    command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results: list[tuple[str, SweepResult]] = []
+    if args.model is None:
+        if args.task or args.text or args.data:
+            raise SparsityConfigError("--task/--text/--data need --model (without it the packaged defaults run)")
+        from ..datasets import bbc_news, rotten_tomatoes
+
+        texts, labels = rotten_tomatoes(seed=0)
+        results.append(("smollm2-perplexity", _perplexity_sweep(
+            args, preset, resolve_model_path("packaged:smollm2"), bbc_news("eval"), "smollm2-perplexity",
+            "SmolLM2-135M, BBC News perplexity, global OMP", out, command)))
+        results.append(("minilm-finetune", _finetune_sweep(
+            args, preset, resolve_model_path("packaged:minilm"), (texts, labels, ["rotten", "fresh"]),
+            "minilm-finetune", "all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, global OMP", out, command)))
+    else:
+        model = resolve_model_path(args.model)
+        from ..checkpoint import check_checkpoint_dir
+
+        check_checkpoint_dir(model)
+        name = f"{model.name}-{args.task}"
+        if args.task == "perplexity":
+            if not args.text:
+                raise SparsityConfigError("--task perplexity needs --text PATH (a .txt file or a folder of them)")
+            from ..datasets import read_texts
+
+            results.append((name, _perplexity_sweep(args, preset, model, read_texts(args.text), name,
+                                                    f"{model.name}, perplexity", out, command)))
+        elif args.task == "finetune":
+            if not args.data:
+                raise SparsityConfigError("--task finetune needs --data PATH (CSV, JSON or a folder of class folders)")
+            from ..datasets import load_labeled
+
+            data = load_labeled(args.data, args.text_column, args.label_column)
+            results.append((name, _finetune_sweep(args, preset, model, data, name, f"{model.name}, accuracy", out, command)))
+        else:
+            raise SparsityConfigError("--model needs --task perplexity or --task finetune")
+    lines = ["# Essential sparsity", "", f"Command: `{command}`", "",
+             "| run | metric | dense | essential sparsity | first failing | knee | report |", "|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        fmt = lambda x: "–" if x is None else f"{x:.1%}"
+        lines.append(f"| {name} | {r.config.metric} | {r.dense:.4g} | **{fmt(r.essential_sparsity)}** | "
+                     f"{fmt(r.first_failing)} | {fmt(r.knee)} | [{name}/summary.md]({name}/summary.md) |")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
+    print(f"\nreport: {out.resolve() / 'summary.md'}")
+    return 0
+
+
+# --------------------------------------------------------------------- compare-masks
+def _load_masks(path: str) -> SparsityState:
+    p = Path(path)
+    return SparsityState.load(p / MASKS_FILENAME if p.is_dir() else p)
+
+
+def cmd_compare_masks(args: argparse.Namespace) -> int:
+    similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
+    print(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
+    if args.output:
+        from .plots import plot_similarity
+
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "mask_similarity.json").write_text(json.dumps(similarity.to_dict(), indent=2))
+        plot_similarity(similarity, out / "mask_similarity.png", f"{Path(args.a).name} vs {Path(args.b).name}")
+    return 0
+
+
+# --------------------------------------------------------------------- zeros
+def cmd_zeros(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_hf_model
+    from ..targets import resolve_targets
+    from .zeros import near_zero_stats
+
+    stats = {}
+    for spec in args.checkpoints:
+        model = load_hf_model(resolve_model_path(spec))
+        stats[spec] = near_zero_stats(resolve_targets(model), args.threshold, args.mode)
+    data = {spec: s.to_dict() for spec, s in stats.items()}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        unit = "x mean|w| of the layer" if args.mode == "relative" else "absolute"
+        print(f"near-zero weights: |w| < {args.threshold:g} ({unit})")
+        for spec, s in stats.items():
+            print(f"  {s.overall:8.3%}  {spec}  ({len(s.layers)} targeted layers)")
+    if args.output:
+        import csv
+
+        from .plots import plot_near_zero
+
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "near_zero.json").write_text(json.dumps(data, indent=2))
+        with open(out / "near_zero.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["checkpoint", "layer", "fraction"])
+            for spec, s in stats.items():
+                writer.writerow([spec, "overall", s.overall])
+                writer.writerows([spec, name, frac] for name, frac in s.fractions().items())
+        plot_near_zero({spec: s.overall for spec, s in stats.items()}, out / "near_zero.png",
+                       f"near-zero weights (|w| < {args.threshold:g}, {args.mode})")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "compare-masks": cmd_compare_masks, "zeros": cmd_zeros}

@@ -1,0 +1,119 @@
+"""PNG plots for sweep and similarity reports (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping
+
+from .similarity import MaskSimilarity
+from .sweep import SweepResult
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
+    """Metric vs sparsity with seed spread, the dense line, the tolerance band, the essential
+    sparsity and the knee. Levels whose evaluation returned NaN are marked, not plotted."""
+    plt = _pyplot()
+    config, dense = result.config, result.dense
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ok = [lv for lv in result.levels if not lv.flagged]
+    xs = [100 * lv.sparsity for lv in ok]
+    ax.errorbar(xs, [lv.mean for lv in ok], yerr=[lv.std for lv in ok], marker="o", ms=4, capsize=3,
+                label=f"{config.metric} (mean ± sd over {len(config.seeds)} seed{'s' * (len(config.seeds) > 1)})")
+    refined = [lv for lv in ok if lv.refined]
+    if refined:
+        ax.scatter([100 * lv.sparsity for lv in refined], [lv.mean for lv in refined], s=40, facecolors="none",
+                   edgecolors="tab:orange", zorder=3, label="refinement points")
+    slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
+    band = (dense - slack, dense) if config.higher_is_better else (dense, dense + slack)
+    ax.axhline(dense, color="gray", lw=1, label=f"dense = {dense:.4g}")
+    ax.axhspan(*band, color="tab:green", alpha=0.15,
+               label=f"tolerance {config.tolerance:g}{' (relative)' if config.tolerance_kind == 'relative' else ''}")
+    if result.essential_sparsity is not None:
+        ax.axvline(100 * result.essential_sparsity, color="tab:green", ls="--",
+                   label=f"essential sparsity {result.essential_sparsity:.1%}")
+    if result.knee is not None:
+        ax.axvline(100 * result.knee, color="tab:red", ls=":", label=f"knee {result.knee:.1%}")
+    flagged = [lv for lv in result.levels if lv.flagged]
+    for lv in flagged:
+        ax.annotate("NaN", (100 * lv.sparsity, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", color="red")
+    if not config.higher_is_better and ok and max(lv.mean for lv in ok) / max(min(lv.mean for lv in ok), 1e-12) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("sparsity of targeted weights (%)")
+    ax.set_ylabel(config.metric)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_layer_sparsity(layer_sparsity: Mapping[str, float], path: Path, title: str) -> Path:
+    """Per-layer sparsity as horizontal bars (global thresholds spread unevenly)."""
+    plt = _pyplot()
+    names = list(layer_sparsity)
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.16 * len(names) + 1)))
+    ax.barh(range(len(names)), [100 * layer_sparsity[n] for n in names], color="tab:blue")
+    ax.set_yticks(range(len(names)), [n.removesuffix(".weight") for n in names], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("sparsity (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_similarity(similarity: MaskSimilarity, path: Path, title: str) -> Path:
+    """Per-layer cosine similarity beside the chance level of random masks."""
+    plt = _pyplot()
+    names = list(similarity.layers)
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.16 * len(names) + 1)))
+    ys = range(len(names))
+    ax.barh(ys, [similarity.layers[n].cosine for n in names], color="tab:blue", label="cosine")
+    ax.scatter([similarity.layers[n].chance["cosine"] for n in names], ys, color="tab:red", marker="|", s=60,
+               label="chance (random masks)", zorder=3)
+    ax.set_yticks(list(ys), [n.removesuffix(".weight") for n in names], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("cosine similarity of keep-masks")
+    overall = similarity.overall
+    ax.set_title(f"{title}\noverall {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f})", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_near_zero(series: Mapping[str, float], path: Path, title: str, xlabel: str = "checkpoint") -> Path:
+    """Overall near-zero fraction across checkpoints (SSL vs SL, or over training)."""
+    plt = _pyplot()
+    labels = list(series)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(range(len(labels)), [100 * series[k] for k in labels], marker="o")
+    ax.set_xticks(range(len(labels)), [Path(k).name or k for k in labels], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("near-zero weights (%)")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

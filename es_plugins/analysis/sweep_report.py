@@ -1,0 +1,91 @@
+"""Sweep report folder: JSON + CSV results, a Markdown summary and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from .plots import plot_layer_sparsity, plot_similarity, plot_sweep
+from .similarity import MaskSimilarity
+from .sweep import SweepResult
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN (flagged)"
+    return f"{value:.1%}" if pct else f"{value:.4g}"
+
+
+def write_sweep_report(
+    folder: str | Path,
+    result: SweepResult,
+    title: str,
+    command: str,
+    layer_sparsity: Mapping[str, float] | None = None,
+    similarity: MaskSimilarity | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``results.json``, ``results.csv``, ``summary.md`` and plots into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"title": title, "command": command, **result.to_dict(), "meta": dict(meta or {})}
+    if layer_sparsity:
+        data["layer_sparsity_at_essential"] = dict(layer_sparsity)
+    if similarity is not None:
+        data["mask_similarity"] = similarity.to_dict()
+    (folder / "results.json").write_text(json.dumps(data, indent=2, allow_nan=True))
+
+    config = result.config
+    with open(folder / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sparsity", "seed", config.metric, "level_mean", "level_std", "within_tolerance",
+                         "refined", "flagged_nan"])
+        for level in result.levels:
+            within = config.within(level.mean, result.dense)
+            for seed, value in sorted(level.values.items()):
+                writer.writerow([level.sparsity, seed, value, level.mean, level.std, within, level.refined, level.flagged])
+
+    plots = {"metric vs sparsity": plot_sweep(result, folder / "metric_vs_sparsity.png", title)}
+    if layer_sparsity:
+        at = result.essential_sparsity or 0.0
+        plots["per-layer sparsity"] = plot_layer_sparsity(
+            layer_sparsity, folder / "per_layer_sparsity.png", f"{title}: per-layer sparsity at {at:.1%} (global OMP)")
+    if similarity is not None:
+        plots["mask similarity"] = plot_similarity(similarity, folder / "mask_similarity.png", f"{title}: mask similarity")
+
+    direction = "higher" if config.higher_is_better else "lower"
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"- metric: **{config.metric}** ({direction} is better); dense = {_fmt(result.dense)}",
+        f"- tolerance: {config.tolerance:g} {config.tolerance_kind}"
+        + (" (the paper's 1 %)" if (config.tolerance, config.tolerance_kind) == (0.01, "relative") else ""),
+        f"- **essential sparsity: {_fmt(result.essential_sparsity, True)}** — largest level of the contiguous "
+        f"within-tolerance run from dense; first failing level: {_fmt(result.first_failing, True)} "
+        f"(resolution {config.resolution:.1%})",
+        f"- knee (Kneedle, max distance below the chord of the normalised degradation curve): {_fmt(result.knee, True)}",
+        f"- seeds: {list(config.seeds)}; evaluations run: {result.evaluations} (others reused from an earlier run)"
+        if result.evaluations < sum(len(lv.values) for lv in result.levels) else
+        f"- seeds: {list(config.seeds)}; evaluations: {result.evaluations}",
+        "",
+        f"| sparsity | {config.metric} mean | sd | within tolerance | note |",
+        "|---|---|---|---|---|",
+    ]
+    for level in result.levels:
+        note = ", ".join(x for x in ("refined" if level.refined else "", "NaN flagged" if level.flagged else "") if x)
+        lines.append(f"| {level.sparsity:.2%} | {_fmt(level.mean)} | {level.std:.3g} | "
+                     f"{'yes' if config.within(level.mean, result.dense) else 'no'} | {note} |")
+    if similarity is not None:
+        overall = similarity.overall
+        lines += ["", f"Mask similarity: cosine {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f}), "
+                      f"IoU {overall.iou:.4f}, Hamming {overall.hamming:.4f}"]
+    lines += ["", *[f"![{name}]({path.name})" for name, path in plots.items()], ""]
+    (folder / "summary.md").write_text("\n".join(lines))
+    return folder

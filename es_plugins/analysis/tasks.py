@@ -1,0 +1,84 @@
+"""Sweep tasks: how one sparsity level of one checkpoint is evaluated.
+
+A task owns the loaded model and data and exposes ``evaluate(sparsity, seed) -> float`` for
+:func:`run_sweep`, plus ``layer_sparsity(sparsity)`` for the report. The perplexity task is
+framework-free (the model is loaded once and its targeted weights restored between levels);
+the fine-tune task lives in ``es_plugins.integrations.hf_recipes`` because it drives the Trainer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..checkpoint import load_hf_model
+from ..datasets import token_blocks
+from ..errors import SparsityConfigError
+from ..evaluation import perplexity
+from ..methods import MethodConfig, config_from_dict
+from ..plan import SparsityPlan
+from ..sparsify import sparsify_
+from ..targets import TargetSpec, resolve_targets
+
+SWEEPABLE = ("omp", "random")
+
+
+def method_at(method: str, sparsity: float, scope: str, seed: int) -> MethodConfig:
+    """The method config for one sweep level (random pruning takes the seed)."""
+    if method not in SWEEPABLE:
+        raise SparsityConfigError(
+            f"sweep method must be one of {', '.join(SWEEPABLE)} (N:M fixes the sparsity); got {method!r}")
+    options = {"sparsity": sparsity, "scope": scope, **({"seed": seed} if method == "random" else {})}
+    return config_from_dict({"method": method, **options})
+
+
+def layer_sparsity_at(model, method: str, sparsity: float, scope: str, targets: TargetSpec | None = None) -> dict[str, float]:
+    """Per-layer sparsity the method gives at ``sparsity`` (computed on a copy of the masks only)."""
+    from ..methods import compute_masks
+
+    resolved = resolve_targets(model, targets)
+    masks = compute_masks(resolved, method_at(method, sparsity, scope, 0))
+    return {name: float((~mask).float().mean()) for name, mask in masks.items()}
+
+
+class PerplexityTask:
+    """Zero-shot perplexity of a causal LM on local text after pruning (the paper's LLM protocol).
+
+    Raises:
+        SparsityConfigError: ``seq_len`` beyond the model's maximum, or a model without logits.
+    """
+
+    def __init__(self, model_dir: str | Path, texts: Sequence[str], num_tokens: int = 4096, seq_len: int = 512,
+                 method: str = "omp", scope: str = "global", targets: TargetSpec | None = None, batch_size: int = 2):
+        from transformers import AutoTokenizer
+
+        method_at(method, 0.0, scope, 0)  # validate early
+        self.model = load_hf_model(model_dir, dtype="float32")
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and seq_len > limit:
+            raise SparsityConfigError(f"seq_len={seq_len} is larger than the model's maximum ({limit})")
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.blocks = token_blocks(tokenizer, texts, num_tokens, seq_len)
+        self.method, self.scope, self.targets, self.batch_size = method, scope, targets, batch_size
+        self._original = {t.name: t.param.detach().clone() for t in resolve_targets(self.model, targets)}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        params = dict(self.model.named_parameters())
+        for name, value in self._original.items():
+            params[name].copy_(value)
+
+    def evaluate(self, sparsity: float, seed: int) -> float:
+        self.restore()
+        if sparsity > 0:
+            sparsify_(self.model, SparsityPlan(method_at(self.method, sparsity, self.scope, seed), self.targets or TargetSpec()))
+        try:
+            return perplexity(self.model, self.blocks, self.batch_size)
+        finally:
+            self.restore()
+
+    def layer_sparsity(self, sparsity: float) -> dict[str, float]:
+        self.restore()
+        return layer_sparsity_at(self.model, self.method, sparsity, self.scope, self.targets)

@@ -1,0 +1,107 @@
+"""SparseGPT for one weight matrix: choose the mask from the inverse Hessian of the inputs and
+update the surviving weights to compensate, column block by column block.
+
+Works on ``W`` as (out, in) in float32 whatever the model dtype; a given ``keep`` mask turns it
+into pure reconstruction (refinement of an OMP, LTH or N:M mask: the mask is kept exactly).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import SparsityConfigError
+from ..masks.nm import nm_keep_mask
+
+
+def _inverse_hessian_factor(hessian: torch.Tensor, damp: float, name: str) -> torch.Tensor:
+    """Upper Cholesky factor of H^-1 after dampening; a clear error when H is singular."""
+    h = hessian.clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    h.diagonal().add_(damp * torch.mean(torch.diag(h)))
+    try:
+        lower = torch.linalg.cholesky(h)
+        inverse = torch.cholesky_inverse(lower)
+        return torch.linalg.cholesky(inverse, upper=True)
+    except RuntimeError as exc:  # torch.linalg.LinAlgError subclasses RuntimeError
+        raise SparsityConfigError(
+            f"the Hessian of {name!r} is singular after dampening (damp={damp}): use more calibration "
+            f"samples or a larger damp ({exc.__class__.__name__})"
+        ) from None
+
+
+def _block_quota(total_pruned: int, done_cols: int, block_cols: int, cols: int, already: int) -> int:
+    """Pruned count for one column block so that the running total tracks ``total_pruned``
+    exactly (cumulative rounding), giving an exact count for the whole layer."""
+    return round(total_pruned * (done_cols + block_cols) / cols) - already
+
+
+@torch.no_grad()
+def sparsegpt_prune(
+    weight: torch.Tensor,
+    in_axis: int,
+    hessian: torch.Tensor,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    keep: torch.Tensor | None = None,
+    blocksize: int = 128,
+    damp: float = 0.01,
+    name: str = "weight",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(new_weight, keep_mask)`` in ``weight``'s layout and dtype.
+
+    Args:
+        hessian: ``sum_x x x^T`` over the calibration inputs of this layer, (in, in), float32.
+        sparsity: fraction pruned (exactly ``round(sparsity * numel)``), when no ``nm``/``keep``.
+        nm: keep N of every M consecutive inputs.
+        keep: a fixed keep-mask (weight layout): reconstruct only.
+    """
+    w = weight.detach().float().movedim(in_axis, -1).reshape(-1, weight.shape[in_axis]).clone()
+    rows, cols = w.shape
+    fixed = None if keep is None else keep.movedim(in_axis, -1).reshape(rows, cols).to(w.device)
+    dead = torch.diag(hessian) == 0
+    w[:, dead] = 0
+    hinv = _inverse_hessian_factor(hessian.float().to(w.device), damp, name)
+    pruned_mask = torch.zeros_like(w, dtype=torch.bool)
+    total_pruned = round(sparsity * rows * cols)
+    pruned_so_far = 0
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        count = i2 - i1
+        w1 = w[:, i1:i2].clone()
+        q1 = torch.zeros_like(w1)
+        err1 = torch.zeros_like(w1)
+        hinv1 = hinv[i1:i2, i1:i2]
+        diag = torch.diag(hinv1)
+        if fixed is not None:
+            mask1 = ~fixed[:, i1:i2]
+        elif nm is None:
+            quota = _block_quota(total_pruned, i1, count, cols, pruned_so_far)
+            scores = (w1 ** 2 / diag.reshape(1, -1) ** 2).reshape(-1)
+            mask1 = torch.zeros(rows * count, dtype=torch.bool, device=w.device)
+            if quota > 0:
+                mask1[torch.sort(scores, stable=True).indices[:quota]] = True
+            mask1 = mask1.view(rows, count)
+            pruned_so_far += quota
+        else:
+            mask1 = torch.zeros_like(w1, dtype=torch.bool)
+        for i in range(count):
+            column = w1[:, i]
+            d = hinv1[i, i]
+            if fixed is None and nm is not None and i % nm[1] == 0:
+                group = w1[:, i : i + nm[1]] ** 2 / diag[i : i + nm[1]].reshape(1, -1) ** 2
+                mask1[:, i : i + nm[1]] = ~nm_keep_mask(group, nm[0], nm[1], in_axis=1)
+            q = column.clone()
+            q[mask1[:, i]] = 0
+            q1[:, i] = q
+            error = (column - q) / d
+            w1[:, i:] -= error.unsqueeze(1).matmul(hinv1[i, i:].unsqueeze(0))
+            err1[:, i] = error
+        w[:, i1:i2] = q1
+        pruned_mask[:, i1:i2] = mask1
+        w[:, i2:] -= err1.matmul(hinv[i1:i2, i2:])
+    keep_out = ~pruned_mask
+    w *= keep_out  # exact zeros where pruned
+    moved_shape = weight.movedim(in_axis, -1).shape
+    new_weight = w.reshape(moved_shape).movedim(-1, in_axis).to(weight.dtype).contiguous()
+    return new_weight, keep_out.reshape(moved_shape).movedim(-1, in_axis).contiguous()
