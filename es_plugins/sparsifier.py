@@ -12,8 +12,10 @@ import dataclasses
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from .distributed import assert_identical_across_ranks
 from .errors import SparsityConfigError
 from .methods import MethodConfig, NMConfig, compute_masks
 from .plan import SparsityPlan, make_plan
@@ -33,6 +35,8 @@ class Sparsifier:
             optimizer's moment estimates stay zero for them.
         state: fixed masks to enforce instead of computing new ones (lottery-ticket
             rounds, resumed runs).
+        calibration: token ids ``[samples, seq_len]`` for Wanda / SparseGPT plans, which
+            prune block by block from activations at ``setup``.
 
     Example:
         >>> import torch
@@ -52,11 +56,17 @@ class Sparsifier:
         schedule: CubicSchedule | None = None,
         mask_gradients: bool = True,
         state: SparsityState | None = None,
+        calibration: torch.Tensor | None = None,
     ):
         if plan is None and state is None:
             raise SparsityConfigError("give a plan (what to prune) or a state (fixed masks to enforce)")
         if plan is not None:
             plan = make_plan(plan)
+        needs_calibration = plan is not None and getattr(plan.method, "needs_calibration", False)
+        if needs_calibration and calibration is None and state is None:
+            raise SparsityConfigError(f"method {plan.method.name!r} needs calibration=<token ids [samples, seq_len]>")
+        if needs_calibration and schedule is not None:
+            raise SparsityConfigError("a gradual schedule needs an unstructured magnitude/random method, not a calibrated one")
         if schedule is not None:
             if not isinstance(schedule, CubicSchedule):
                 raise SparsityConfigError(f"schedule must be a CubicSchedule or None, got {schedule!r}")
@@ -64,6 +74,7 @@ class Sparsifier:
                 raise SparsityConfigError("a gradual schedule needs an unstructured method (omp or random)")
             schedule.sparsity_at(schedule.end_step, plan.method.target_sparsity)  # validates the ramp
         self.plan = plan
+        self.calibration = calibration
         self.schedule = schedule
         self.mask_gradients = mask_gradients
         self.state: SparsityState | None = state
@@ -89,6 +100,8 @@ class Sparsifier:
             self._prune_to(self._level_at(step))
         if optimizer is not None:
             self.bind_optimizer(optimizer)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            assert_identical_across_ranks(self.state)  # DDP: every rank must enforce the same masks
         return self.state
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -111,6 +124,12 @@ class Sparsifier:
         if self._optimizer is not None:
             self.bind_optimizer(self._optimizer)
         return True
+
+    def mask_gradients_now(self) -> None:
+        """Zero pruned gradients now; adapters whose framework runs backward inside the
+        optimizer closure (Lightning) call this after backward instead of a step pre-hook."""
+        self._require_setup()
+        self.state.mask_gradients_(self._model)
 
     def enforce(self) -> None:
         """Zero every pruned weight now (e.g. after loading weights from elsewhere)."""
@@ -158,6 +177,12 @@ class Sparsifier:
         method = self.plan.method
         if self.schedule is not None:
             method = dataclasses.replace(method, sparsity=level)
+        if getattr(method, "needs_calibration", False):
+            from .calibration import calibrated_prune_  # block-wise; updates weights in place
+
+            self.state = calibrated_prune_(self._model, self.plan, self.calibration)
+            self.state.meta["level"] = self.level = level
+            return
         current = self.state.masks if self.state is not None else None
         masks = compute_masks(self._targets, method, current=current)
         meta = {"plan": self.plan.to_dict(), "targets": [t.name for t in self._targets], "level": level}

@@ -22,6 +22,12 @@ from .errors import MaskMismatchError
 from .masks.packing import pack_mask, unpack_mask
 
 MASKS_FORMAT = "es-plugins-masks"
+
+
+def _local_view(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a (possibly DTensor-sharded) tensor; the tensor itself otherwise."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) else tensor.data
 MASKS_VERSION = "1"
 MASKS_FILENAME = "sparsity_masks.safetensors"
 
@@ -79,16 +85,18 @@ class SparsityState:
         return self.num_pruned / total if total else 0.0
 
     # ----------------------------------------------------------------- model binding
-    def _bind(self, model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    def _bind(self, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(this rank's view of each masked parameter, its mask): the full tensor normally,
+        the local shard under FSDP (masks then hold shard-shaped local masks)."""
         self.validate(model)
         params = dict(model.named_parameters())
         pairs = []
         for name, mask in self.masks.items():
-            param = params[name]
-            if mask.device != param.device:
-                mask = mask.to(param.device)
+            view = _local_view(params[name])
+            if mask.device != view.device:
+                mask = mask.to(view.device)
                 self.masks[name] = mask
-            pairs.append((param, mask))
+            pairs.append((view, mask))
         return pairs
 
     def validate(self, model: nn.Module, expected: Iterable[str] | None = None) -> None:
@@ -104,9 +112,9 @@ class SparsityState:
         extra = sorted(n for n in self.masks if n not in params)
         missing = sorted(n for n in (expected or ()) if n not in self.masks)
         shapes = [
-            f"{n}: mask {tuple(m.shape)} vs weight {tuple(params[n].shape)}"
+            f"{n}: mask {tuple(m.shape)} vs weight {tuple(_local_view(params[n]).shape)}"
             for n, m in self.masks.items()
-            if n in params and tuple(m.shape) != tuple(params[n].shape)
+            if n in params and tuple(m.shape) != tuple(_local_view(params[n]).shape)
         ]
         problems = []
         if extra:
@@ -124,6 +132,17 @@ class SparsityState:
         for param, mask in self._bind(model):
             param.mul_(mask)
 
+    @torch.no_grad()
+    def mask_gradients_(self, model: nn.Module) -> None:
+        """Zero the gradients of pruned weights now (for loops whose optimizer runs the
+        backward inside ``step(closure)``, where a step pre-hook would see stale gradients)."""
+        self._bind(model)
+        params = dict(model.named_parameters())
+        for name, mask in self.masks.items():
+            grad = params[name].grad
+            if grad is not None:
+                _local_view(grad).mul_(mask)
+
     def attach(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, mask_gradients: bool = False
     ) -> EnforcementHandle:
@@ -135,17 +154,20 @@ class SparsityState:
         optimizer's moment estimates at zero for pruned weights.
         """
         pairs = self._bind(model)
+        params = dict(model.named_parameters())
 
         @torch.no_grad()
         def zero_weights(*_: Any) -> None:
             for param, mask in pairs:
                 param.mul_(mask)
 
+        grads = [(params[name], mask) for name, mask in self.masks.items()] if mask_gradients else []
+
         @torch.no_grad()
         def zero_grads(*_: Any) -> None:
-            for param, mask in pairs:
+            for param, mask in grads:
                 if param.grad is not None:
-                    param.grad.mul_(mask)
+                    _local_view(param.grad).mul_(mask)
 
         handle = EnforcementHandle([optimizer.register_step_post_hook(zero_weights)])
         if mask_gradients:

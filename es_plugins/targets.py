@@ -1,7 +1,8 @@
 """Which weights get pruned.
 
 Default: the weight matrices of ``nn.Linear`` (and Hugging Face ``Conv1D``) inside the
-repeated transformer blocks, i.e. below an ``nn.ModuleList``. Embeddings, LM heads,
+repeated transformer blocks, i.e. below an ``nn.ModuleList``; PEFT adapter layers
+(``lora_A``/``lora_B``) are never targets, their frozen ``base_layer`` is. Embeddings, LM heads,
 classifiers and poolers sit outside the blocks and stay dense, as in the paper. Users
 override with the matching rules PEFT uses for ``target_modules``: a string is a regex
 that must match the whole module name; a list matches a module whose name equals an
@@ -133,6 +134,11 @@ def candidate_modules(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
     ]
 
 
+def _is_adapter(name: str) -> bool:
+    """PEFT adapter sub-layers (``lora_A``, ``lora_B``, ...) are trained, not pruned."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
 def _default_selected(name: str, block_prefixes: list[str]) -> bool:
     if block_prefixes:
         return any(name.startswith(prefix) for prefix in block_prefixes)
@@ -156,6 +162,8 @@ def resolve_targets(model: nn.Module, spec: TargetSpec | None = None) -> list[Ta
     targets: list[Target] = []
     seen: set[int] = set()
     for name, module, axis in candidates:
+        if _is_adapter(name):
+            continue
         chosen = (
             module_matches(spec.include, name)
             if spec.include is not None

@@ -64,6 +64,7 @@ class SparsityCallback(TrainerCallback):
         schedule: ``None`` (one-shot, the paper's protocol) or a :class:`CubicSchedule`.
         mask_gradients: zero gradients of pruned weights before each step too.
         state: fixed masks to enforce instead of computing them (lottery-ticket rounds).
+        calibration: token ids ``[samples, seq_len]`` for ``"wanda"`` / ``"sparsegpt"`` plans.
         log_prefix: prefix of the logged keys (``sparsity/targets``, ``sparsity/level``).
 
     Raises:
@@ -79,11 +80,13 @@ class SparsityCallback(TrainerCallback):
         schedule: CubicSchedule | None = None,
         mask_gradients: bool = True,
         state: SparsityState | None = None,
+        calibration=None,
         log_prefix: str = "sparsity",
         **options: Any,
     ):
         plan = make_plan(plan, targets, **options) if plan is not None else None
-        self.sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=mask_gradients, state=state)
+        self.sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=mask_gradients, state=state,
+                                     calibration=calibration)
         self.log_prefix = log_prefix
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -21,7 +22,7 @@ from .sweep_report import write_sweep_report
 # (max length 48) takes ~45 s and reaches ~0.77-0.80 dense accuracy; 400 x 2 at lr 2e-4 ~27 s.
 QUICK = {"tokens": 1024, "seq_len": 256, "train": 400, "test": 200, "epochs": 2.0, "lr": 2e-4,
          "ft_levels": (0.4, 0.8), "resolution": 0.2, "lm_resolution": 0.05}
-FULL = {"tokens": 4096, "seq_len": 512, "train": 1000, "test": 500, "epochs": 2.0, "lr": 1e-4,
+FULL = {"tokens": 4096, "seq_len": 512, "train": 1000, "test": 2000, "epochs": 2.0, "lr": 1e-4,
         "ft_levels": DEFAULT_LEVELS, "resolution": 0.025, "lm_resolution": 0.025}
 
 
@@ -35,7 +36,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--task", choices=("perplexity", "finetune"), help="how a level is evaluated (with --model)")
     sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~3 minutes for the defaults)")
     sweep.add_argument("--output", default="runs/essential-sparsity", help="report folder (resumes if it exists)")
-    sweep.add_argument("--method", default="omp", choices=("omp", "random"))
+    sweep.add_argument("--method", default="omp", choices=("omp", "random", "wanda", "sparsegpt"),
+                       help="wanda/sparsegpt: perplexity task only, with --calib")
     sweep.add_argument("--scope", default="global", choices=("global", "layer"))
     sweep.add_argument("--levels", type=float, nargs="+", help="sparsity grid (default 0.0 ... 0.9)")
     sweep.add_argument("--tolerance", type=float, default=0.01, help="allowed degradation (default 0.01 = 1 %%)")
@@ -46,12 +48,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--text", help="a .txt file or a folder of .txt files")
     lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
     lm.add_argument("--seq-len", type=int, help="sequence length (default 512; quick 256)")
+    lm.add_argument("--calib", help="calibration text for wanda/sparsegpt (default for the packaged run: packaged:bbc-calib)")
+    lm.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
     ft = sweep.add_argument_group("fine-tune task")
     ft.add_argument("--data", help="CSV, JSON/JSONL, or a folder of class folders of .txt files")
     ft.add_argument("--text-column", default="text")
     ft.add_argument("--label-column", default="label")
     ft.add_argument("--train", type=int, help="training examples (default 1000; quick 300)")
-    ft.add_argument("--test", type=int, help="test examples (default 500; quick 200)")
+    ft.add_argument("--test", type=int, help="test examples (default 2000; quick 200)")
     ft.add_argument("--epochs", type=float, help="fine-tuning epochs (default 2)")
     ft.add_argument("--lr", type=float, help="learning rate (default 1e-4; quick 2e-4)")
     ft.add_argument("--batch-size", type=int, default=16)
@@ -73,7 +77,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------- sweep
 def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str, command: str,
-               identity: dict, similarity_fn=None) -> SweepResult:
+               identity: dict, similarity_fn=None, notes_fn=None, similarity_label: str = "") -> SweepResult:
     started = time.perf_counter()
 
     def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
@@ -84,8 +88,12 @@ def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str,
     at = result.essential_sparsity or 0.0
     layers = task.layer_sparsity(at) if at > 0 else None
     similarity = similarity_fn(at) if (similarity_fn and at > 0) else None
+    notes = notes_fn(result) if notes_fn else []
+    for note in notes:
+        _log(f"[{name}] note: {note}")
     write_sweep_report(out, result, title, command, layers, similarity,
-                       meta={"seconds": round(time.perf_counter() - started, 1), **identity})
+                       meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes},
+                       similarity_label=similarity_label)
     _log(f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
          f"report: {out / 'summary.md'}")
     return result
@@ -97,15 +105,19 @@ def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, r
                        resolution=args.resolution or resolution, seeds=tuple(args.seeds), metric=metric)
 
 
-def _perplexity_sweep(args, preset, model, texts, name, title, out, command) -> SweepResult:
-    from .tasks import PerplexityTask
+def _perplexity_sweep(args, preset, model, texts, name, title, out, command, default_calib=None) -> SweepResult:
+    from ..datasets import resolve_texts
+    from .tasks import CALIBRATED, PerplexityTask
 
     tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
+    calib = (args.calib or default_calib) if args.method in CALIBRATED else None
     _log(f"[{name}] loading {model}")
-    task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope)
+    task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope,
+                          calib_texts=resolve_texts(calib) if calib else None, calib_samples=args.calib_samples)
     identity = {"task": "perplexity", "model": str(model), "tokens": tokens, "seq_len": seq_len,
-                "method": args.method, "scope": args.scope}
+                "method": args.method, "scope": args.scope,
+                **({"calib": str(calib), "calib_samples": args.calib_samples} if calib else {})}
     return _sweep_one(name, task, config, out / name, title, command, identity)
 
 
@@ -148,7 +160,21 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
             t.param.data.copy_(finetuned[t.name])
         return mask_similarity(compute_masks(targets, method), pretrained)
 
-    return _sweep_one(name, task, config, out / name, title, command, identity, omp_vs_one_imp_round)
+    def noise_notes(result: SweepResult) -> list[str]:
+        """Flag a tolerance finer than the test set can resolve (binomial standard error)."""
+        dense = result.dense
+        se = math.sqrt(max(dense * (1 - dense), 0.0) / n_test)
+        slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
+        if slack >= 2 * se:
+            return []
+        return [f"the tolerance ({slack:.4f} accuracy) is below twice the test set's standard error "
+                f"({se:.4f} for {n_test} examples): with {len(config.seeds)} seed(s) the essential sparsity is "
+                "within evaluation noise; the knee is the steadier number. Add --seeds, a larger --test, "
+                "or a wider --tolerance."]
+
+    label = ("OMP of the pre-trained weights vs OMP of the fine-tuned dense weights — the mask one IMP round "
+             "would choose — at the essential sparsity")
+    return _sweep_one(name, task, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -164,10 +190,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         texts, labels = rotten_tomatoes(seed=0)
         results.append(("smollm2-perplexity", _perplexity_sweep(
             args, preset, resolve_model_path("packaged:smollm2"), bbc_news("eval"), "smollm2-perplexity",
-            "SmolLM2-135M, BBC News perplexity, global OMP", out, command)))
-        results.append(("minilm-finetune", _finetune_sweep(
-            args, preset, resolve_model_path("packaged:minilm"), (texts, labels, ["rotten", "fresh"]),
-            "minilm-finetune", "all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, global OMP", out, command)))
+            f"SmolLM2-135M, BBC News perplexity, {args.method}", out, command, default_calib="packaged:bbc-calib")))
+        if args.method in ("omp", "random"):
+            results.append(("minilm-finetune", _finetune_sweep(
+                args, preset, resolve_model_path("packaged:minilm"), (texts, labels, ["rotten", "fresh"]),
+                "minilm-finetune", f"all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, {args.method}",
+                out, command)))
+        else:
+            _log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
     else:
         model = resolve_model_path(args.model)
         from ..checkpoint import check_checkpoint_dir

@@ -29,6 +29,7 @@ def write_sweep_report(
     layer_sparsity: Mapping[str, float] | None = None,
     similarity: MaskSimilarity | None = None,
     meta: Mapping[str, Any] | None = None,
+    similarity_label: str = "two mask sets",
 ) -> Path:
     """Write ``results.json``, ``results.csv``, ``summary.md`` and plots into ``folder``."""
     folder = Path(folder)
@@ -82,9 +83,11 @@ def write_sweep_report(
         note = ", ".join(x for x in ("refined" if level.refined else "", "NaN flagged" if level.flagged else "") if x)
         lines.append(f"| {level.sparsity:.2%} | {_fmt(level.mean)} | {level.std:.3g} | "
                      f"{'yes' if config.within(level.mean, result.dense) else 'no'} | {note} |")
+    for note in (meta or {}).get("notes", []):
+        lines += ["", f"> **Note:** {note}"]
     if similarity is not None:
         overall = similarity.overall
-        lines += ["", f"Mask similarity: cosine {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f}), "
+        lines += ["", f"Mask similarity ({similarity_label}): cosine {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f}), "
                       f"IoU {overall.iou:.4f}, Hamming {overall.hamming:.4f}"]
     lines += ["", *[f"![{name}]({path.name})" for name, path in plots.items()], ""]
     (folder / "summary.md").write_text("\n".join(lines))

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from ..calibration import calibrated_prune_
 from ..checkpoint import load_hf_model
 from ..datasets import token_blocks
 from ..errors import SparsityConfigError
@@ -23,13 +24,18 @@ from ..sparsify import sparsify_
 from ..targets import TargetSpec, resolve_targets
 
 SWEEPABLE = ("omp", "random")
+CALIBRATED = ("wanda", "sparsegpt")
 
 
-def method_at(method: str, sparsity: float, scope: str, seed: int) -> MethodConfig:
+def method_at(method: str, sparsity: float, scope: str, seed: int, allow_calibrated: bool = False) -> MethodConfig:
     """The method config for one sweep level (random pruning takes the seed)."""
-    if method not in SWEEPABLE:
+    allowed = SWEEPABLE + (CALIBRATED if allow_calibrated else ())
+    if method not in allowed:
         raise SparsityConfigError(
-            f"sweep method must be one of {', '.join(SWEEPABLE)} (N:M fixes the sparsity); got {method!r}")
+            f"sweep method must be one of {', '.join(allowed)} (N:M fixes the sparsity"
+            f"{'' if allow_calibrated else '; wanda/sparsegpt sweep the perplexity task'}); got {method!r}")
+    if method in CALIBRATED:
+        return config_from_dict({"method": method, "sparsity": sparsity})
     options = {"sparsity": sparsity, "scope": scope, **({"seed": seed} if method == "random" else {})}
     return config_from_dict({"method": method, **options})
 
@@ -51,16 +57,23 @@ class PerplexityTask:
     """
 
     def __init__(self, model_dir: str | Path, texts: Sequence[str], num_tokens: int = 4096, seq_len: int = 512,
-                 method: str = "omp", scope: str = "global", targets: TargetSpec | None = None, batch_size: int = 2):
+                 method: str = "omp", scope: str = "global", targets: TargetSpec | None = None, batch_size: int = 2,
+                 calib_texts: Sequence[str] | None = None, calib_samples: int = 32):
         from transformers import AutoTokenizer
 
-        method_at(method, 0.0, scope, 0)  # validate early
+        from ..datasets import calibration_blocks
+
+        method_at(method, 0.0, scope, 0, allow_calibrated=True)  # validate early
+        if method in CALIBRATED and not calib_texts:
+            raise SparsityConfigError(f"sweeping {method!r} needs calibration text (--calib)")
         self.model = load_hf_model(model_dir, dtype="float32")
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and seq_len > limit:
             raise SparsityConfigError(f"seq_len={seq_len} is larger than the model's maximum ({limit})")
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.blocks = token_blocks(tokenizer, texts, num_tokens, seq_len)
+        self.calibration = (calibration_blocks(tokenizer, calib_texts, calib_samples, seq_len, seed=0)
+                            if method in CALIBRATED else None)
         self.method, self.scope, self.targets, self.batch_size = method, scope, targets, batch_size
         self._original = {t.name: t.param.detach().clone() for t in resolve_targets(self.model, targets)}
 
@@ -73,7 +86,12 @@ class PerplexityTask:
     def evaluate(self, sparsity: float, seed: int) -> float:
         self.restore()
         if sparsity > 0:
-            sparsify_(self.model, SparsityPlan(method_at(self.method, sparsity, self.scope, seed), self.targets or TargetSpec()))
+            plan = SparsityPlan(method_at(self.method, sparsity, self.scope, seed, allow_calibrated=True),
+                                self.targets or TargetSpec())
+            if self.calibration is not None:
+                calibrated_prune_(self.model, plan, self.calibration)
+            else:
+                sparsify_(self.model, plan)
         try:
             return perplexity(self.model, self.blocks, self.batch_size)
         finally:
@@ -81,4 +99,9 @@ class PerplexityTask:
 
     def layer_sparsity(self, sparsity: float) -> dict[str, float]:
         self.restore()
-        return layer_sparsity_at(self.model, self.method, sparsity, self.scope, self.targets)
+        if self.calibration is None:
+            return layer_sparsity_at(self.model, self.method, sparsity, self.scope, self.targets)
+        plan = SparsityPlan(method_at(self.method, sparsity, self.scope, 0, allow_calibrated=True), self.targets or TargetSpec())
+        state = calibrated_prune_(self.model, plan, self.calibration)
+        self.restore()
+        return {name: float((~mask).float().mean()) for name, mask in state.masks.items()}

@@ -7,6 +7,7 @@ are updated in place, so peak memory is the model plus one block's working set.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -85,6 +86,12 @@ def calibrated_prune_(
         extra = sorted(set(masks.masks) - {t.name for t in all_targets})
         if extra:
             raise MaskMismatchError(f"masks name layers outside the plan's targets: {extra[:5]}")
+        params = dict(model.named_parameters())
+        if all(not bool((params[n].detach()[~m.to(params[n].device)] != 0).any()) for n, m in masks.masks.items()):
+            warnings.warn(
+                "every weight the given mask prunes is already zero: SparseGPT refinement reconstructs from the "
+                "*dense* weights (it compensates the error of removing them), so load the unpruned checkpoint "
+                "and pass the mask; here it can only keep the weights as they are", stacklevel=2)
 
     was_training = model.training
     model.eval()

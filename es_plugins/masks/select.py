@@ -47,6 +47,8 @@ def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int)
     generator = torch.Generator().manual_seed(0)
     samples = []
     for score_fn, numel in zip(scores, numels):
+        if numel == 0:  # an empty shard (FSDP ranks may own no part of a parameter)
+            continue
         windows = max(1, round(_SAMPLE_SIZE * numel / total / _WINDOW))
         if windows * _WINDOW >= numel:
             ranges = list(chunks(numel))
@@ -55,7 +57,7 @@ def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int)
             ranges = [(s, s + _WINDOW) for s in starts]
         for start, stop in ranges:
             samples.append(score_fn(start, stop, torch.empty(stop - start)))
-    return torch.cat(samples).sort().values
+    return torch.cat(samples).sort().values if samples else torch.empty(0)
 
 
 def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float, int]:
@@ -89,7 +91,7 @@ class _Scratch:
 
 
 def _scratch(numels: Sequence[int]) -> _Scratch:
-    return _Scratch(min(CHUNK, max(numels)))
+    return _Scratch(min(CHUNK, max(numels, default=0)))
 
 
 def _count_and_gather(
@@ -163,23 +165,40 @@ def keep_largest_masks(
     if k >= total:
         return [torch.zeros(n, dtype=torch.bool) for n in numels]
     t, ties_left = kth_smallest_threshold(scores, numels, k, progress)
+    return write_masks(scores, numels, t, ties_left)
+
+
+def write_masks(scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]) -> list[torch.Tensor]:
+    """Keep scores above ``t``; of the scores equal to ``t``, prune the first ``ties`` in
+    (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor."""
+    per_tensor = not isinstance(ties, int)
+    ties_left = 0 if per_tensor else ties
     masks = []
     scratch = _scratch(numels)
-    for score_fn, numel in zip(scores, numels):
+    for index, (score_fn, numel) in enumerate(zip(scores, numels)):
+        if per_tensor:
+            ties_left = int(ties[index])
         keep = torch.empty(numel, dtype=torch.bool)
         for start, stop in chunks(numel):
             s = scratch.score(score_fn, start, stop)
             part = keep[start:stop]
             torch.gt(s, t, out=part)
-            ties = torch.eq(s, t, out=scratch.bools(s.numel())[0])
+            equal = torch.eq(s, t, out=scratch.bools(s.numel())[0])
             if ties_left > 0:
-                n_ties = int(ties.sum())
+                n_ties = int(equal.sum())
                 if n_ties > ties_left:
-                    part[ties.nonzero().squeeze(1)[ties_left:]] = True
+                    part[equal.nonzero().squeeze(1)[ties_left:]] = True
                     ties_left = 0
                 else:
                     ties_left -= n_ties
             else:
-                part |= ties
+                part |= equal
         masks.append(keep)
     return masks
+
+
+def count_equal(scores: Sequence[ScoreFn], numels: Sequence[int], t: float) -> list[int]:
+    """How many scores of each tensor equal ``t``."""
+    scratch = _scratch(numels)
+    return [sum(int(torch.eq(scratch.score(fn, a, b), t, out=scratch.bools(b - a)[0]).sum()) for a, b in chunks(n))
+            for fn, n in zip(scores, numels)]

@@ -145,3 +145,17 @@ def test_zeros_across_checkpoints(tmp_path, tiny_bert_dir, capsys):
     assert data[str(tiny_bert_dir)]["overall"] == pytest.approx(0.0, abs=1e-3)
     assert data[str(pruned)]["overall"] == pytest.approx(0.5, abs=1e-3)
     assert (tmp_path / "z" / "near_zero.png").is_file() and (tmp_path / "z" / "near_zero.csv").is_file()
+
+
+def test_wanda_perplexity_sweep_uses_calibration(tmp_path, tiny_lm_dir, text_dir, capsys):
+    out = tmp_path / "wanda"
+    code, _, _ = run_cli(capsys, "sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir,
+                         "--tokens", "128", "--seq-len", "32", "--levels", "0.5", "--resolution", "0.5",
+                         "--method", "wanda", "--calib", text_dir, "--calib-samples", "4", "--output", out)
+    assert code == 0
+    results = json.loads((out / "tiny-gpt2-perplexity" / "results.json").read_text())
+    assert results["meta"]["method"] == "wanda" and results["meta"]["calib_samples"] == 4
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir,
+                "--method", "sparsegpt", "--output", tmp_path / "x")
+    assert "needs calibration text (--calib)" in capsys.readouterr().err

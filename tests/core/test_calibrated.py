@@ -221,3 +221,10 @@ def test_cli_calibrated_bad_input(tmp_path, tiny_lm_dir, calib_file, capsys, ext
         _cli(capsys, "prune", tiny_lm_dir, tmp_path / "o", *extra)
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+def test_refining_an_already_pruned_model_warns():
+    model = make_tiny_gpt2()
+    omp = sparsify_(model, SparsityPlan(OMPConfig(0.5)))  # pruned in place: nothing left to reconstruct from
+    with pytest.warns(UserWarning, match="reconstructs from the \\*dense\\* weights"):
+        calibrated_prune_(model, SparsityPlan(SparseGPTConfig(0.5)), CALIB, masks=omp)

@@ -86,7 +86,7 @@ def test_bad_input_clear_error_and_nothing_written(tmp_path, tiny_bert_dir, caps
 def test_unknown_method_rejected_by_parser(tmp_path, tiny_bert_dir, capsys):
     with pytest.raises(SystemExit):
         run_cli(capsys, "prune", tiny_bert_dir, tmp_path / "o", "--method", "lth")
-    assert "invalid choice: 'lth' (choose from 'omp', 'nm', 'random')" in capsys.readouterr().err
+    assert "invalid choice: 'lth' (choose from 'omp', 'nm', 'random', 'wanda', 'sparsegpt')" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make", ["missing", "file", "empty", "config_only"])

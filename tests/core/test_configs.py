@@ -56,7 +56,7 @@ def test_random_seed_validated():
 def test_config_round_trip_and_unknown_method():
     for cfg in (OMPConfig(0.3, "layer"), RandomConfig(0.2, seed=4), NMConfig(4, 8, True)):
         assert config_from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(SparsityConfigError, match="method must be one of omp, nm, random; got .lottery."):
+    with pytest.raises(SparsityConfigError, match="method must be one of omp, nm, random, wanda, sparsegpt; got .lottery."):
         config_from_dict({"method": "lottery"})
     with pytest.raises(SparsityConfigError, match="unknown option"):
         config_from_dict({"method": "omp", "sparsity": 0.1, "pattern": "2:4"})

@@ -296,3 +296,22 @@ def test_lottery_rewind_beyond_training_fails_before_training(tmp_path):
     with pytest.raises(SparsityConfigError, match="rewind step 40 is beyond training"):
         runner.run()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_calibrated_method_through_the_callback(tmp_path):
+    from es_plugins import WandaConfig
+
+    with pytest.raises(SparsityConfigError, match="needs calibration"):
+        SparsityCallback(WandaConfig(0.5))
+    with pytest.raises(SparsityConfigError, match="gradual schedule"):
+        SparsityCallback("wanda", sparsity=0.5, calibration=torch.zeros(1, 4, dtype=torch.long), schedule=CubicSchedule(0, 4))
+    model = make_tiny_gpt2()
+    calibration = torch.randint(1, 99, (4, 12), generator=torch.Generator().manual_seed(1))
+    callback = SparsityCallback("wanda", pattern="2:4", calibration=calibration)
+    Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]).train()
+    state = callback.sparsifier.state
+    assert state.meta["calibration"] == {"samples": 4, "seq_len": 12}
+    assert pruned_nonzeros(model, state.masks) == 0
+    for target in resolve_targets(model):
+        groups, ok = nm_compliance(target.param.detach(), 2, 4, target.in_axis)
+        assert ok == groups
