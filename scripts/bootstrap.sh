@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 stamp=.venv/.es-plugins-installed
-want=$(cat requirements/lock.txt requirements/assets.txt setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/lock.txt requirements/assets.txt requirements/deepspeed.txt setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -20,6 +20,7 @@ pip_q() {
 pip_q "torch==2.13.0"
 pip_q -r requirements/lock.txt
 pip_q --no-deps -r requirements/assets.txt
+DS_BUILD_OPS=0 pip_q --no-deps --no-build-isolation -r requirements/deepspeed.txt
 pip_q --no-deps --no-build-isolation -e .
 .venv/bin/python - <<'PY'
 import torch, transformers, es_plugins
