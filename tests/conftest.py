@@ -104,20 +104,18 @@ def random_text(n_words: int, seed: int = 0) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n_words))
 
 
-@pytest.fixture
-def tiny_lm_dir(tmp_path):
-    """A saved tiny GPT-2 LM with a word tokenizer: a complete local HF checkpoint."""
-    model = make_tiny_gpt2()
-    path = tmp_path / "tiny-gpt2"
+def save_checkpoint(model, path):
+    """A complete local HF checkpoint: weights, config and a (word) tokenizer."""
     model.save_pretrained(path)
     word_tokenizer().save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def tiny_lm_dir(tmp_path):
+    return save_checkpoint(make_tiny_gpt2(), tmp_path / "tiny-gpt2")
 
 
 @pytest.fixture
 def tiny_classifier_dir(tmp_path):
-    model = make_tiny_bert()
-    path = tmp_path / "tiny-bert-cls"
-    model.save_pretrained(path)
-    word_tokenizer().save_pretrained(path)
-    return path
+    return save_checkpoint(make_tiny_bert(), tmp_path / "tiny-bert-cls")

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.integrations._launch import torchrun as launch
 
-REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("accelerate_worker.py")
 
 
 def torchrun(out: Path, phase: str) -> None:
-    torchrun_bin = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun_bin), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-           str(WORKER), str(out), phase, str(REPO)]
-    # timeout: a dead rank makes the other fail at its next collective instead of hanging forever
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch(WORKER, out, phase)
 
 
 def test_two_process_masks_identical_enforced_and_checkpointed(tmp_path):

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integrations._launch import torchrun
+
 pytest.importorskip("deepspeed")  # installed by scripts/bootstrap.sh; skipped only outside it
 
-REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("deepspeed_worker.py")
 
 
 def run(tmp_path, stage: int, enforce: bool) -> list[dict]:
-    torchrun = Path(sys.executable).with_name("torchrun")
-    port = 29800 + (os.getpid() + 10 * stage + int(enforce)) % 1000
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), str(WORKER),
-                             str(tmp_path), str(stage), str(int(enforce)), str(REPO)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(WORKER, tmp_path, stage, int(enforce), env={"DS_ACCELERATOR": "cpu"})
     return [json.loads((tmp_path / f"stage{stage}-enforce{int(enforce)}-rank{r}.json").read_text()) for r in (0, 1)]
 
 
