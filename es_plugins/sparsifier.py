@@ -100,7 +100,8 @@ class Sparsifier:
             self._prune_to(self._level_at(step))
         if optimizer is not None:
             self.bind_optimizer(optimizer)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        replicated = not self.state.meta.get("sharded", False)  # FSDP masks differ per rank by design
+        if replicated and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             assert_identical_across_ranks(self.state)  # DDP: every rank must enforce the same masks
         return self.state
 
