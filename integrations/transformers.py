@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainerState, TrainingArguments
 
 from es_plugins.analysis.zeros import near_zero_stats
 from es_plugins.errors import SparsityConfigError

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the packaged defaults: the essential-sparsity sweep of the real pre-trained
 # SmolLM2-135M (BBC News perplexity) and all-MiniLM-L6-v2 (Rotten Tomatoes accuracy after
-# fine-tuning), with report and plots. ~11 minutes on 2 cores; `bash scripts/main.sh --quick`
+# fine-tuning), with report and plots. ~13 minutes on 2 cores; `bash scripts/main.sh --quick`
 # takes ~2. Extra arguments go to `es-plugins sweep`. Re-running resumes finished levels.
 set -euo pipefail
 cd "$(dirname "$0")/.."

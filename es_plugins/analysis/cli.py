@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..assets import resolve_model_path
-from ..errors import MaskMismatchError, SparsityConfigError
+from ..errors import SparsityConfigError
 from ..state import MASKS_FILENAME, SparsityState
 from .similarity import mask_similarity
 from .sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep

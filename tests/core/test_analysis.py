@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from es_plugins import CubicSchedule, MaskMismatchError, OMPConfig, RandomConfig, Sparsifier, SparsityConfigError, TargetSpec, resolve_targets
+from es_plugins import CubicSchedule, MaskMismatchError, OMPConfig, RandomConfig, Sparsifier, SparsityConfigError, resolve_targets
 from es_plugins.analysis import mask_similarity, near_zero_stats
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from es_plugins import MaskMismatchError, OMPConfig, SparsityPlan, SparsityState, sparsify_
 from es_plugins.state import MASKS_FILENAME

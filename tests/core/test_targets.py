@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
 
 from es_plugins import NoTargetsError, OMPConfig, SparsityConfigError, SparsityPlan, TargetSpec, resolve_targets, sparsify_

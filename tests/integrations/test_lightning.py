@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from es_plugins import LotteryConfig, SparsityConfigError, SparsityState, resolve_targets
+from es_plugins import LotteryConfig, SparsityConfigError, resolve_targets
 from es_plugins.integrations.lightning import LotteryTicketCallback, SparsityCallback
 from tests.conftest import TinyBlocks
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer

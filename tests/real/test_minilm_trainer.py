@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from es_plugins.assets import packaged_model_dir
 from es_plugins.datasets import rotten_tomatoes
