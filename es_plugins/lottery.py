@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ._io import atomic_write_text
 from .errors import SparsityConfigError, check_choice
 from .methods import OMPConfig, compute_masks
 from .state import SparsityState
@@ -142,11 +143,8 @@ class LotteryTicket:
             self._rewind = load_file(str(self.folder / REWIND_FILE))
 
     def _save_progress(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = {"config": self.config.to_dict(), "records": [asdict(r) for r in self.records]}
-        tmp = self.folder / (PROGRESS_FILE + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(self.folder / PROGRESS_FILE)
+        atomic_write_text(self.folder / PROGRESS_FILE, json.dumps(data, indent=2))
 
     # ----------------------------------------------------------------- rewind point
     @torch.no_grad()

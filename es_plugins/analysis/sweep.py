@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .._io import atomic_write_text
 from ..errors import SparsityConfigError, check_choice
 
 Evaluate = Callable[[float, int], float]
@@ -181,10 +182,8 @@ class SweepStore:
         if self.path:
             rows = [{"sparsity": s, "seed": k, "value": v, "refined": s in self.refined}
                     for (s, k), v in sorted(self.values.items())]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"identity": self.identity, "evaluations": rows}, indent=1, allow_nan=True))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, json.dumps({"identity": self.identity, "evaluations": rows},
+                                                    indent=1, allow_nan=True))
 
 
 def run_sweep(
