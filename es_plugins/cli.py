@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ._console import emit, log, results_only_on_stdout
 from .analysis import cli as analysis_cli
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
@@ -106,14 +107,10 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
     src = resolve_model_path(args.model)
-    _log(f"loading {src}")
+    log(f"loading {src}")
     model = load_hf_model(src, dtype=args.dtype)
     started = time.perf_counter()
     if isinstance(plan.method, (WandaConfig, SparseGPTConfig)):
@@ -135,8 +132,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         (tmp / REPORT_FILENAME).write_text(report.to_json())
 
     out = write_checkpoint_atomically(args.out_dir, write, overwrite=args.overwrite)
-    print(report.to_json() if args.json else report.format_table())
-    _log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
+    emit(report.to_json() if args.json else report.format_table())
+    log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
     return 0
 
 
@@ -153,7 +150,7 @@ def _calibrated(model, plan: SparsityPlan, src: Path, args: argparse.Namespace) 
         raise SparsityConfigError(f"--seq-len {args.seq_len} is larger than the model's maximum ({limit})")
     tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
     calibration = calibration_blocks(tokenizer, resolve_texts(args.calib), args.calib_samples, args.seq_len, args.seed)
-    _log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
+    log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
     return calibrated_prune_(model, plan, calibration, masks=masks, show_progress=True)
 
 
@@ -173,10 +170,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         meta["masks_file"] = {"layers": len(state.masks), "sparsity": state.sparsity,
                               "weights_nonzero_where_masked": regrown}
     report = build_report(model, targets, pattern, meta=meta)
-    print(report.to_json() if args.json else report.format_table())
+    emit(report.to_json() if args.json else report.format_table())
     if "masks_file" in meta and not args.json:
         info = meta["masks_file"]
-        print(f"masks file: {info['layers']} layers, {info['sparsity']:.2%} pruned, "
+        emit(f"masks file: {info['layers']} layers, {info['sparsity']:.2%} pruned, "
               f"{info['weights_nonzero_where_masked']} weights non-zero where masked")
     return 0
 
@@ -185,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"prune": cmd_prune, "inspect": cmd_inspect, **analysis_cli.COMMANDS}[args.command](args)
+        with results_only_on_stdout():
+            return {"prune": cmd_prune, "inspect": cmd_inspect, **analysis_cli.COMMANDS}[args.command](args)
     except (ValueError, MaskMismatchError) as exc:
         parser.exit(2, f"es-plugins {args.command}: error: {exc}\n")
     return 1

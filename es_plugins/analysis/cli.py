@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._console import emit, log
 from ..assets import resolve_model_path
 from ..errors import SparsityConfigError
 from ..state import MASKS_FILENAME, SparsityState
@@ -24,10 +25,6 @@ QUICK = {"tokens": 1024, "seq_len": 256, "train": 400, "test": 200, "epochs": 2.
          "ft_levels": (0.4, 0.8), "resolution": 0.2, "lm_resolution": 0.05}
 FULL = {"tokens": 4096, "seq_len": 512, "train": 1000, "test": 2000, "epochs": 2.0, "lr": 1e-4,
         "ft_levels": DEFAULT_LEVELS, "resolution": 0.025, "lm_resolution": 0.025}
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +78,7 @@ def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str,
     started = time.perf_counter()
 
     def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
-        _log(f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
+        log(f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
              f"{' (refinement)' if refined else ''}  [{time.perf_counter() - started:.0f}s]")
 
     result = run_sweep(task.evaluate, config, out / "evaluations.json", identity, on_result=progress)
@@ -90,11 +87,11 @@ def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str,
     similarity = similarity_fn(at) if (similarity_fn and at > 0) else None
     notes = notes_fn(result) if notes_fn else []
     for note in notes:
-        _log(f"[{name}] note: {note}")
+        log(f"[{name}] note: {note}")
     write_sweep_report(out, result, title, command, layers, similarity,
                        meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes},
                        similarity_label=similarity_label)
-    _log(f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
+    log(f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
          f"report: {out / 'summary.md'}")
     return result
 
@@ -112,7 +109,7 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
     tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
     calib = (args.calib or default_calib) if args.method in CALIBRATED else None
-    _log(f"[{name}] loading {model}")
+    log(f"[{name}] loading {model}")
     task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope,
                           calib_texts=resolve_texts(calib) if calib else None, calib_samples=args.calib_samples)
     identity = {"task": "perplexity", "model": str(model), "tokens": tokens, "seq_len": seq_len,
@@ -197,7 +194,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 "minilm-finetune", f"all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, {args.method}",
                 out, command)))
         else:
-            _log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
+            log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
     else:
         model = resolve_model_path(args.model)
         from ..checkpoint import check_checkpoint_dir
@@ -228,8 +225,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                      f"{fmt(r.first_failing)} | {fmt(r.knee)} | [{name}/summary.md]({name}/summary.md) |")
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[4:]))
-    print(f"\nreport: {out.resolve() / 'summary.md'}")
+    emit("\n".join(lines[4:]))
+    emit(f"\nreport: {out.resolve() / 'summary.md'}")
     return 0
 
 
@@ -241,7 +238,7 @@ def _load_masks(path: str) -> SparsityState:
 
 def cmd_compare_masks(args: argparse.Namespace) -> int:
     similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
-    print(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
+    emit(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
     if args.output:
         from .plots import plot_similarity
 
@@ -264,12 +261,12 @@ def cmd_zeros(args: argparse.Namespace) -> int:
         stats[spec] = near_zero_stats(resolve_targets(model), args.threshold, args.mode)
     data = {spec: s.to_dict() for spec, s in stats.items()}
     if args.json:
-        print(json.dumps(data, indent=2))
+        emit(json.dumps(data, indent=2))
     else:
         unit = "x mean|w| of the layer" if args.mode == "relative" else "absolute"
-        print(f"near-zero weights: |w| < {args.threshold:g} ({unit})")
+        emit(f"near-zero weights: |w| < {args.threshold:g} ({unit})")
         for spec, s in stats.items():
-            print(f"  {s.overall:8.3%}  {spec}  ({len(s.layers)} targeted layers)")
+            emit(f"  {s.overall:8.3%}  {spec}  ({len(s.layers)} targeted layers)")
     if args.output:
         import csv
 

@@ -1,0 +1,35 @@
+"""Keep the CLI's stdout for results only (tables, JSON).
+
+Libraries loaded by a command may print to stdout (DeepSpeed's accelerator notice, GGUF
+progress); ``--json`` output must stay parseable. While a command runs, ``sys.stdout`` points
+to stderr and results go through :func:`emit` to the real stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator, TextIO
+
+_results: TextIO | None = None
+
+
+def log(message: str) -> None:
+    """A progress or status line: stderr, never mixed into results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(text: str) -> None:
+    """Print a result (not a log line) to the command's real stdout."""
+    print(text, file=_results or sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def results_only_on_stdout() -> Iterator[None]:
+    global _results
+    previous, _results = _results, sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _results = previous
