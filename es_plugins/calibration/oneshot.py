@@ -99,13 +99,13 @@ def calibrated_prune_(
     batches = [calibration[i : i + batch_size].to(device) for i in range(0, calibration.shape[0], batch_size)]
     inputs = capture_block_inputs(model, blocks[0], batches)
     keep: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
     progress = progress_factory(show_progress, f"{config.name} (block)")
     try:
         for index in progress(range(len(blocks))):
             block, targets = blocks[index], grouped[index]
             if targets:
                 stats = {t.name: InputStats(t, hessian=isinstance(config, SparseGPTConfig)) for t in targets}
-                modules = dict(model.named_modules())
                 handles = [modules[t.module_name].register_forward_hook(stats[t.name].hook) for t in targets]
                 try:
                     for args, kwargs in inputs:
