@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 import torch.distributed as dist
@@ -54,6 +53,20 @@ def _all_sum(value: int, group=None) -> int:
     return int(tensor)
 
 
+class _RankCombine:
+    """Threshold-search combiner across ranks: counts all-reduced, sample and bracket gathered."""
+
+    def __init__(self, group=None):
+        self.group = group
+        self.shards = dist.get_world_size(group)
+
+    def sum(self, value: int) -> int:
+        return _all_sum(value, self.group)
+
+    def cat(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.cat(_all_gather_objects(values, self.group))
+
+
 def distributed_keep_largest(scores, numels, k: int, group=None) -> list[torch.Tensor]:
     """:func:`es_plugins.masks.select.keep_largest_masks` over tensors sharded across ranks.
 
@@ -68,21 +81,7 @@ def distributed_keep_largest(scores, numels, k: int, group=None) -> list[torch.T
     if k <= 0 or k >= total:
         fill = k <= 0
         return [torch.full((n,), fill, dtype=torch.bool) for n in numels]
-    samples = torch.cat(_all_gather_objects(select._sample_scores(scores, numels, total), group)).sort().values
-    lo, hi, capacity = select._bracket(samples, k, total)
-    while True:
-        below, inside = select._count_and_gather(scores, numels, lo, hi, capacity // dist.get_world_size(group) + 1, iter)
-        below = _all_sum(below, group)
-        inside = torch.cat(_all_gather_objects(inside, group))
-        if k <= below:
-            lo, hi = -math.inf, lo
-            continue
-        if k > below + inside.numel():
-            lo, hi = hi, math.inf
-            continue
-        break
-    t = float(inside.kthvalue(k - below).values)
-    ties_total = k - (below + int((inside < t).sum()))
+    t, ties_total = select.kth_smallest_threshold(scores, numels, k, combine=_RankCombine(group))
     # Ties are pruned in (tensor, rank, local index) order: hand out per-rank quotas.
     counts = _all_gather_objects(select.count_equal(scores, numels, t), group)
     rank = dist.get_rank(group)

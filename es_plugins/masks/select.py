@@ -57,7 +57,7 @@ def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int)
             ranges = [(s, s + _WINDOW) for s in starts]
         for start, stop in ranges:
             samples.append(score_fn(start, stop, torch.empty(stop - start)))
-    return torch.cat(samples).sort().values if samples else torch.empty(0)
+    return torch.cat(samples) if samples else torch.empty(0)
 
 
 def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float, int]:
@@ -122,17 +122,37 @@ def _count_and_gather(
     return below, inside[:used]
 
 
+class LocalCombine:
+    """How the threshold search combines partial results: here, one process holds everything.
+    ``es_plugins.distributed`` supplies one that all-reduces counts and all-gathers the
+    sample and the bracket across ranks, so both paths share this search."""
+
+    shards = 1
+
+    def sum(self, value: int) -> int:
+        return value
+
+    def cat(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+
 def kth_smallest_threshold(
-    scores: Sequence[ScoreFn], numels: Sequence[int], k: int, progress: Callable = iter
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    k: int,
+    progress: Callable = iter,
+    combine: LocalCombine = LocalCombine(),
 ) -> tuple[float, int]:
     """Return ``(t, ties_to_prune)``: the k-th smallest score and how many scores equal to
     ``t`` must be pruned (in tie-break order) so that exactly ``k`` are pruned."""
-    total = sum(numels)
+    total = combine.sum(sum(numels))
     if not 0 < k <= total:
         raise ValueError(f"k must be in (0, {total}], got {k}")
-    lo, hi, capacity = _bracket(_sample_scores(scores, numels, total), k, total)
+    samples = combine.cat(_sample_scores(scores, numels, total)).sort().values
+    lo, hi, capacity = _bracket(samples, k, total)
     while True:
-        below, inside = _count_and_gather(scores, numels, lo, hi, capacity, progress)
+        below, inside = _count_and_gather(scores, numels, lo, hi, capacity // combine.shards + 1, progress)
+        below, inside = combine.sum(below), combine.cat(inside)
         if k <= below:  # bracket too high (an unlucky sample): widen downwards
             lo, hi = -math.inf, lo
             continue
