@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from es_plugins.errors import MaskMismatchError, SparsityConfigError
-from es_plugins.masks.nm import nm_keep_mask
+from es_plugins.masks.nm import nm_keep_within
 from es_plugins.state import SparsityState
 from es_plugins.targets import resolve_targets
 
@@ -95,8 +95,7 @@ def merge_and_unload_sparse(
         mask = mask.to(weight.device)
         if pattern is not None:
             in_axis = targets[name].in_axis if name in targets else 1
-            scores = weight.detach().abs().float().masked_fill(~mask, -1.0)
-            mask = nm_keep_mask(scores, pattern[0], pattern[1], in_axis) & mask
+            mask = nm_keep_within(weight, mask, pattern[0], pattern[1], in_axis)
         update = weight.detach().float() - base.get(name, weight.detach()).float()
         discarded = float(update[~mask].norm())
         total = float(update.norm())

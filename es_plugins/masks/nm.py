@@ -43,6 +43,14 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
     return keep.reshape(moved_shape).movedim(-1, in_axis).contiguous()
 
 
+def nm_keep_within(weight: torch.Tensor, keep: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Tensor:
+    """N:M by magnitude *inside* an existing keep-mask: weights it prunes rank below every
+    kept one and stay pruned (so a group may keep fewer than N, never a revived weight)."""
+    keep = keep.to(weight.device)
+    scores = weight.detach().abs().float().masked_fill(~keep, -1.0)
+    return nm_keep_mask(scores, n, m, in_axis) & keep
+
+
 def nm_compliance(tensor: torch.Tensor, n: int, m: int, in_axis: int) -> tuple[int, int]:
     """Return ``(groups, compliant_groups)``: how many M-groups hold at most N non-zeros.
 

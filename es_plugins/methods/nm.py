@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import SparsityConfigError
-from ..masks.nm import nm_keep_mask
+from ..masks.nm import nm_keep_mask, nm_keep_within
 from ..targets import Target
 from . import register_method
 from .configs import NMConfig
@@ -37,9 +37,9 @@ def nm_masks(
         if target.name in skipped:
             masks[target.name] = torch.ones_like(target.param, dtype=torch.bool)
         else:
-            scores = target.param.detach().abs().float()
-            keep = nm_keep_mask(scores, config.n, config.m, target.in_axis)
             if target.name in current:  # never revive a weight an earlier step pruned
-                keep &= current[target.name].to(keep.device)
+                keep = nm_keep_within(target.param, current[target.name], config.n, config.m, target.in_axis)
+            else:
+                keep = nm_keep_mask(target.param.detach().abs().float(), config.n, config.m, target.in_axis)
             masks[target.name] = keep
     return masks
