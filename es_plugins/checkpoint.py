@@ -46,6 +46,10 @@ def load_hf_model(path: str | Path, dtype: str = "auto") -> nn.Module:
     check_checkpoint_dir(path)
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    from .export.compressed import is_compressed_checkpoint, load_compressed
+
+    if is_compressed_checkpoint(path):
+        return load_compressed(path, dtype=None if dtype == "auto" else DTYPES[dtype])
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     arch = (getattr(config, "architectures", None) or [None])[0]
     model_cls = getattr(transformers, arch, None) if arch else None

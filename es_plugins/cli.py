@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ._console import emit, log, results_only_on_stdout
+from ._cli_args import add_target_args as _add_target_args
+from ._cli_args import target_spec as _target_spec
 from .analysis import cli as analysis_cli
+from .export import cli as export_cli
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
 from .errors import MaskMismatchError, SparsityConfigError
@@ -18,26 +21,9 @@ from .plan import SparsityPlan
 from .report import build_report
 from .sparsify import sparsify_
 from .state import MASKS_FILENAME, SparsityState
-from .targets import TargetSpec, resolve_targets
+from .targets import resolve_targets
 
 REPORT_FILENAME = "sparsity_report.json"
-
-
-def _add_target_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("targets (PEFT target_modules rules)")
-    group.add_argument("--include", nargs="+", metavar="NAME",
-                       help="module names or name suffixes to prune (replaces the default: Linear/Conv1D inside blocks)")
-    group.add_argument("--include-regex", metavar="REGEX", help="regex that must match the whole module name")
-    group.add_argument("--exclude", nargs="+", metavar="NAME", help="module names or suffixes to keep dense")
-    group.add_argument("--exclude-regex", metavar="REGEX", help="regex (whole module name) to keep dense")
-
-
-def _target_spec(args: argparse.Namespace) -> TargetSpec:
-    if args.include and args.include_regex:
-        raise SparsityConfigError("use either --include or --include-regex, not both")
-    if args.exclude and args.exclude_regex:
-        raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
-    return TargetSpec(include=args.include or args.include_regex, exclude=args.exclude or args.exclude_regex)
 
 
 def _method_config(args: argparse.Namespace) -> MethodConfig:
@@ -68,14 +54,8 @@ def _method_config(args: argparse.Namespace) -> MethodConfig:
     return OMPConfig(sparsity=sparsity, scope=args.scope)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="es-plugins",
-        description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, count zeros.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    prune = sub.add_parser("prune", help="prune a local HF checkpoint and write a plain sparse one")
+def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
+    """Options of ``prune`` (shared with ``optimum-cli sparsity prune``)."""
     prune.add_argument("model", help="local HF checkpoint folder, or packaged:minilm")
     prune.add_argument("out_dir", help="output folder (written only if everything succeeds)")
     prune.add_argument("--method", default="omp", choices=method_names())
@@ -98,11 +78,27 @@ def _build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_target_args(prune)
 
-    inspect = sub.add_parser("inspect", help="report sparsity and N:M compliance of a HF checkpoint")
-    inspect.add_argument("path", help="local HF checkpoint folder, or packaged:minilm")
+
+def add_inspect_arguments(inspect: argparse.ArgumentParser) -> None:
+    """Options of ``inspect`` (shared with ``optimum-cli sparsity inspect``)."""
+    inspect.add_argument("path", help="local HF checkpoint folder, packaged:minilm, or an .onnx file")
     inspect.add_argument("--pattern", default="2:4", help="N:M pattern to check compliance for (default 2:4)")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_target_args(inspect)
+    export_cli.add_onnx_inspect_arguments(inspect)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="es-plugins",
+        description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, count zeros.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    add_prune_arguments(sub.add_parser("prune", help="prune a local HF checkpoint and write a plain sparse one"))
+    add_inspect_arguments(sub.add_parser(
+        "inspect", help="report sparsity and N:M compliance of a HF checkpoint or an ONNX file"))
+    export_cli.add_parsers(sub)
     analysis_cli.add_parsers(sub)
     return parser
 
@@ -157,6 +153,9 @@ def _calibrated(model, plan: SparsityPlan, src: Path, args: argparse.Namespace) 
 def cmd_inspect(args: argparse.Namespace) -> int:
     pattern = parse_pattern(args.pattern)
     NMConfig(n=pattern[0], m=pattern[1])  # validates the pattern
+    if export_cli.is_onnx_path(args.path):
+        return export_cli.cmd_inspect_onnx(args, pattern)
+    export_cli.refuse_onnx_only_options(args)
     spec = _target_spec(args)
     path = resolve_model_path(args.path)
     model = load_hf_model(path)
@@ -178,15 +177,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+COMMANDS = {"prune": cmd_prune, "inspect": cmd_inspect, **export_cli.COMMANDS, **analysis_cli.COMMANDS}
+
+
+def run_command(name: str, args: argparse.Namespace) -> int:
+    """Run a parsed command; bad input exits with status 2 and one clear line on stderr.
+
+    Shared by ``es-plugins`` and the ``optimum-cli sparsity`` commands.
+    """
     try:
         with results_only_on_stdout():
-            return {"prune": cmd_prune, "inspect": cmd_inspect, **analysis_cli.COMMANDS}[args.command](args)
-    except (ValueError, MaskMismatchError) as exc:
-        parser.exit(2, f"es-plugins {args.command}: error: {exc}\n")
-    return 1
+            return COMMANDS[name](args)
+    except (ValueError, MaskMismatchError, ImportError) as exc:
+        print(f"es-plugins {name}: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    return run_command(args.command, args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""A checkpoint pruned by es-plugins exports with the unmodified `optimum-cli export onnx`:
-the zeros survive exactly and ONNX Runtime matches PyTorch (first piece of the export issue)."""
+"""Checkpoints pruned by each es-plugins path (CLI, HF Trainer callback, PEFT sparse merge)
+export with the unmodified `optimum-cli export onnx`: every weight survives bit for bit, the
+inspector's numbers equal the PyTorch report, and ONNX Runtime matches PyTorch."""
 
 from __future__ import annotations
 
@@ -8,48 +9,95 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
+from es_plugins import NMConfig, resolve_targets
+from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
+from es_plugins.export.onnx_check import pytorch_parity
+from es_plugins.export.onnx_report import inspect_onnx, mismatches_with_pytorch
+from es_plugins.export.onnx_weights import load_onnx
+from es_plugins.report import build_report
+from tests.conftest import make_tiny_bert, save_checkpoint, word_tokenizer
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-@pytest.mark.parametrize("method", [["--method", "omp", "--sparsity", "0.5"], ["--method", "nm", "--pattern", "2:4"]])
-def test_optimum_cli_export_keeps_zeros_and_outputs(tmp_path, tiny_classifier_dir, method):
-    from onnx import numpy_helper
-    from transformers import AutoModelForSequenceClassification
-
-    pruned = tmp_path / "pruned"
-    assert es_cli(["prune", str(tiny_classifier_dir), str(pruned), *method]) == 0
-    out = tmp_path / "onnx"
+def optimum_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     cli = Path(sys.executable).with_name("optimum-cli")
-    result = subprocess.run([str(cli), "export", "onnx", "--model", str(pruned), "--task", "text-classification",
-                             "--opset", "17", str(out)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=600, env=OFFLINE)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
-    model = AutoModelForSequenceClassification.from_pretrained(pruned).eval()
-    graph = onnx.load(str(out / "model.onnx")).graph
-    initializers = [numpy_helper.to_array(t) for t in graph.initializer]
-    for name, param in model.named_parameters():
-        if "encoder.layer" not in name or not name.endswith(".weight") or param.dim() != 2:
-            continue
-        weight = param.detach().numpy()
-        matches = [a for a in initializers if a.shape in (weight.shape, weight.T.shape)
-                   and (np.array_equal(a, weight) or np.array_equal(a, weight.T))]
-        assert matches, f"{name} not found bit-exactly among the ONNX initializers"
-        assert int((matches[0] == 0).sum()) == int((weight == 0).sum()) > 0
 
-    ids = torch.randint(3, 30, (2, 10), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    with torch.no_grad():
-        expected = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).logits.numpy()
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": np.zeros_like(ids.numpy())}
-    feeds = {k: v for k, v in feeds.items() if k in {i.name for i in session.get_inputs()}}
-    got = session.run(None, feeds)[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+def export(model_dir: Path, out: Path, task: str = "text-classification") -> Path:
+    optimum_cli("export", "onnx", "--model", str(model_dir), "--task", task, "--opset", "17", str(out))
+    return out / "model.onnx"
+
+
+def assert_export_faithful(model_dir: Path, onnx_path: Path, pattern=(2, 4)) -> None:
+    model = load_hf_model(model_dir, dtype="float32")
+    graph = load_onnx(onnx_path)
+    assert mismatches_with_pytorch(graph, dict(model.named_parameters())) == []
+    onnx_report = inspect_onnx(graph, pattern)
+    torch_report = build_report(model, resolve_targets(model), pattern)
+    for layer in torch_report.layers:
+        mapped = onnx_report.layer(layer.name)
+        assert (mapped.numel, mapped.zeros, mapped.nm_groups, mapped.nm_compliant) == (
+            layer.numel, layer.zeros, layer.nm_groups, layer.nm_compliant), layer.name
+    parity = pytorch_parity(model, graph, atol=1e-4)
+    assert parity.ok, parity
+
+
+def cli_pruned(tmp_path: Path, *options: str) -> Path:
+    src = save_checkpoint(make_tiny_bert(), tmp_path / "dense")
+    if not options:
+        return src
+    assert es_cli(["prune", str(src), str(tmp_path / "pruned"), *options]) == 0
+    return tmp_path / "pruned"
+
+
+def trainer_pruned(tmp_path: Path) -> Path:
+    from transformers import Trainer
+
+    from es_plugins.integrations.transformers import SparsityCallback
+    from tests.integrations.test_transformers import RandomTokens, training_args
+
+    trainer = Trainer(model=make_tiny_bert(), args=training_args(tmp_path / "run"), train_dataset=RandomTokens(),
+                      callbacks=[SparsityCallback(NMConfig(2, 4))])
+    trainer.train()
+    trainer.save_model(str(tmp_path / "trained"))
+    word_tokenizer().save_pretrained(tmp_path / "trained")
+    return tmp_path / "trained"
+
+
+def peft_merged(tmp_path: Path) -> Path:
+    from es_plugins.integrations.peft import merge_and_unload_sparse
+    from tests.integrations.test_peft import train_sparse_lora
+
+    model, state = train_sparse_lora(tmp_path / "run", sparsity=0.5)
+    merged, _ = merge_and_unload_sparse(model, state)
+    return save_checkpoint(merged, tmp_path / "merged")
+
+
+PRODUCERS = {
+    "dense": lambda tmp: cli_pruned(tmp),
+    "cli-omp50": lambda tmp: cli_pruned(tmp, "--method", "omp", "--sparsity", "0.5"),
+    "cli-2:4": lambda tmp: cli_pruned(tmp, "--method", "nm", "--pattern", "2:4"),
+    "trainer-2:4": trainer_pruned,
+    "peft-merge-omp50": peft_merged,
+}
+
+
+@pytest.mark.parametrize("producer", list(PRODUCERS))
+def test_optimum_cli_export_keeps_weights_report_and_outputs(tmp_path, producer):
+    model_dir = PRODUCERS[producer](tmp_path)
+    onnx_path = export(model_dir, tmp_path / "onnx")
+    assert_export_faithful(model_dir, onnx_path)
+    report = inspect_onnx(onnx_path)
+    assert (report.zeros == 0) == (producer == "dense")
+    if producer.endswith("2:4"):
+        encoder = [layer for layer in report.layers if ".encoder." in layer.pytorch_name]
+        assert len(encoder) == 12 and all(layer.nm_ok for layer in encoder)

@@ -1,0 +1,25 @@
+"""Command-line options shared by several commands (target selection)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import SparsityConfigError
+from .targets import TargetSpec
+
+
+def add_target_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("targets (PEFT target_modules rules)")
+    group.add_argument("--include", nargs="+", metavar="NAME",
+                       help="module names or name suffixes to prune (replaces the default: Linear/Conv1D inside blocks)")
+    group.add_argument("--include-regex", metavar="REGEX", help="regex that must match the whole module name")
+    group.add_argument("--exclude", nargs="+", metavar="NAME", help="module names or suffixes to keep dense")
+    group.add_argument("--exclude-regex", metavar="REGEX", help="regex (whole module name) to keep dense")
+
+
+def target_spec(args: argparse.Namespace) -> TargetSpec:
+    if args.include and args.include_regex:
+        raise SparsityConfigError("use either --include or --include-regex, not both")
+    if args.exclude and args.exclude_regex:
+        raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
+    return TargetSpec(include=args.include or args.include_regex, exclude=args.exclude or args.exclude_regex)

@@ -1,0 +1,176 @@
+"""CLI pieces for export: ``inspect`` on ONNX files, ``compress`` and ``decompress``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._cli_args import add_target_args, target_spec
+from .._console import emit, log
+from ..assets import resolve_model_path
+from ..checkpoint import load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
+from ..errors import SparsityConfigError
+
+
+def is_onnx_path(path: str) -> bool:
+    """An ``.onnx`` file, or a folder holding ONNX files and no PyTorch weights (optimum's output)."""
+    candidate = Path(path)
+    if candidate.suffix == ".onnx":
+        return True
+    if not candidate.is_dir():
+        return False
+    has_onnx = any(candidate.glob("*.onnx"))
+    has_torch = any(p.suffix in (".safetensors", ".bin") for p in candidate.iterdir())
+    return has_onnx and not has_torch
+
+
+def add_onnx_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ONNX files")
+    group.add_argument("--rewrite-gemm", metavar="OUT.onnx",
+                       help="write a copy where N:M MatMul(+Add) layers become Gemm (eligible for TensorRT sparse "
+                            "kernels); outputs are checked equal first")
+    group.add_argument("--reference", metavar="CHECKPOINT",
+                       help="PyTorch checkpoint the ONNX was exported from: every weight must match it bit for bit")
+    group.add_argument("--min-channels", type=int, default=64,
+                       help="channel count below which a layer is reported as not worth a sparse kernel (default 64)")
+    group.add_argument("--precision", default="fp16", choices=("fp16", "int8", "best", "fp32"),
+                       help="precision for the printed trtexec command (default fp16)")
+
+
+def refuse_onnx_only_options(args: argparse.Namespace) -> None:
+    for option in ("rewrite_gemm", "reference"):
+        if getattr(args, option, None):
+            raise SparsityConfigError(f"--{option.replace('_', '-')} applies to .onnx files; {args.path!r} is not one")
+
+
+def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
+    from .onnx_gemm import rewrite_and_check
+    from .onnx_report import inspect_onnx, mismatches_with_pytorch
+    from .onnx_weights import load_onnx
+    from .tensorrt import trtexec_command
+
+    if args.include or args.include_regex or args.exclude or args.exclude_regex:
+        raise SparsityConfigError("--include/--exclude select PyTorch modules; an ONNX report covers every weight")
+    if args.min_channels < 1:
+        raise SparsityConfigError(f"--min-channels must be >= 1, got {args.min_channels}")
+    model = load_onnx(args.path)
+    report = inspect_onnx(model, pattern, args.min_channels)
+    report.meta["source"] = args.path
+    problems: list[str] = []
+    if args.reference:
+        reference = load_hf_model(resolve_model_path(args.reference), dtype="float32")
+        problems = mismatches_with_pytorch(model, dict(reference.named_parameters()))
+        report.meta["reference"] = {"checkpoint": args.reference, "mismatches": problems}
+    target = args.rewrite_gemm or args.path
+    if args.rewrite_gemm:
+        import onnx
+
+        rewrite = rewrite_and_check(model, pattern)
+        Path(args.rewrite_gemm).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(rewrite.model, args.rewrite_gemm)
+        after = inspect_onnx(rewrite.model, pattern, args.min_channels)
+        report.meta["rewrite"] = {"output": args.rewrite_gemm, "layers": list(rewrite.rewritten),
+                                  "bias_folded": rewrite.with_bias, "max_abs_diff": rewrite.check.max_abs_diff,
+                                  "eligible_after": len(after.eligible)}
+    report.meta["trtexec"] = trtexec_command(target, args.precision)
+    if args.json:
+        emit(report.to_json())
+    else:
+        emit(report.format_table())
+        if args.reference:
+            emit(f"weights vs {args.reference}: " + ("all bit-identical" if not problems else
+                                                    f"{len(problems)} differ:\n  " + "\n  ".join(problems)))
+        if args.rewrite_gemm:
+            info = report.meta["rewrite"]
+            emit(f"rewrote {len(info['layers'])} MatMul layers to Gemm ({info['bias_folded']} with bias folded); "
+                 f"outputs max |diff| {info['max_abs_diff']:.3g}; eligible now: {info['eligible_after']}/"
+                 f"{len(report.layers)}; wrote {args.rewrite_gemm}")
+        emit("TensorRT engine with 2:4 sparse kernels allowed:\n  " + report.meta["trtexec"])
+        emit("ONNX Runtime: es_plugins.export.tensorrt.tensorrt_sparse_session(path) "
+             "(TensorrtExecutionProvider, trt_sparsity_enable=True)")
+    return 1 if problems else 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    add_compress_arguments(sub.add_parser(
+        "compress", help="write a smaller file: compressed HF checkpoint (bitmask / 2:4) or sparse ONNX initializers"))
+    add_decompress_arguments(sub.add_parser(
+        "decompress", help="turn a compressed checkpoint back into a plain one (loads without this package)"))
+
+
+def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="pruned HF checkpoint folder, or an .onnx file")
+    parser.add_argument("out", help="output folder (checkpoint) or .onnx file")
+    parser.add_argument("--format", default="auto", choices=("auto", "bitmask", "2:4"),
+                        help="checkpoint layout: auto picks 2:4 when every target is 2:4, else bitmask")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--json", action="store_true", help="print the size summary as JSON")
+    add_target_args(parser)
+
+
+def add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="compressed HF checkpoint folder")
+    parser.add_argument("out", help="output folder for the plain checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    import json
+
+    if is_onnx_path(args.src):
+        return _compress_onnx(args)
+    from .compressed import save_compressed
+
+    spec = target_spec(args)
+    src = resolve_model_path(args.src)
+    model = load_hf_model(src)
+    summaries = []
+
+    def write(tmp: Path) -> None:
+        save_hf_checkpoint(model, src, tmp)
+        summaries.append(save_compressed(model, tmp, args.format, spec))
+
+    out = write_checkpoint_atomically(args.out, write, overwrite=args.overwrite)
+    summary = summaries[0]
+    if args.json:
+        emit(json.dumps({**summary.__dict__, "ratio": summary.ratio, "targets_ratio": summary.targets_ratio}, indent=2))
+    else:
+        emit(summary.format_line())
+    log(f"wrote {out} (load it with es_plugins.export.compressed.load_compressed or `es-plugins decompress`)")
+    return 0
+
+
+def _compress_onnx(args: argparse.Namespace) -> int:
+    import json
+
+    from .onnx_sparse import compress_onnx
+
+    if args.format != "auto":
+        raise SparsityConfigError("--format applies to HF checkpoints; ONNX files get sparse initializers")
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise SparsityConfigError(f"the output for an ONNX input must be an .onnx file, got {args.out!r}")
+    if out.exists() and not args.overwrite:
+        raise SparsityConfigError(f"{args.out!r} exists; pass --overwrite to replace it")
+    result = compress_onnx(args.src, out)
+    if args.json:
+        emit(json.dumps({**result.__dict__, "ratio": result.ratio}, indent=2))
+    else:
+        emit(f"sparse initializers: {len(result.converted)} tensors; kept dense (sparse form would be larger with "
+             f"int64 indices, i.e. below 2/3 sparsity in fp32): {len(result.kept_dense)}; file "
+             f"{result.compressed_file_bytes / 2**20:.2f} MiB = {result.ratio:.3f}x dense")
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    from .compressed import load_compressed
+
+    src = resolve_model_path(args.src)
+    model = load_compressed(src)
+    out = write_checkpoint_atomically(args.out, lambda tmp: save_hf_checkpoint(model, src, tmp),
+                                      overwrite=args.overwrite)
+    log(f"wrote plain checkpoint {out}")
+    return 0
+
+
+COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress}
