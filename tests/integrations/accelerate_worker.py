@@ -48,6 +48,10 @@ def main(out: str, phase: str) -> None:
     sparsifier.finalize()
     with open(os.path.join(out, f"{phase}-rank{accelerator.process_index}.json"), "w") as handle:
         json.dump(result, handle)
+    # Tear gloo down explicitly: leaving it to interpreter exit can abort a rank
+    # ("terminate called without an active exception") after the work is done.
+    accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
