@@ -180,6 +180,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 COMMANDS = {"prune": cmd_prune, "inspect": cmd_inspect, **export_cli.COMMANDS, **analysis_cli.COMMANDS}
 
 
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """The options of command ``name`` (used by the ``optimum-cli sparsity`` commands)."""
+    adders = {"prune": add_prune_arguments, "inspect": add_inspect_arguments,
+              "compress": export_cli.add_compress_arguments}
+    adders[name](parser)
+
+
 def run_command(name: str, args: argparse.Namespace) -> int:
     """Run a parsed command; bad input exits with status 2 and one clear line on stderr.
 

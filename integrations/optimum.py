@@ -89,9 +89,14 @@ def export_and_verify(model_dir: str | Path, output: str | Path, task: str = "au
 
 
 class _EsPluginsCommand(BaseOptimumCLICommand):
-    """A leaf command that parses like the ``es-plugins`` command of the same name."""
+    """A leaf command that parses and runs like the ``es-plugins`` command of the same name."""
 
     ES_COMMAND = ""
+
+    def parse_args(self, parser: argparse.ArgumentParser) -> None:  # Optimum calls it on the instance
+        from es_plugins.cli import add_arguments
+
+        add_arguments(self.ES_COMMAND, parser)
 
     def run(self) -> int:
         from es_plugins.cli import run_command
@@ -102,31 +107,13 @@ class _EsPluginsCommand(BaseOptimumCLICommand):
 class PruneCommand(_EsPluginsCommand):
     ES_COMMAND = "prune"
 
-    @staticmethod
-    def parse_args(parser: argparse.ArgumentParser) -> None:
-        from es_plugins.cli import add_prune_arguments
-
-        add_prune_arguments(parser)
-
 
 class InspectCommand(_EsPluginsCommand):
     ES_COMMAND = "inspect"
 
-    @staticmethod
-    def parse_args(parser: argparse.ArgumentParser) -> None:
-        from es_plugins.cli import add_inspect_arguments
-
-        add_inspect_arguments(parser)
-
 
 class CompressCommand(_EsPluginsCommand):
     ES_COMMAND = "compress"
-
-    @staticmethod
-    def parse_args(parser: argparse.ArgumentParser) -> None:
-        from es_plugins.export.cli import add_compress_arguments
-
-        add_compress_arguments(parser)
 
 
 class ExportCommand(BaseOptimumCLICommand):
