@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from es_plugins.assets import packaged_model_dir  # noqa: E402
 from es_plugins.checkpoint import load_hf_model  # noqa: E402
 from es_plugins.cli import main as es_cli  # noqa: E402
+from es_plugins.targets import resolve_targets  # noqa: E402
 
 LEVELS = {"30 %": ["--sparsity", "0.3"], "50 %": ["--sparsity", "0.5"], "2:4": ["--method", "nm", "--pattern", "2:4"],
           "90 %": ["--sparsity", "0.9"]}
@@ -40,7 +41,7 @@ def main() -> None:
     from optimum.exporters.onnx import main_export
 
     from es_plugins.export.compressed import save_compressed
-    from es_plugins.export.onnx_report import mismatches_with_pytorch
+    from es_plugins.export.onnx_report import compare_with_pytorch
     from es_plugins.export.onnx_sparse import compress_onnx
     from es_plugins.export.onnx_weights import load_onnx
 
@@ -63,8 +64,9 @@ def main() -> None:
             main_export(str(pruned), output=str(onnx_dir), task="feature-extraction", opset=17,
                         local_files_only=True, do_validation=False)
             sparse_onnx = compress_onnx(onnx_dir / "model.onnx", root / f"sparse-{label[:2]}.onnx")
-            onnx_exact = not mismatches_with_pytorch(load_onnx(root / f"sparse-{label[:2]}.onnx"),
-                                                     dict(model.named_parameters()))
+            onnx_exact = compare_with_pytorch(load_onnx(root / f"sparse-{label[:2]}.onnx"),
+                                              dict(model.named_parameters()),
+                                              [t.name for t in resolve_targets(model)]).ok
             rows.append((label, plain, summary, exact, sparse_onnx, onnx_exact))
 
     print("\nPackaged MiniLM-L6 (22.7M parameters; 10.6M in the pruned encoder Linear layers), fp32, sizes in MiB")

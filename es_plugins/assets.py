@@ -13,8 +13,8 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from .checkpoint import write_checkpoint_atomically
 from .errors import CheckpointError
+from .output import write_folder_atomically
 
 PACKAGED_PREFIX = "packaged:"
 _PACKAGED_MODELS = {
@@ -55,7 +55,7 @@ def convert_gguf(gguf: Path) -> Path:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
 
-    return write_checkpoint_atomically(target, write, overwrite=True)
+    return write_folder_atomically(target, write, owned=True, command="convert-gguf")
 
 
 def locate_in_wheel(dist: str, rel: str) -> Path:

@@ -1,4 +1,4 @@
-"""Load a local Hugging Face checkpoint and write a pruned one atomically.
+"""Load a local Hugging Face checkpoint and save a pruned one (see ``output`` for safe writes).
 
 transformers is imported lazily here: the core's pruning code never needs it, only the
 CLI's "read a folder, write a folder" path does. The written checkpoint is a plain HF
@@ -7,11 +7,9 @@ folder (weights with exact zeros, unchanged keys) that loads without this packag
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -38,68 +36,102 @@ def check_checkpoint_dir(path: Path) -> None:
         raise CheckpointError(f"{str(path)!r} has a config.json but no model.safetensors / pytorch_model.bin")
 
 
+def read_config(path: Path) -> dict:
+    """``config.json`` as a dict, with an error that names the file when it is not JSON."""
+    config_file = path / "config.json"
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{str(config_file)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{str(config_file)!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def model_class(path: Path, config: dict) -> type:
+    """The transformers class named by ``architectures`` (``AutoModel`` when it names none).
+
+    An unknown or malformed name is an error: falling back to the bare model would silently
+    drop the task head the user saved.
+    """
+    import transformers
+
+    archs = config.get("architectures")
+    if archs is None or archs == []:
+        return transformers.AutoModel
+    if not isinstance(archs, list) or not all(isinstance(a, str) and a for a in archs):
+        raise CheckpointError(f"{str(path / 'config.json')!r}: 'architectures' must be a list of transformers "
+                              f"class names (e.g. [\"BertForSequenceClassification\"]), got {archs!r}")
+    found = getattr(transformers, archs[0], None)
+    if not (isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)):
+        raise CheckpointError(f"{str(path / 'config.json')!r} names architecture {archs[0]!r}, which is not a "
+                              f"model class of transformers {transformers.__version__}")
+    return found
+
+
+def _load_error(path: Path, exc: Exception) -> CheckpointError:
+    """One line naming the checkpoint and what is wrong with its weights."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "from_tf=True" in str(exc) or "weights_only" in str(exc).lower():
+        weights = [p.name for p in path.iterdir() if p.suffix == ".bin"]
+        return CheckpointError(f"{str(path)!r}: {', '.join(weights) or 'the weights file'} could not be unpickled "
+                               "safely (torch.load weights_only=True refused it or it is corrupt); convert it to "
+                               "model.safetensors with the tool that wrote it")
+    return CheckpointError(f"cannot load the weights of {str(path)!r}: {type(exc).__name__}: {message}")
+
+
 def load_hf_model(path: str | Path, dtype: str = "auto") -> nn.Module:
-    """Load the architecture named in ``config.json`` (``AutoModel`` as fallback), offline."""
+    """Load the architecture named in ``config.json`` (``AutoModel`` when none is named), offline."""
     import transformers
 
     path = Path(path)
     check_checkpoint_dir(path)
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    config = read_config(path)
     from .export.compressed import is_compressed_checkpoint, load_compressed
 
     if is_compressed_checkpoint(path):
         return load_compressed(path, dtype=None if dtype == "auto" else DTYPES[dtype])
-    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    model_cls = getattr(transformers, arch, None) if arch else None
-    if model_cls is None:
-        model_cls = transformers.AutoModel
-    model = model_cls.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
+    cls = model_class(path, config)
+    try:
+        hf_config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{str(path / 'config.json')!r} is not a usable transformers config: {exc}") from None
+    try:
+        model = cls.from_pretrained(path, config=hf_config, local_files_only=True, dtype=DTYPES[dtype])
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError) as exc:
+        raise _load_error(path, exc) from None
+    except Exception as exc:  # safetensors and pickle raise their own types
+        if type(exc).__module__.split(".")[0] in ("safetensors", "pickle", "_pickle"):
+            raise _load_error(path, exc) from None
+        raise
     model.eval()
     return model
 
 
-def _copy_side_files(src: Path, dst: Path) -> None:
-    """Copy tokenizer/config side files (anything that is not a weight file)."""
-    for item in src.iterdir():
+def _copy_side_files(src: Path, dst: Path, copy_code: bool = False) -> list[str]:
+    """Copy the tokenizer/config side files of ``src``'s top level; return what was skipped.
+
+    Only regular files directly in ``src`` are copied: no subfolders (checkpoints, runs,
+    caches), no symlink that leads outside ``src``, and no ``.py`` remote code unless asked.
+    """
+    root = src.resolve()
+    skipped = []
+    for item in sorted(src.iterdir()):
         if item.name.startswith(".") or item.name in WEIGHT_INDEXES or item.suffix in WEIGHT_SUFFIXES:
             continue
-        target = dst / item.name
-        if item.is_dir():
-            shutil.copytree(item, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(item, target)
+        real = item.resolve()
+        if item.is_dir() or not real.is_file() or root not in real.parents or (item.suffix == ".py" and not copy_code):
+            skipped.append(item.name)
+            continue
+        shutil.copyfile(real, dst / item.name)
+    return skipped
 
 
-def write_checkpoint_atomically(
-    out_dir: str | Path,
-    write: Callable[[Path], None],
-    overwrite: bool = False,
-) -> Path:
-    """Run ``write(tmp_dir)`` and move the result to ``out_dir`` only if it succeeds,
-    so a failed run leaves nothing behind."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise CheckpointError(f"output {str(out)!r} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; the result should look like mkdir's
-    try:
-        write(tmp)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def save_hf_checkpoint(model: nn.Module, src_dir: Path | None, dst: Path) -> None:
-    """``save_pretrained`` plus the source folder's tokenizer and side files."""
-    if src_dir is not None:
-        _copy_side_files(src_dir, dst)
+def save_hf_checkpoint(model: nn.Module, src_dir: Path | None, dst: Path, copy_code: bool = False) -> list[str]:
+    """``save_pretrained`` plus the source folder's tokenizer and side files; returns the
+    names of source entries that were not copied (see ``_copy_side_files``)."""
+    skipped = _copy_side_files(src_dir, dst, copy_code) if src_dir is not None else []
     model.save_pretrained(dst, safe_serialization=True)
+    return skipped

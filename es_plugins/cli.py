@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ._console import emit, log, results_only_on_stdout
 from ._cli_args import add_target_args as _add_target_args
@@ -14,8 +15,9 @@ from ._cli_args import target_spec as _target_spec
 from .analysis import cli as analysis_cli
 from .export import cli as export_cli
 from .assets import resolve_model_path
-from .checkpoint import DTYPES, load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
-from .errors import MaskMismatchError, SparsityConfigError
+from .checkpoint import DTYPES, load_hf_model, read_config, save_hf_checkpoint
+from .errors import SparsityConfigError
+from .output import check_output, write_folder_atomically
 from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, WandaConfig, method_names, parse_pattern
 from .plan import SparsityPlan
 from .report import build_report
@@ -74,7 +76,10 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     calib.add_argument("--damp", type=float, default=0.01, help="sparsegpt Hessian dampening (default 0.01)")
     calib.add_argument("--blocksize", type=int, default=128, help="sparsegpt column block size (default 128)")
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
-    prune.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    prune.add_argument("--overwrite", action="store_true",
+                       help="replace an OUT_DIR that an earlier es-plugins run wrote (never any other folder)")
+    prune.add_argument("--copy-remote-code", action="store_true",
+                       help="also copy the model folder's .py files (remote code) into OUT_DIR")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_target_args(prune)
 
@@ -106,11 +111,14 @@ def _build_parser() -> argparse.ArgumentParser:
 def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
     src = resolve_model_path(args.model)
+    check_output(args.out_dir, inputs=[src], overwrite=args.overwrite)  # before minutes of work
+    calibrated = isinstance(plan.method, (WandaConfig, SparseGPTConfig))
+    calibration_inputs = _calibration_inputs(src, args) if calibrated else None
     log(f"loading {src}")
     model = load_hf_model(src, dtype=args.dtype)
     started = time.perf_counter()
-    if isinstance(plan.method, (WandaConfig, SparseGPTConfig)):
-        state = _calibrated(model, plan, src, args)
+    if calibration_inputs is not None:
+        state = _calibrated(model, plan, calibration_inputs, args)
     else:
         state = sparsify_(model, plan, show_progress=True)
     elapsed = time.perf_counter() - started
@@ -121,31 +129,53 @@ def cmd_prune(args: argparse.Namespace) -> int:
         pattern = getattr(plan.method, "nm", None)
     report = build_report(model, targets, pattern, meta={
         "source": str(src), "plan": plan.to_dict(), "prune_seconds": round(elapsed, 3)})
+    skipped: list[str] = []
 
     def write(tmp: Path) -> None:
-        save_hf_checkpoint(model, src, tmp)
+        skipped.extend(save_hf_checkpoint(model, src, tmp, copy_code=args.copy_remote_code))
         state.save(tmp / MASKS_FILENAME)
         (tmp / REPORT_FILENAME).write_text(report.to_json())
 
-    out = write_checkpoint_atomically(args.out_dir, write, overwrite=args.overwrite)
+    out = write_folder_atomically(args.out_dir, write, inputs=[src], overwrite=args.overwrite, command="prune")
     emit(report.to_json() if args.json else report.format_table())
+    if skipped:
+        log(f"not copied from {src} (subfolders, links leading outside it, .py code without --copy-remote-code): "
+            f"{', '.join(skipped)}")
     log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
     return 0
 
 
-def _calibrated(model, plan: SparsityPlan, src: Path, args: argparse.Namespace) -> SparsityState:
-    """Tokenise the calibration text with the model's tokenizer and run the block-wise pruner."""
-    from transformers import AutoTokenizer
+def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The tokenizer and calibration texts, checked before the model is loaded."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    from .calibration import calibrated_prune_
-    from .datasets import calibration_blocks, resolve_texts
+    from .datasets import resolve_texts
 
-    masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and args.seq_len > limit:
+    read_config(src)  # a clear error for a broken config.json
+    limit = getattr(AutoConfig.from_pretrained(src, local_files_only=True), "max_position_embeddings", None)
+    if isinstance(limit, int) and args.seq_len > limit:
         raise SparsityConfigError(f"--seq-len {args.seq_len} is larger than the model's maximum ({limit})")
-    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
-    calibration = calibration_blocks(tokenizer, resolve_texts(args.calib), args.calib_samples, args.seq_len, args.seed)
+    if args.refine_masks and not Path(args.refine_masks).is_file():
+        raise SparsityConfigError(f"--refine-masks {args.refine_masks!r}: no such masks file")
+    texts = resolve_texts(args.calib, flag="--calib")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SparsityConfigError(
+            f"--calib needs the model's tokenizer, and {str(src)!r} has none that loads "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "add the tokenizer files to the checkpoint folder") from None
+    return tokenizer, texts
+
+
+def _calibrated(model, plan: SparsityPlan, inputs: tuple[Any, list[str]], args: argparse.Namespace) -> SparsityState:
+    """Tokenise the calibration text with the model's tokenizer and run the block-wise pruner."""
+    from .calibration import calibrated_prune_
+    from .datasets import calibration_blocks
+
+    tokenizer, texts = inputs
+    masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
+    calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
     log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
     return calibrated_prune_(model, plan, calibration, masks=masks, show_progress=True)
 
@@ -195,9 +225,20 @@ def run_command(name: str, args: argparse.Namespace) -> int:
     try:
         with results_only_on_stdout():
             return COMMANDS[name](args)
-    except (ValueError, MaskMismatchError, ImportError) as exc:
-        print(f"es-plugins {name}: error: {exc}", file=sys.stderr, flush=True)
+    except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, a failed write
+        print(f"es-plugins {name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    except Exception as exc:  # a bug: one line by default, the traceback on request
+        if os.environ.get("ES_PLUGINS_TRACEBACK"):
+            raise
+        print(f"es-plugins {name}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(set ES_PLUGINS_TRACEBACK=1 for the traceback and please report it)", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

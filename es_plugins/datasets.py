@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from .assets import locate_in_wheel
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError
 
 SENTIMENT_LABELS = ("rotten", "fresh")
 
@@ -95,15 +95,21 @@ def calibration_blocks(tokenizer, texts: Sequence[str], samples: int, seq_len: i
     return blocks
 
 
-def resolve_texts(spec: str | Path) -> list[str]:
-    """``packaged:bbc-calib`` / ``packaged:bbc-eval`` (disjoint BBC News parts) or a local path."""
+PACKAGED_TEXTS = ("packaged:bbc-calib", "packaged:bbc-eval", "packaged:bbc-all")
+
+
+def resolve_texts(spec: str | Path, flag: str = "--text") -> list[str]:
+    """``packaged:bbc-calib`` / ``packaged:bbc-eval`` (disjoint BBC News parts) or a local path;
+    errors name ``flag``, the option the user typed."""
     text = str(spec)
-    if text.startswith("packaged:bbc-"):
+    if text.startswith("packaged:"):
+        if text not in PACKAGED_TEXTS:
+            raise DataError(f"{flag} {text!r}: unknown packaged text; available: {', '.join(PACKAGED_TEXTS)}")
         return bbc_news(text.removeprefix("packaged:bbc-"))
-    return read_texts(text)
+    return read_texts(text, flag)
 
 
-def read_texts(path: str | Path) -> list[str]:
+def read_texts(path: str | Path, flag: str = "--text") -> list[str]:
     """Plain text for perplexity: one ``.txt`` file, or every ``.txt`` under a folder (sorted)."""
     path = Path(path)
     if path.is_file():
@@ -112,7 +118,7 @@ def read_texts(path: str | Path) -> list[str]:
         files = sorted(path.rglob("*.txt"))
         if files:
             return [f.read_text(encoding="utf-8", errors="replace") for f in files]
-    raise CheckpointError(f"--text {str(path)!r} must be a .txt file or a folder holding .txt files")
+    raise DataError(f"{flag} {str(path)!r} must be a .txt file or a folder holding .txt files")
 
 
 def load_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[int], list[str]]:
@@ -123,6 +129,8 @@ def load_labeled(path: str | Path, text_column: str = "text", label_column: str 
 
     path = Path(path)
     records: list[dict] = []
+    if not path.exists():
+        raise DataError(f"--data {str(path)!r} does not exist")
     if path.is_dir():
         for class_dir in sorted(p for p in path.iterdir() if p.is_dir()):
             records += [{text_column: f.read_text(encoding="utf-8", errors="replace"), label_column: class_dir.name}
@@ -134,20 +142,25 @@ def load_labeled(path: str | Path, text_column: str = "text", label_column: str 
         text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
-            records = data if isinstance(data, list) else data.get("data", [])
+            records = data if isinstance(data, list) else data.get("data", []) if isinstance(data, dict) else []
         except json.JSONDecodeError:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            try:
+                records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise DataError(f"--data {str(path)!r} is neither JSON nor JSON Lines: {exc}") from None
     else:
-        raise CheckpointError(f"--data {str(path)!r}: expected a .csv, .json/.jsonl file or a folder of class folders")
+        raise DataError(f"--data {str(path)!r}: expected a .csv, .json/.jsonl file or a folder of class folders")
     if not records:
-        raise CheckpointError(f"--data {str(path)!r} holds no examples")
+        raise DataError(f"--data {str(path)!r} holds no examples")
+    if not all(isinstance(r, dict) for r in records):
+        raise DataError(f"--data {str(path)!r}: every record must be an object with named columns")
     columns = sorted(records[0])
     for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if column not in records[0]:
-            raise CheckpointError(f"{str(path)!r} has no column {column!r} ({flag}); its columns are {columns}")
+            raise DataError(f"{str(path)!r} has no column {column!r} ({flag}); its columns are {columns}")
     names = sorted({str(r[label_column]) for r in records})
     if len(names) < 2:
-        raise CheckpointError(f"{str(path)!r}: column {label_column!r} has fewer than 2 distinct labels")
+        raise DataError(f"{str(path)!r}: column {label_column!r} has fewer than 2 distinct labels")
     return [str(r[text_column]) for r in records], [names.index(str(r[label_column])) for r in records], names
 
 

@@ -46,3 +46,11 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
             f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
         )
     return value
+
+
+class OutputPathError(ValueError):
+    """An output path is refused before any work: it would delete or clobber data."""
+
+
+class DataError(ValueError):
+    """A data file (calibration text, labeled examples) is missing or malformed."""

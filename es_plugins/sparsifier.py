@@ -93,7 +93,7 @@ class Sparsifier:
         if self.plan is not None:
             self._targets = resolve_targets(model, self.plan.targets)
         if self.state is not None:
-            self.state.validate(model)
+            self.state.validate(model, expected=self._target_names())
             self.level = float(self.state.meta.get("level", self.state.sparsity))
             self.state.apply_(model)
         else:
@@ -163,13 +163,17 @@ class Sparsifier:
         """Restore masks (bit-identical) and the schedule level; re-applies and re-binds."""
         self.state = SparsityState.from_state_dict(data)
         if self._model is not None:
-            self.state.validate(self._model)
+            self.state.validate(self._model, expected=self._target_names())
             self.state.apply_(self._model)
             self.level = float(self.state.meta.get("level", self.state.sparsity))
             if self._optimizer is not None:
                 self.bind_optimizer(self._optimizer)
 
     # ----------------------------------------------------------------- internals
+    def _target_names(self) -> list[str] | None:
+        """Every target of the plan must have a mask; without a plan, those the masks recorded."""
+        return [t.name for t in self._targets] if self.plan is not None else None
+
     def _level_at(self, step: int) -> float:
         final = self.plan.method.target_sparsity
         return final if self.schedule is None else self.schedule.sparsity_at(step, final)

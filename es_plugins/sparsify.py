@@ -5,13 +5,17 @@ from __future__ import annotations
 from torch import nn
 
 from .methods import compute_masks
-from .plan import SparsityPlan
+from .methods import MethodConfig
+from .plan import SparsityPlan, make_plan
 from .state import SparsityState
 from .targets import resolve_targets
 
 
-def sparsify_(model: nn.Module, plan: SparsityPlan, show_progress: bool = False) -> SparsityState:
+def sparsify_(model: nn.Module, plan: SparsityPlan | MethodConfig, show_progress: bool = False) -> SparsityState:
     """Prune ``model`` in place according to ``plan`` and return its :class:`SparsityState`.
+
+    ``plan`` may also be a bare method config (``OMPConfig(0.5)``), which targets the
+    default layers.
 
     Example:
         >>> import torch
@@ -23,6 +27,9 @@ def sparsify_(model: nn.Module, plan: SparsityPlan, show_progress: bool = False)
         >>> int((model[0].weight == 0).sum())
         32
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"sparsify_ needs a torch.nn.Module as model, got {type(model).__name__}")
+    plan = make_plan(plan)
     targets = resolve_targets(model, plan.targets)
     masks = compute_masks(targets, plan.method, show_progress=show_progress)
     state = SparsityState(masks, {"plan": plan.to_dict(), "targets": [t.name for t in targets]})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from safetensors import safe_open
 from torch import nn
 
@@ -30,6 +30,20 @@ def _local_view(tensor: torch.Tensor) -> torch.Tensor:
     return to_local() if callable(to_local) else tensor.data
 MASKS_VERSION = "1"
 MASKS_FILENAME = "sparsity_masks.safetensors"
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order.
+
+    safetensors writes ``__metadata__`` from a hash map, so its order (and the file's
+    bytes) changes from run to run; a sorted header makes identical masks byte-identical.
+    Tensor data and offsets are untouched (offsets are relative to the data section).
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned, as safetensors does
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
 
 
 @dataclass
@@ -103,14 +117,19 @@ class SparsityState:
         """Check every mask names a parameter of ``model`` with the same shape.
 
         Args:
-            expected: names that must be present (e.g. the plan's resolved targets).
+            expected: names that must be present (e.g. the plan's resolved targets); by
+                default the targets recorded in the masks' metadata, so a file that lost
+                some of its masks never loads as if it covered the model.
 
         Raises:
             MaskMismatchError: listing extra names, missing names and shape mismatches.
         """
         params = dict(model.named_parameters())
+        if expected is None:
+            recorded = self.meta.get("targets")
+            expected = recorded if isinstance(recorded, list) else ()
         extra = sorted(n for n in self.masks if n not in params)
-        missing = sorted(n for n in (expected or ()) if n not in self.masks)
+        missing = sorted(n for n in expected if n not in self.masks)
         shapes = [
             f"{n}: mask {tuple(m.shape)} vs weight {tuple(_local_view(params[n]).shape)}"
             for n, m in self.masks.items()
@@ -120,7 +139,8 @@ class SparsityState:
         if extra:
             problems.append(f"names not in the model: {extra[:10]}{' ...' if len(extra) > 10 else ''}")
         if missing:
-            problems.append(f"targets without a mask: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+            problems.append(f"targets without a mask: {missing[:10]}{' ...' if len(missing) > 10 else ''} "
+                            f"({len(missing)} in all; partial masks would let them regrow)")
         if shapes:
             problems.append("shape mismatch: " + "; ".join(shapes[:10]))
         if problems:
@@ -202,16 +222,27 @@ class SparsityState:
     def from_state_dict(cls, data: Mapping[str, Any]) -> "SparsityState":
         if data.get("format") != MASKS_FORMAT:
             raise MaskMismatchError(f"not an es-plugins masks state (format={data.get('format')!r})")
-        packed, shapes = data["packed"], data["shapes"]
+        packed, shapes = data.get("packed"), data.get("shapes")
+        if not isinstance(packed, Mapping) or not isinstance(shapes, Mapping):
+            raise MaskMismatchError("masks state is corrupt: 'packed' and 'shapes' must both be mappings by name")
         if set(packed) != set(shapes):
             raise MaskMismatchError("masks state is corrupt: packed masks and shapes disagree")
+        meta = data.get("meta") or {}
+        if not isinstance(meta, Mapping):
+            raise MaskMismatchError(f"masks state is corrupt: 'meta' must be a mapping, got {type(meta).__name__}")
         masks = {}
         for name, blob in packed.items():
+            shape = shapes[name]
+            if not (isinstance(shape, (list, tuple)) and all(isinstance(d, int) and d >= 0 for d in shape)):
+                raise MaskMismatchError(f"mask {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+            if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8:
+                kind = blob.dtype if isinstance(blob, torch.Tensor) else type(blob).__name__
+                raise MaskMismatchError(f"mask {name!r}: expected bit-packed uint8 data, got {kind}")
             try:
                 masks[name] = unpack_mask(blob, shapes[name])
             except ValueError as exc:
                 raise MaskMismatchError(f"mask {name!r}: {exc}") from None
-        return cls(masks, data.get("meta"))
+        return cls(masks, meta)
 
     def load_state_dict(self, data: Mapping[str, Any]) -> None:
         """Replace masks and metadata in place (hooks already attached keep working
@@ -226,10 +257,11 @@ class SparsityState:
         metadata = {
             "format": MASKS_FORMAT,
             "version": MASKS_VERSION,
-            "shapes": json.dumps(data["shapes"]),
-            "meta": json.dumps(data["meta"]),
+            "shapes": json.dumps(data["shapes"], sort_keys=True),
+            "meta": json.dumps(data["meta"], sort_keys=True),
         }
-        save_file({n: t.contiguous() for n, t in data["packed"].items()}, str(path), metadata=metadata)
+        blob = save({n: t.contiguous() for n, t in data["packed"].items()}, metadata=metadata)
+        path.write_bytes(canonical_safetensors(blob))
         return path
 
     @classmethod
@@ -253,14 +285,19 @@ class SparsityState:
                 f"{str(path)!r} is a safetensors file but not an es-plugins masks file "
                 f"(metadata format={metadata.get('format')!r})"
             )
-        state = cls.from_state_dict(
-            {
-                "format": MASKS_FORMAT,
-                "packed": packed,
-                "shapes": json.loads(metadata["shapes"]),
-                "meta": json.loads(metadata.get("meta", "{}")),
-            }
-        )
+        fields = {}
+        for key, default in (("shapes", None), ("meta", "{}")):
+            text = metadata.get(key, default)
+            try:
+                fields[key] = json.loads(text) if text is not None else None
+            except json.JSONDecodeError as exc:
+                raise MaskMismatchError(f"{str(path)!r}: metadata {key!r} is not valid JSON ({exc})") from None
+        if fields["shapes"] is None:
+            raise MaskMismatchError(f"{str(path)!r}: metadata has no 'shapes' entry (the file is damaged)")
+        try:
+            state = cls.from_state_dict({"format": MASKS_FORMAT, "packed": packed, **fields})
+        except MaskMismatchError as exc:
+            raise MaskMismatchError(f"{str(path)!r}: {exc}") from None
         if model is not None:
             state.validate(model)
         return state

@@ -63,7 +63,8 @@ def export_and_verify(model_dir: str | Path, output: str | Path, task: str = "au
     from es_plugins.checkpoint import load_hf_model
     from es_plugins.export.onnx_check import pytorch_parity
     from es_plugins.export.onnx_gemm import rewrite_and_check
-    from es_plugins.export.onnx_report import inspect_onnx, mismatches_with_pytorch
+    from es_plugins.export.onnx_report import compare_with_pytorch, inspect_onnx
+    from es_plugins.targets import resolve_targets
     from es_plugins.export.onnx_weights import load_onnx
 
     task = check_task(model_dir, task)
@@ -72,9 +73,10 @@ def export_and_verify(model_dir: str | Path, output: str | Path, task: str = "au
     onnx_path = Path(output) / "model.onnx"
     graph = load_onnx(onnx_path)
     model: nn.Module = load_hf_model(model_dir, dtype="float32")
-    problems = mismatches_with_pytorch(graph, dict(model.named_parameters()))
-    if problems:
-        raise ValueError("the export changed weights:\n  " + "\n  ".join(problems))
+    comparison = compare_with_pytorch(graph, dict(model.named_parameters()),
+                                      [t.name for t in resolve_targets(model)])
+    if not comparison.ok:
+        raise ValueError("the export changed weights:\n  " + "\n  ".join(comparison.problems))
     parity = pytorch_parity(model, graph, atol=atol)
     if not parity.ok:
         raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} (> {atol})")
@@ -128,25 +130,41 @@ class ExportCommand(BaseOptimumCLICommand):
         parser.add_argument("--rewrite-gemm", action="store_true",
                             help="rewrite 2:4 MatMul layers to Gemm so TensorRT may use sparse kernels")
         parser.add_argument("--atol", type=float, default=1e-4, help="PyTorch vs ONNX Runtime tolerance")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an output folder that an earlier es-plugins export wrote")
 
     def run(self) -> int:
         from es_plugins._console import emit, results_only_on_stdout
         from es_plugins.export.tensorrt import trtexec_command
+        from es_plugins.output import check_output, write_folder_atomically
 
         args = self.args
         try:
             if args.opset < 14:
                 raise ValueError(f"--opset must be >= 14 (SDPA attention does not export below), got {args.opset}")
+            check_output(args.output, inputs=[args.model], overwrite=args.overwrite, flag="output")
             with results_only_on_stdout():
-                summary = export_and_verify(args.model, args.output, args.task, args.opset, args.rewrite_gemm,
-                                            args.atol)
+                results = []
+
+                def write(tmp: Path) -> None:
+                    results.append(export_and_verify(args.model, tmp, args.task, args.opset, args.rewrite_gemm,
+                                                     args.atol))
+
+                out = write_folder_atomically(args.output, write, inputs=[args.model], overwrite=args.overwrite,
+                                              command="optimum-cli sparsity export", flag="output")
+                summary = results[0]
+                summary["onnx"] = str(out / "model.onnx")
                 emit(summary["report"].format_table())
                 emit(f"weights bit-identical to {args.model}; ONNX Runtime vs PyTorch max |diff| "
                      f"{summary['max_abs_diff']:.3g}")
                 if "gemm_rewrite" in summary:
                     emit(f"MatMul->Gemm: {summary['gemm_rewrite']['layers']} layers, outputs max |diff| "
                          f"{summary['gemm_rewrite']['max_abs_diff']:.3g}")
-                emit("TensorRT: " + trtexec_command(summary["onnx"]))
+                if summary["report"].eligible:
+                    emit("TensorRT: " + trtexec_command(summary["onnx"]))
+                else:
+                    emit("TensorRT: no layer is eligible for 2:4 sparse kernels (see the table), so no "
+                         "--sparsity=enable command is suggested")
         except (ValueError, OSError) as exc:
             print(f"optimum-cli sparsity export: error: {exc}", flush=True, file=sys.stderr)
             raise SystemExit(2) from None

@@ -14,6 +14,7 @@ from typing import Any
 from .._console import emit, log
 from ..assets import resolve_model_path
 from ..errors import SparsityConfigError
+from ..output import check_output, write_folder_atomically, write_marker
 from ..state import MASKS_FILENAME, SparsityState
 from .similarity import mask_similarity
 from .sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
@@ -62,20 +63,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("a", help="masks file, or a folder holding sparsity_masks.safetensors")
     compare.add_argument("b")
     compare.add_argument("--json", action="store_true")
-    compare.add_argument("--output", help="also write JSON and a per-layer plot here")
+    compare.add_argument("--output", help="also write JSON and a per-layer plot into this new folder")
+    compare.add_argument("--overwrite", action="store_true", help="replace an --output folder es-plugins wrote before")
 
     zeros = sub.add_parser("zeros", help="near-zero weight statistics over one or more checkpoints")
     zeros.add_argument("checkpoints", nargs="+", help="HF checkpoint folders (or packaged:NAME)")
     zeros.add_argument("--threshold", type=float, default=0.01)
     zeros.add_argument("--mode", default="relative", choices=("absolute", "relative"))
     zeros.add_argument("--json", action="store_true")
-    zeros.add_argument("--output", help="also write JSON, CSV and a plot across checkpoints here")
+    zeros.add_argument("--output", help="also write JSON, CSV and a plot across checkpoints into this new folder")
+    zeros.add_argument("--overwrite", action="store_true", help="replace an --output folder es-plugins wrote before")
 
 
 # --------------------------------------------------------------------- sweep
 def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str, command: str,
                identity: dict, similarity_fn=None, notes_fn=None, similarity_label: str = "") -> SweepResult:
     started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)  # the --output folder, claimed once the inputs are valid
+    write_marker(out.parent, "sweep")
 
     def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
         log(f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
@@ -174,9 +179,24 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
     return _sweep_one(name, task, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label)
 
 
+_POSITIVE = {"tokens": "--tokens", "seq_len": "--seq-len", "calib_samples": "--calib-samples", "train": "--train",
+             "test": "--test", "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size",
+             "max_length": "--max-length"}
+
+
+def _check_positive(args: argparse.Namespace) -> None:
+    """Numeric options must be > 0: a negative epoch count or batch size is a typo, not a request."""
+    for attr, flag in _POSITIVE.items():
+        value = getattr(args, attr, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SparsityConfigError(f"{flag} must be > 0, got {value}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     preset = QUICK if args.quick else FULL
-    out = Path(args.output)
+    _check_positive(args)
+    inputs = [resolve_model_path(args.model)] if args.model else []
+    out = check_output(args.output, inputs=inputs, resume=True, flag="--output")  # resumes only its own folder
     command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: list[tuple[str, SweepResult]] = []
     if args.model is None:
@@ -237,15 +257,19 @@ def _load_masks(path: str) -> SparsityState:
 
 
 def cmd_compare_masks(args: argparse.Namespace) -> int:
+    if args.output:
+        check_output(args.output, inputs=[args.a, args.b], overwrite=args.overwrite, flag="--output")
     similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
     emit(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
     if args.output:
         from .plots import plot_similarity
 
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "mask_similarity.json").write_text(json.dumps(similarity.to_dict(), indent=2))
-        plot_similarity(similarity, out / "mask_similarity.png", f"{Path(args.a).name} vs {Path(args.b).name}")
+        def write(out: Path) -> None:
+            (out / "mask_similarity.json").write_text(json.dumps(similarity.to_dict(), indent=2))
+            plot_similarity(similarity, out / "mask_similarity.png", f"{Path(args.a).name} vs {Path(args.b).name}")
+
+        write_folder_atomically(args.output, write, inputs=[args.a, args.b], overwrite=args.overwrite,
+                                command="compare-masks", flag="--output")
     return 0
 
 
@@ -255,9 +279,12 @@ def cmd_zeros(args: argparse.Namespace) -> int:
     from ..targets import resolve_targets
     from .zeros import near_zero_stats
 
+    sources = [resolve_model_path(spec) for spec in args.checkpoints]
+    if args.output:
+        check_output(args.output, inputs=sources, overwrite=args.overwrite, flag="--output")
     stats = {}
-    for spec in args.checkpoints:
-        model = load_hf_model(resolve_model_path(spec))
+    for spec, source in zip(args.checkpoints, sources):
+        model = load_hf_model(source)
         stats[spec] = near_zero_stats(resolve_targets(model), args.threshold, args.mode)
     data = {spec: s.to_dict() for spec, s in stats.items()}
     if args.json:
@@ -272,17 +299,19 @@ def cmd_zeros(args: argparse.Namespace) -> int:
 
         from .plots import plot_near_zero
 
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "near_zero.json").write_text(json.dumps(data, indent=2))
-        with open(out / "near_zero.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["checkpoint", "layer", "fraction"])
-            for spec, s in stats.items():
-                writer.writerow([spec, "overall", s.overall])
-                writer.writerows([spec, name, frac] for name, frac in s.fractions().items())
-        plot_near_zero({spec: s.overall for spec, s in stats.items()}, out / "near_zero.png",
-                       f"near-zero weights (|w| < {args.threshold:g}, {args.mode})")
+        def write(out: Path) -> None:
+            (out / "near_zero.json").write_text(json.dumps(data, indent=2))
+            with open(out / "near_zero.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["checkpoint", "layer", "fraction"])
+                for spec, s in stats.items():
+                    writer.writerow([spec, "overall", s.overall])
+                    writer.writerows([spec, name, frac] for name, frac in s.fractions().items())
+            plot_near_zero({spec: s.overall for spec, s in stats.items()}, out / "near_zero.png",
+                           f"near-zero weights (|w| < {args.threshold:g}, {args.mode})")
+
+        write_folder_atomically(args.output, write, inputs=sources, overwrite=args.overwrite, command="zeros",
+                                flag="--output")
     return 0
 
 

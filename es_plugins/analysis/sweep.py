@@ -161,13 +161,18 @@ class SweepStore:
         self.values: dict[tuple[float, int], float] = {}
         self.refined: set[float] = set()
         if self.path and self.path.is_file():
-            data = json.loads(self.path.read_text())
+            try:
+                data = json.loads(self.path.read_text())
+                rows = data["evaluations"]
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                raise SparsityConfigError(f"{self.path} is not a sweep store this version can resume ({exc}); "
+                                          "use a new --output folder") from None
             if data.get("identity") != json.loads(json.dumps(self.identity)):
                 raise SparsityConfigError(
                     f"{self.path} belongs to a different sweep ({data.get('identity')}); "
                     "use a new output folder or the same settings to resume"
                 )
-            for row in data["evaluations"]:
+            for row in rows:
                 self.values[(row["sparsity"], row["seed"])] = row["value"]
                 if row.get("refined"):
                     self.refined.add(row["sparsity"])

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import MaskMismatchError, SparsityConfigError
 from ..methods import check_finite
+from ..methods._selection import check_keeps_some
 from ..methods.calibrated import CalibratedConfig, SparseGPTConfig, WandaConfig
 from ..methods.sparsegpt import sparsegpt_prune
 from ..methods.wanda import wanda_keep_mask
@@ -70,8 +71,16 @@ def calibrated_prune_(
     config = plan.method
     if not isinstance(config, CalibratedConfig):
         raise SparsityConfigError(f"{config.name!r} needs no calibration; use sparsify_(model, plan)")
-    if calibration is None or calibration.dim() != 2 or calibration.shape[0] == 0:
+    if not isinstance(calibration, torch.Tensor) or calibration.dim() != 2 or calibration.shape[0] == 0:
         raise SparsityConfigError("calibration data must be a non-empty [samples, seq_len] tensor of token ids")
+    if calibration.dtype.is_floating_point or calibration.dtype == torch.bool or calibration.is_complex():
+        raise SparsityConfigError(f"calibration must hold integer token ids, got dtype {calibration.dtype}")
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab = getattr(embeddings, "num_embeddings", None)
+    low, high = int(calibration.min()), int(calibration.max())
+    if low < 0 or (vocab is not None and high >= vocab):
+        raise SparsityConfigError(f"calibration token ids must be in [0, {vocab}) (the model's vocabulary); "
+                                  f"got ids from {low} to {high}: was it tokenised with another tokenizer?")
     if masks is not None and not isinstance(config, SparseGPTConfig):
         raise SparsityConfigError("a given mask can only be refined with SparseGPT (method 'sparsegpt')")
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
@@ -81,6 +90,10 @@ def calibrated_prune_(
     grouped = _targets_by_block(model, plan, prefix, len(blocks))
     all_targets = [t for group in grouped for t in group]
     check_finite(all_targets)
+    if config.nm is None and masks is None:
+        for target in all_targets:
+            check_keeps_some(config.sparsity, round(config.sparsity * target.numel), target.numel,
+                             f"layer {target.name!r}")
     if masks is not None:
         masks.validate(model, expected=[t.name for t in all_targets])
         extra = sorted(set(masks.masks) - {t.name for t in all_targets})

@@ -8,8 +8,9 @@ from pathlib import Path
 from .._cli_args import add_target_args, target_spec
 from .._console import emit, log
 from ..assets import resolve_model_path
-from ..checkpoint import load_hf_model, save_hf_checkpoint, write_checkpoint_atomically
+from ..checkpoint import load_hf_model, save_hf_checkpoint
 from ..errors import SparsityConfigError
+from ..output import check_output, write_file_atomically, write_folder_atomically
 
 
 def is_onnx_path(path: str) -> bool:
@@ -35,17 +36,19 @@ def add_onnx_inspect_arguments(parser: argparse.ArgumentParser) -> None:
                        help="channel count below which a layer is reported as not worth a sparse kernel (default 64)")
     group.add_argument("--precision", default="fp16", choices=("fp16", "int8", "best", "fp32"),
                        help="precision for the printed trtexec command (default fp16)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing --rewrite-gemm file")
 
 
 def refuse_onnx_only_options(args: argparse.Namespace) -> None:
-    for option in ("rewrite_gemm", "reference"):
+    for option in ("rewrite_gemm", "reference", "overwrite"):
         if getattr(args, option, None):
             raise SparsityConfigError(f"--{option.replace('_', '-')} applies to .onnx files; {args.path!r} is not one")
 
 
 def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
     from .onnx_gemm import rewrite_and_check
-    from .onnx_report import inspect_onnx, mismatches_with_pytorch
+    from ..targets import resolve_targets
+    from .onnx_report import compare_with_pytorch, inspect_onnx
     from .onnx_weights import load_onnx
     from .tensorrt import trtexec_command
 
@@ -53,41 +56,55 @@ def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
         raise SparsityConfigError("--include/--exclude select PyTorch modules; an ONNX report covers every weight")
     if args.min_channels < 1:
         raise SparsityConfigError(f"--min-channels must be >= 1, got {args.min_channels}")
+    if args.rewrite_gemm:
+        check_output(args.rewrite_gemm, inputs=[args.path], overwrite=args.overwrite, kind="file",
+                     flag="--rewrite-gemm")
     model = load_onnx(args.path)
     report = inspect_onnx(model, pattern, args.min_channels)
     report.meta["source"] = args.path
     problems: list[str] = []
     if args.reference:
         reference = load_hf_model(resolve_model_path(args.reference), dtype="float32")
-        problems = mismatches_with_pytorch(model, dict(reference.named_parameters()))
-        report.meta["reference"] = {"checkpoint": args.reference, "mismatches": problems}
+        expected = [t.name for t in resolve_targets(reference)]
+        comparison = compare_with_pytorch(model, dict(reference.named_parameters()), expected)
+        problems = list(comparison.problems)
+        report.meta["reference"] = {"checkpoint": args.reference, "mismatches": problems,
+                                    "compared": comparison.compared, "targets": comparison.expected}
     target = args.rewrite_gemm or args.path
     if args.rewrite_gemm:
         import onnx
 
         rewrite = rewrite_and_check(model, pattern)
-        Path(args.rewrite_gemm).parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(rewrite.model, args.rewrite_gemm)
+        write_file_atomically(args.rewrite_gemm, lambda tmp: onnx.save(rewrite.model, str(tmp)), inputs=[args.path],
+                              overwrite=args.overwrite, flag="--rewrite-gemm")
         after = inspect_onnx(rewrite.model, pattern, args.min_channels)
         report.meta["rewrite"] = {"output": args.rewrite_gemm, "layers": list(rewrite.rewritten),
                                   "bias_folded": rewrite.with_bias, "max_abs_diff": rewrite.check.max_abs_diff,
                                   "eligible_after": len(after.eligible)}
-    report.meta["trtexec"] = trtexec_command(target, args.precision)
+    eligible = len(report.eligible) if not args.rewrite_gemm else report.meta["rewrite"]["eligible_after"]
+    if eligible and not problems:  # never suggest sparse kernels for a graph that failed its check
+        report.meta["trtexec"] = trtexec_command(target, args.precision)
     if args.json:
         emit(report.to_json())
     else:
         emit(report.format_table())
         if args.reference:
-            emit(f"weights vs {args.reference}: " + ("all bit-identical" if not problems else
-                                                    f"{len(problems)} differ:\n  " + "\n  ".join(problems)))
+            info = report.meta["reference"]
+            emit(f"weights vs {args.reference}: " + (
+                f"all {info['compared']} targeted weights bit-identical" if not problems else
+                f"FAILED ({info['compared']} of {info['targets']} targeted weights compared):\n  " + "\n  ".join(problems)))
         if args.rewrite_gemm:
             info = report.meta["rewrite"]
             emit(f"rewrote {len(info['layers'])} MatMul layers to Gemm ({info['bias_folded']} with bias folded); "
                  f"outputs max |diff| {info['max_abs_diff']:.3g}; eligible now: {info['eligible_after']}/"
                  f"{len(report.layers)}; wrote {args.rewrite_gemm}")
-        emit("TensorRT engine with 2:4 sparse kernels allowed:\n  " + report.meta["trtexec"])
-        emit("ONNX Runtime: es_plugins.export.tensorrt.tensorrt_sparse_session(path) "
-             "(TensorrtExecutionProvider, trt_sparsity_enable=True)")
+        if "trtexec" in report.meta:
+            emit("TensorRT engine with 2:4 sparse kernels allowed:\n  " + report.meta["trtexec"])
+            emit("ONNX Runtime: es_plugins.export.tensorrt.tensorrt_sparse_session(path) "
+                 "(TensorrtExecutionProvider, trt_sparsity_enable=True)")
+        else:
+            emit("no TensorRT sparse-kernel command: " + ("the weight check failed" if problems else
+                                                           "no layer is eligible for 2:4 sparse kernels"))
     return 1 if problems else 0
 
 
@@ -103,7 +120,8 @@ def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (checkpoint) or .onnx file")
     parser.add_argument("--format", default="auto", choices=("auto", "bitmask", "2:4"),
                         help="checkpoint layout: auto picks 2:4 when every target is 2:4, else bitmask")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an output that an earlier es-plugins run wrote (never any other folder)")
     parser.add_argument("--json", action="store_true", help="print the size summary as JSON")
     add_target_args(parser)
 
@@ -111,7 +129,8 @@ def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
 def add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="compressed HF checkpoint folder")
     parser.add_argument("out", help="output folder for the plain checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an output folder that an earlier es-plugins run wrote (never any other folder)")
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -123,6 +142,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     spec = target_spec(args)
     src = resolve_model_path(args.src)
+    check_output(args.out, inputs=[src], overwrite=args.overwrite, flag="OUT")
     model = load_hf_model(src)
     summaries = []
 
@@ -130,7 +150,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         save_hf_checkpoint(model, src, tmp)
         summaries.append(save_compressed(model, tmp, args.format, spec))
 
-    out = write_checkpoint_atomically(args.out, write, overwrite=args.overwrite)
+    out = write_folder_atomically(args.out, write, inputs=[src], overwrite=args.overwrite, command="compress",
+                                  flag="OUT")
     summary = summaries[0]
     if args.json:
         emit(json.dumps({**summary.__dict__, "ratio": summary.ratio, "targets_ratio": summary.targets_ratio}, indent=2))
@@ -147,12 +168,10 @@ def _compress_onnx(args: argparse.Namespace) -> int:
 
     if args.format != "auto":
         raise SparsityConfigError("--format applies to HF checkpoints; ONNX files get sparse initializers")
-    out = Path(args.out)
-    if out.suffix != ".onnx":
+    if Path(args.out).suffix != ".onnx":
         raise SparsityConfigError(f"the output for an ONNX input must be an .onnx file, got {args.out!r}")
-    if out.exists() and not args.overwrite:
-        raise SparsityConfigError(f"{args.out!r} exists; pass --overwrite to replace it")
-    result = compress_onnx(args.src, out)
+    result = write_file_atomically(args.out, lambda tmp: compress_onnx(args.src, tmp), inputs=[args.src],
+                                   overwrite=args.overwrite)
     if args.json:
         emit(json.dumps({**result.__dict__, "ratio": result.ratio}, indent=2))
     else:
@@ -166,9 +185,10 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     from .compressed import load_compressed
 
     src = resolve_model_path(args.src)
+    check_output(args.out, inputs=[src], overwrite=args.overwrite, flag="OUT")
     model = load_compressed(src)
-    out = write_checkpoint_atomically(args.out, lambda tmp: save_hf_checkpoint(model, src, tmp),
-                                      overwrite=args.overwrite)
+    out = write_folder_atomically(args.out, lambda tmp: save_hf_checkpoint(model, src, tmp), inputs=[src],
+                                  overwrite=args.overwrite, command="decompress", flag="OUT")
     log(f"wrote plain checkpoint {out}")
     return 0
 

@@ -28,6 +28,7 @@ from ..masks.nm import nm_compliance
 from ..targets import Target, TargetSpec, resolve_targets
 
 FORMATS = {"bitmask": "sparse-bitmask", "2:4": "sparse-24-bitmask"}
+LOADABLE_FORMATS = tuple(FORMATS.values())
 WEIGHTS_FILE = "model.safetensors"
 SUPPORTED = "compressed-tensors>=0.9,<0.20 (pinned: 0.14.0.1)"
 
@@ -162,14 +163,21 @@ def load_compressed(path: str | Path, dtype: torch.dtype | None = None) -> nn.Mo
     import transformers
     from compressed_tensors.compressors import ModelCompressor
 
+    from ..checkpoint import model_class, read_config
+
     path = Path(path)
     if not is_compressed_checkpoint(path):
         raise CheckpointError(f"{path} is not a compressed-tensors sparse checkpoint (no sparsity_config in config.json)")
+    raw = read_config(path)
+    stored = (raw["quantization_config"].get("sparsity_config") or {}).get("format")
+    if stored not in LOADABLE_FORMATS:
+        raise CheckpointError(f"{str(path / 'config.json')!r}: sparsity format {stored!r} cannot be decompressed; "
+                              f"supported: {', '.join(LOADABLE_FORMATS)}")
+    if not raw.get("architectures"):
+        raise CheckpointError(f"{path}/config.json names no transformers architecture")
+    model_cls = model_class(path, raw)
+    arch = model_cls.__name__
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    model_cls = getattr(transformers, arch, None) if arch else None
-    if model_cls is None:
-        raise CheckpointError(f"{path}/config.json names no transformers architecture ({arch!r})")
     compressor = ModelCompressor.from_pretrained(str(path))
     if compressor is None or compressor.sparsity_compressor is None:
         raise CheckpointError(f"{path}: compressed-tensors found no sparsity compressor for its config")

@@ -150,24 +150,69 @@ def inspect_onnx(
     return OnnxSparsityReport(layers, pattern, min_channels, meta={"source": source} if source else {})
 
 
-def mismatches_with_pytorch(model: "str | Path | onnx.ModelProto", params: Mapping[str, torch.Tensor]) -> list[str]:
-    """Compare each mapped ONNX weight with the PyTorch parameter of the same name.
+@dataclass(frozen=True)
+class WeightComparison:
+    """Result of comparing ONNX weights with a PyTorch model: an empty comparison never passes."""
 
-    Returns human-readable problems (empty when every weight matches bit for bit, in
-    PyTorch's layout), so an export check can say exactly which layer lost its zeros.
+    compared: int
+    expected: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.compared >= self.expected > 0
+
+
+def _match_names(onnx_names: list[str], params: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """ONNX weight name -> PyTorch parameter name, across a task-head or wrapper prefix.
+
+    ``encoder.layer.0...`` (a bare-encoder export) matches ``bert.encoder.layer.0...`` (the
+    checkpoint with its head) and the reverse, but only when exactly one candidate fits.
+    """
+    matched = {}
+    for name in onnx_names:
+        if name in params:
+            matched[name] = name
+            continue
+        candidates = [p for p in params if p.endswith("." + name) or name.endswith("." + p)]
+        if len(candidates) == 1:
+            matched[name] = candidates[0]
+    return matched
+
+
+def compare_with_pytorch(
+    model: "str | Path | onnx.ModelProto",
+    params: Mapping[str, torch.Tensor],
+    expected: list[str],
+) -> WeightComparison:
+    """Compare each ONNX weight with its PyTorch parameter, bit for bit, in PyTorch's layout.
+
+    Args:
+        expected: the parameter names that must be compared (the checkpoint's pruning
+            targets); any not found in the graph is itself a problem, so a name mismatch
+            cannot pass as "all identical".
     """
     proto = load_onnx(model) if isinstance(model, (str, Path)) else model
     arrays = initializer_arrays(proto)
-    problems = []
-    for weight in find_weights(proto):
-        if weight.pytorch_name not in params:
+    weights = find_weights(proto)
+    names = _match_names([w.pytorch_name for w in weights], params)
+    problems, seen = [], set()
+    for weight in weights:
+        torch_name = names.get(weight.pytorch_name)
+        if torch_name is None:
             continue
+        seen.add(torch_name)
         stored = arrays[weight.initializer]
-        expected = params[weight.pytorch_name].detach().cpu().numpy()
+        reference = params[torch_name].detach().cpu().numpy()
         got = stored.T if weight.transposed and stored.ndim == 2 else stored
-        if got.shape != expected.shape or not np.array_equal(got, expected):
-            zeros = (int((got == 0).sum()), int((expected == 0).sum())) if got.shape == expected.shape else None
-            problems.append(f"{weight.pytorch_name}: ONNX {weight.initializer} differs"
+        if got.shape != reference.shape or not np.array_equal(got, reference):
+            zeros = (int((got == 0).sum()), int((reference == 0).sum())) if got.shape == reference.shape else None
+            problems.append(f"{torch_name}: ONNX {weight.initializer} differs"
                             + (f" (zeros {zeros[0]} vs {zeros[1]} in PyTorch)" if zeros else
-                               f" (shape {got.shape} vs {expected.shape})"))
-    return problems
+                               f" (shape {got.shape} vs {reference.shape})"))
+    missing = [n for n in expected if n not in seen]
+    compared = len(expected) - len(missing)
+    if missing or not expected:
+        problems.append(f"only {compared} of {len(expected)} targeted weights were found in the ONNX graph and "
+                        f"compared; not found: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return WeightComparison(compared, len(expected), tuple(problems))

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..errors import SparsityConfigError
 from ..masks.select import ScoreFn, keep_largest_masks
 from ..targets import Target
 
@@ -28,6 +29,15 @@ def respecting(score_fn: ScoreFn, keep: torch.Tensor | None) -> ScoreFn:
     return score
 
 
+def check_keeps_some(sparsity: float, k: int, total: int, what: str) -> None:
+    """Refuse a sparsity that rounds to pruning every weight: that is a broken model, not a plan."""
+    if total > 0 and k >= total:
+        largest = (total - 0.5) / total
+        raise SparsityConfigError(
+            f"sparsity {sparsity!r} prunes all {total:,} of {what} (round({sparsity} x {total:,}) = {k:,}); "
+            f"use a sparsity below {largest:.6g} to keep at least one weight")
+
+
 def select_by_scores(
     targets: Sequence[Target],
     score_fns: Sequence[ScoreFn],
@@ -40,8 +50,11 @@ def select_by_scores(
     numels = [t.numel for t in targets]
     if scope == "global":
         k = round(sparsity * sum(numels))
+        check_keeps_some(sparsity, k, sum(numels), "the targeted weights")
         masks = keep_largest_masks(score_fns, numels, k, progress)
     else:
+        for target, numel in zip(targets, numels):
+            check_keeps_some(sparsity, round(sparsity * numel), numel, f"layer {target.name!r}")
         masks = [
             keep_largest_masks([score_fn], [numel], round(sparsity * numel))[0]
             for score_fn, numel in progress(list(zip(score_fns, numels)))

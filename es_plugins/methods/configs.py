@@ -65,7 +65,7 @@ class RandomConfig(MethodConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", check_fraction("sparsity", self.sparsity))
         check_choice("scope", self.scope, SCOPES)
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SparsityConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     @property

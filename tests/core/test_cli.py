@@ -119,13 +119,23 @@ def test_non_finite_weights_nothing_written(tmp_path, tiny_bert, capsys):
 
 def test_existing_output_needs_overwrite(tmp_path, tiny_bert_dir, capsys):
     out = tmp_path / "out"
+    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--sparsity", "0.3")[0] == 0
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "prune", tiny_bert_dir, out)
+    assert "--overwrite" in capsys.readouterr().err
+    assert SparsityState.load(out / MASKS_FILENAME).sparsity == pytest.approx(0.3, abs=1e-3)
+    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")[0] == 0
+    assert SparsityState.load(out / MASKS_FILENAME).sparsity == pytest.approx(0.5, abs=1e-3)
+
+
+def test_overwrite_never_replaces_a_folder_es_plugins_did_not_write(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", tiny_bert_dir, out)
-    assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")[0] == 0
-    assert not (out / "keep.txt").exists() and (out / MASKS_FILENAME).exists()
+        run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")
+    assert "did not write" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "user data" and not (out / MASKS_FILENAME).exists()
 
 
 def test_inspect_rejects_mismatched_masks_file(tmp_path, tiny_bert_dir, tiny_gpt2, capsys):

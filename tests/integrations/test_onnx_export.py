@@ -15,10 +15,10 @@ from es_plugins import NMConfig, resolve_targets
 from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
 from es_plugins.export.onnx_check import pytorch_parity
-from es_plugins.export.onnx_report import inspect_onnx, mismatches_with_pytorch
+from es_plugins.export.onnx_report import compare_with_pytorch, inspect_onnx
 from es_plugins.export.onnx_weights import load_onnx
 from es_plugins.report import build_report
-from tests.conftest import make_tiny_bert, save_checkpoint, word_tokenizer
+from tests.conftest import make_tiny_bert, make_tiny_gpt2, save_checkpoint, word_tokenizer
 
 pytest.importorskip("onnxruntime")
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -40,9 +40,11 @@ def export(model_dir: Path, out: Path, task: str = "text-classification") -> Pat
 def assert_export_faithful(model_dir: Path, onnx_path: Path, pattern=(2, 4)) -> None:
     model = load_hf_model(model_dir, dtype="float32")
     graph = load_onnx(onnx_path)
-    assert mismatches_with_pytorch(graph, dict(model.named_parameters())) == []
+    targets = resolve_targets(model)
+    comparison = compare_with_pytorch(graph, dict(model.named_parameters()), [t.name for t in targets])
+    assert comparison.ok and comparison.compared == len(targets), comparison.problems
     onnx_report = inspect_onnx(graph, pattern)
-    torch_report = build_report(model, resolve_targets(model), pattern)
+    torch_report = build_report(model, targets, pattern)
     for layer in torch_report.layers:
         mapped = onnx_report.layer(layer.name)
         assert (mapped.numel, mapped.zeros, mapped.nm_groups, mapped.nm_compliant) == (
@@ -101,3 +103,26 @@ def test_optimum_cli_export_keeps_weights_report_and_outputs(tmp_path, producer)
     if producer.endswith("2:4"):
         encoder = [layer for layer in report.layers if ".encoder." in layer.pytorch_name]
         assert len(encoder) == 12 and all(layer.nm_ok for layer in encoder)
+
+
+def test_inspect_reference_maps_the_head_prefix_and_never_passes_vacuously(tmp_path, capsys):
+    """A bare-encoder export (``encoder.*``) checked against a checkpoint with a task head
+    (``bert.encoder.*``): the names are mapped, a differently pruned checkpoint fails, and a
+    checkpoint whose names match nothing fails with the count compared."""
+    pruned = cli_pruned(tmp_path, "--sparsity", "0.5")
+    onnx_path = export(pruned, tmp_path / "onnx", task="feature-extraction")
+    assert es_cli(["prune", str(tmp_path / "dense"), str(tmp_path / "other"), "--sparsity", "0.3"]) == 0
+    save_checkpoint(make_tiny_gpt2(), tmp_path / "unrelated")
+    capsys.readouterr()
+
+    assert es_cli(["inspect", str(onnx_path), "--reference", str(pruned)]) == 0
+    assert "all 12 targeted weights bit-identical" in capsys.readouterr().out
+
+    assert es_cli(["inspect", str(onnx_path), "--reference", str(tmp_path / "other"), "--min-channels", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (12 of 12 targeted weights compared)" in out and "differs" in out
+    assert "trtexec" not in out and "the weight check failed" in out
+
+    assert es_cli(["inspect", str(onnx_path), "--reference", str(tmp_path / "unrelated")]) == 1
+    out = capsys.readouterr().out
+    assert "only 0 of 8 targeted weights were found" in out and "trtexec" not in out

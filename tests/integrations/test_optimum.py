@@ -84,3 +84,19 @@ def test_sparsity_compress_through_optimum_cli(tmp_path, fmt):
     assert f"{fmt}: 12 layers" in result.stdout
     a, b = load_hf_model(pruned), load_hf_model(tmp_path / "c")
     assert all(np.array_equal(a.state_dict()[k].numpy(), b.state_dict()[k].numpy()) for k in a.state_dict())
+
+
+def test_sparsity_export_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    pruned = cli_pruned(tmp_path, "--sparsity", "0.5")
+    user = tmp_path / "exports"
+    user.mkdir()
+    (user / "report.pdf").write_bytes(b"user data")
+    refused = optimum_cli("sparsity", "export", "--model", str(pruned), str(user), "--overwrite", check=False)
+    assert refused.returncode == 2 and "did not write" in refused.stderr
+    assert sorted(p.name for p in user.iterdir()) == ["report.pdf"]
+    optimum_cli("sparsity", "export", "--model", str(pruned), str(tmp_path / "onnx"))
+    again = optimum_cli("sparsity", "export", "--model", str(pruned), str(tmp_path / "onnx"), check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    replaced = optimum_cli("sparsity", "export", "--model", str(pruned), str(tmp_path / "onnx"), "--overwrite")
+    assert "weights bit-identical" in replaced.stdout and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".onnx.")) == []

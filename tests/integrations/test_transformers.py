@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from es_plugins import CubicSchedule, LotteryConfig, MASKS_FILENAME, NMConfig, OMPConfig, SparsityConfigError, SparsityState, resolve_targets
+from es_plugins import CubicSchedule, LotteryConfig, MASKS_FILENAME, MaskMismatchError, NMConfig, OMPConfig, SparsityConfigError, SparsityState, resolve_targets
 from es_plugins.integrations.transformers import LotteryTicketRunner, NearZeroMonitor, SparsityCallback, add_callback_first
 from es_plugins.masks import nm_compliance
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
@@ -121,6 +121,21 @@ def test_resume_without_masks_file_warns(tmp_path):
     with pytest.warns(UserWarning, match="no sparsity_masks.safetensors was found"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
     assert cb.sparsifier.state.sparsity == pytest.approx(0.5)
+
+
+def test_resume_with_partial_masks_is_an_error_not_regrowth(tmp_path):
+    args = training_args(tmp_path, save_strategy="steps", save_steps=3)
+    Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
+            callbacks=[SparsityCallback("omp", sparsity=0.5)]).train()
+    path = tmp_path / "checkpoint-3" / MASKS_FILENAME
+    saved = SparsityState.load(path)
+    dropped = sorted(saved.masks)[:3]
+    # the masks lose three layers and the record of which targets they covered
+    SparsityState({n: m for n, m in saved.masks.items() if n not in dropped}, {"level": 0.5}).save(path)
+    trainer = Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
+                      callbacks=[SparsityCallback("omp", sparsity=0.5)])
+    with pytest.raises(MaskMismatchError, match=r"targets without a mask: .*3 in all; partial masks would let them regrow"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
 
 
 def test_save_model_is_plain_checkpoint(tmp_path):
