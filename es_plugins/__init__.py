@@ -7,6 +7,16 @@ keep them zero through training, save and report. Framework adapters live in
 
 from __future__ import annotations
 
+import logging as _logging
+
+_logger = _logging.getLogger("es_plugins")
+if not _logger.handlers:  # one visible line per pruning event; silence with setLevel(logging.WARNING)
+    _handler = _logging.StreamHandler()
+    _handler.setFormatter(_logging.Formatter("es-plugins: %(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(_logging.INFO)
+    _logger.propagate = False
+
 from .errors import (
     CheckpointError,
     MaskMismatchError,

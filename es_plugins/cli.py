@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from ._console import emit, log, results_only_on_stdout
 from ._cli_args import add_target_args as _add_target_args
 from ._cli_args import target_spec as _target_spec
 from .analysis import cli as analysis_cli
+from .artifacts import REPORT_FILENAME, write_sparsity_files
 from .export import cli as export_cli
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, read_config, save_hf_checkpoint
@@ -25,7 +27,6 @@ from .sparsify import sparsify_
 from .state import MASKS_FILENAME, SparsityState
 from .targets import resolve_targets
 
-REPORT_FILENAME = "sparsity_report.json"
 
 
 def _method_config(args: argparse.Namespace) -> MethodConfig:
@@ -46,8 +47,7 @@ def _method_config(args: argparse.Namespace) -> MethodConfig:
     if args.method == "nm":
         if args.sparsity is not None:
             raise SparsityConfigError("--sparsity does not apply to --method nm: the N:M --pattern sets it")
-        n, m = parse_pattern(args.pattern or "2:4")
-        return NMConfig(n=n, m=m, skip_incompatible=args.skip_incompatible)
+        return NMConfig(args.pattern or "2:4", skip_incompatible=args.skip_incompatible)
     if args.pattern is not None:
         raise SparsityConfigError(f"--pattern applies to --method nm only, not {args.method!r}")
     sparsity = 0.5 if args.sparsity is None else args.sparsity
@@ -122,21 +122,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
     else:
         state = sparsify_(model, plan, show_progress=True)
     elapsed = time.perf_counter() - started
-    targets = resolve_targets(model, plan.targets)
-    if isinstance(plan.method, NMConfig):
-        pattern = (plan.method.n, plan.method.m)
-    else:
-        pattern = getattr(plan.method, "nm", None)
-    report = build_report(model, targets, pattern, meta={
-        "source": str(src), "plan": plan.to_dict(), "prune_seconds": round(elapsed, 3)})
+    command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     skipped: list[str] = []
+    reports = []
 
     def write(tmp: Path) -> None:
         skipped.extend(save_hf_checkpoint(model, src, tmp, copy_code=args.copy_remote_code))
-        state.save(tmp / MASKS_FILENAME)
-        (tmp / REPORT_FILENAME).write_text(report.to_json())
+        reports.append(write_sparsity_files(tmp, model, state, {"source": str(src), "prune_seconds": round(elapsed, 3)},
+                                            command))
 
     out = write_folder_atomically(args.out_dir, write, inputs=[src], overwrite=args.overwrite, command="prune")
+    report = reports[0]
     emit(report.to_json() if args.json else report.format_table())
     if skipped:
         log(f"not copied from {src} (subfolders, links leading outside it, .py code without --copy-remote-code): "
@@ -182,7 +178,7 @@ def _calibrated(model, plan: SparsityPlan, inputs: tuple[Any, list[str]], args: 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     pattern = parse_pattern(args.pattern)
-    NMConfig(n=pattern[0], m=pattern[1])  # validates the pattern
+    NMConfig(pattern)  # validates the pattern
     if export_cli.is_onnx_path(args.path):
         return export_cli.cmd_inspect_onnx(args, pattern)
     export_cli.refuse_onnx_only_options(args)

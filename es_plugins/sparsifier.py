@@ -9,19 +9,27 @@ optimizer step hooks, so adapters never need to call anything per optimizer step
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import time
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .artifacts import save_with_sparsity_files
 from .distributed import assert_identical_across_ranks
 from .errors import SparsityConfigError
-from .methods import MethodConfig, NMConfig, compute_masks
+from .methods import MethodConfig, NMConfig, compute_masks, config_from_dict
+from .naming import canonical_name
 from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
 from .state import EnforcementHandle, SparsityState
 from .targets import Target, resolve_targets
+
+
+logger = logging.getLogger("es_plugins")
 
 
 class Sparsifier:
@@ -37,6 +45,9 @@ class Sparsifier:
             rounds, resumed runs).
         calibration: token ids ``[samples, seq_len]`` for Wanda / SparseGPT plans, which
             prune block by block from activations at ``setup``.
+        keep_saved_masks: when resuming from a checkpoint whose masks were made with another
+            plan (say sparsity 0.4 while this run asks for 0.6), continue with the saved masks
+            instead of failing. By default that mismatch is an error naming both settings.
 
     Example:
         >>> import torch
@@ -57,6 +68,7 @@ class Sparsifier:
         mask_gradients: bool = True,
         state: SparsityState | None = None,
         calibration: torch.Tensor | None = None,
+        keep_saved_masks: bool = False,
     ):
         if plan is None and state is None:
             raise SparsityConfigError("give a plan (what to prune) or a state (fixed masks to enforce)")
@@ -77,6 +89,7 @@ class Sparsifier:
         self.calibration = calibration
         self.schedule = schedule
         self.mask_gradients = mask_gradients
+        self.keep_saved_masks = bool(keep_saved_masks)
         self.state: SparsityState | None = state
         self.level: float = 0.0
         self._model: nn.Module | None = None
@@ -93,9 +106,7 @@ class Sparsifier:
         if self.plan is not None:
             self._targets = resolve_targets(model, self.plan.targets)
         if self.state is not None:
-            self.state.validate(model, expected=self._target_names())
-            self.level = float(self.state.meta.get("level", self.state.sparsity))
-            self.state.apply_(model)
+            self._reapply()
         else:
             self._prune_to(self._level_at(step))
         if optimizer is not None:
@@ -138,36 +149,79 @@ class Sparsifier:
         self.state.apply_(self._model)
 
     def finalize(self) -> nn.Module:
-        """Apply masks a last time and remove every hook: a plain model is left."""
+        """Apply masks a last time and remove every hook: a plain model is left.
+
+        Its ``save_pretrained`` (and that of HF models inside it) then also writes the masks,
+        the report and a model-card section beside the weights.
+        """
         self._require_setup()
         self.state.finalize(self._model)
         self._handle = None
+        save_with_sparsity_files(self._model, self.state)
         return self._model
 
     # ----------------------------------------------------------------- reporting
-    def metrics(self, prefix: str = "sparsity") -> dict[str, float]:
+    def metrics(self, prefix: str = "sparsity", per_layer: bool = False) -> dict[str, float]:
         """Measured sparsity of the targeted weights (counted from the weights, not the
-        masks, so a broken enforcement would show) and the scheduled level."""
+        masks, so a broken enforcement would show) and the scheduled level; with
+        ``per_layer`` also ``{prefix}/layer/{name}`` for every target."""
         self._require_setup()
         params = dict(self._model.named_parameters())
-        zeros = sum(int((params[n].detach() == 0).sum()) for n in self.state.masks)  # vectorises; count_nonzero branches
+        zeros = {n: int((params[n].detach() == 0).sum()) for n in self.state.masks}  # count_nonzero branches
         total = self.state.num_weights
-        return {f"{prefix}/targets": zeros / total if total else 0.0, f"{prefix}/level": self.level}
+        metrics = {f"{prefix}/targets": sum(zeros.values()) / total if total else 0.0, f"{prefix}/level": self.level}
+        if per_layer:
+            metrics.update({f"{prefix}/layer/{canonical_name(n)}": zeros[n] / m.numel()
+                            for n, m in self.state.masks.items()})
+        return metrics
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         self._require_setup()
         return self.state.state_dict()
 
+    def restore(self, state: SparsityState) -> None:
+        """Resume from masks saved in a checkpoint (before or after ``setup``).
+
+        Raises:
+            SparsityConfigError: the masks were made with another plan than this run's,
+                unless ``keep_saved_masks`` was set.
+        """
+        self._check_saved_plan(state)
+        self.state = state
+        if self._model is not None:
+            self._reapply()
+
     def load_state_dict(self, data: dict[str, Any]) -> None:
         """Restore masks (bit-identical) and the schedule level; re-applies and re-binds."""
-        self.state = SparsityState.from_state_dict(data)
-        if self._model is not None:
-            self.state.validate(self._model, expected=self._target_names())
-            self.state.apply_(self._model)
-            self.level = float(self.state.meta.get("level", self.state.sparsity))
-            if self._optimizer is not None:
-                self.bind_optimizer(self._optimizer)
+        self.restore(SparsityState.from_state_dict(data))
+
+    def _check_saved_plan(self, state: SparsityState) -> None:
+        saved = state.meta.get("plan")
+        if self.plan is None or self.keep_saved_masks or not isinstance(saved, dict):
+            return
+        current = json.loads(json.dumps(self.plan.to_dict()))  # the form it takes in a saved file
+        try:  # normalise spellings of older files (n=2, m=4 -> pattern "2:4")
+            saved = {**saved, "method": config_from_dict(dict(saved.get("method") or {})).to_dict()}
+        except (SparsityConfigError, TypeError):
+            pass
+        if saved.get("method") != current["method"] or saved.get("targets") != current["targets"]:
+            def show(plan: dict) -> str:
+                return json.dumps({"method": plan.get("method"), "targets": plan.get("targets")}, sort_keys=True)
+
+            raise SparsityConfigError(
+                f"the checkpoint's masks were made with {show(saved)}, but this run asks for {show(current)}; "
+                "resume with the same settings, or pass keep_saved_masks=True to continue with the saved masks")
+
+    def _reapply(self) -> None:
+        """Validate restored masks against the model, zero its pruned weights, re-bind."""
+        self.state.validate(self._model, expected=self._target_names())
+        logger.info("applying saved masks: %d layers, %d of %d weights (%.2f%%) pruned", len(self.state.masks),
+                    self.state.num_pruned, self.state.num_weights, 100 * self.state.sparsity)
+        self.state.apply_(self._model)
+        self.level = float(self.state.meta.get("level", self.state.sparsity))
+        if self._optimizer is not None:
+            self.bind_optimizer(self._optimizer)
 
     # ----------------------------------------------------------------- internals
     def _target_names(self) -> list[str] | None:
@@ -179,6 +233,14 @@ class Sparsifier:
         return final if self.schedule is None else self.schedule.sparsity_at(step, final)
 
     def _prune_to(self, level: float) -> None:
+        started = time.perf_counter()
+        self._compute(level)
+        state = self.state
+        logger.info("pruned %d layers (%s): %d of %d weights (%.2f%%) in %.2fs", len(state.masks),
+                    self.plan.method.name, state.num_pruned, state.num_weights, 100 * state.sparsity,
+                    time.perf_counter() - started)
+
+    def _compute(self, level: float) -> None:
         method = self.plan.method
         if self.schedule is not None:
             method = dataclasses.replace(method, sparsity=level)

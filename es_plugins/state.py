@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save
@@ -20,6 +20,7 @@ from torch import nn
 
 from .errors import MaskMismatchError
 from .masks.packing import pack_mask, unpack_mask
+from .naming import canonical_name, match_names
 
 MASKS_FORMAT = "es-plugins-masks"
 
@@ -30,6 +31,12 @@ def _local_view(tensor: torch.Tensor) -> torch.Tensor:
     return to_local() if callable(to_local) else tensor.data
 MASKS_VERSION = "1"
 MASKS_FILENAME = "sparsity_masks.safetensors"
+
+
+def _canonical_names(names: list[str]) -> list[str]:
+    """Canonical forms of ``names``, or the names unchanged if two would collide."""
+    canon = [canonical_name(n) for n in names]
+    return canon if len(set(canon)) == len(canon) else list(names)
 
 
 def canonical_safetensors(blob: bytes) -> bytes:
@@ -114,7 +121,12 @@ class SparsityState:
         return pairs
 
     def validate(self, model: nn.Module, expected: Iterable[str] | None = None) -> None:
-        """Check every mask names a parameter of ``model`` with the same shape.
+        """Check the masks against ``model`` and adopt the model's parameter names.
+
+        Masks made under another naming of the same weights (a base checkpoint vs one with a
+        task head, a LightningModule attribute, PEFT, DDP/FSDP/compile wrappers) are renamed
+        to this model's names when each matches exactly one parameter of the same shape
+        (:func:`es_plugins.naming.match_names`).
 
         Args:
             expected: names that must be present (e.g. the plan's resolved targets); by
@@ -122,29 +134,33 @@ class SparsityState:
                 some of its masks never loads as if it covered the model.
 
         Raises:
-            MaskMismatchError: listing extra names, missing names and shape mismatches.
+            MaskMismatchError: listing unmatched names (with the closest candidates), shape
+                mismatches and targets without a mask.
         """
-        params = dict(model.named_parameters())
         if expected is None:
             recorded = self.meta.get("targets")
-            expected = recorded if isinstance(recorded, list) else ()
-        extra = sorted(n for n in self.masks if n not in params)
-        missing = sorted(n for n in expected if n not in self.masks)
-        shapes = [
-            f"{n}: mask {tuple(m.shape)} vs weight {tuple(_local_view(params[n]).shape)}"
-            for n, m in self.masks.items()
-            if n in params and tuple(m.shape) != tuple(_local_view(params[n]).shape)
-        ]
-        problems = []
-        if extra:
-            problems.append(f"names not in the model: {extra[:10]}{' ...' if len(extra) > 10 else ''}")
+            self._check_covers(recorded if isinstance(recorded, list) else [])
+        params = {n: tuple(_local_view(p).shape) for n, p in model.named_parameters()}
+        mapping = match_names({n: tuple(m.shape) for n, m in self.masks.items()}, params)
+        if any(old != new for old, new in mapping.items()):
+            self.masks = {mapping[n]: m for n, m in self.masks.items()}
+            if isinstance(self.meta.get("targets"), list):
+                self.meta["targets"] = [mapping.get(n, n) for n in self.meta["targets"]]
+        if expected is not None:
+            self._check_covers(list(expected))
+
+    def _check_covers(self, expected: list[str]) -> None:
+        missing = [n for n in expected if n not in self.masks]
         if missing:
-            problems.append(f"targets without a mask: {missing[:10]}{' ...' if len(missing) > 10 else ''} "
-                            f"({len(missing)} in all; partial masks would let them regrow)")
-        if shapes:
-            problems.append("shape mismatch: " + "; ".join(shapes[:10]))
-        if problems:
-            raise MaskMismatchError("masks do not match the model: " + " | ".join(problems))
+            raise MaskMismatchError(
+                f"masks do not match the model: targets without a mask: {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''} ({len(missing)} in all; partial masks would let them regrow)")
+
+    def in_order(self, names: Sequence[str]) -> "SparsityState":
+        """The masks reordered to follow ``names`` (e.g. the model's parameter order)."""
+        rank = {n: i for i, n in enumerate(names)}
+        ordered = sorted(self.masks, key=lambda n: (rank.get(n, len(rank)), n))
+        return SparsityState({n: self.masks[n] for n in ordered}, self.meta)
 
     @torch.no_grad()
     def apply_(self, model: nn.Module) -> None:
@@ -209,13 +225,21 @@ class SparsityState:
 
     # ----------------------------------------------------------------- (de)serialise
     def state_dict(self) -> dict[str, Any]:
-        """Bit-packed masks, their shapes, and metadata (for framework checkpoints)."""
+        """Bit-packed masks, their shapes, and metadata (for framework checkpoints and files).
+
+        Names are canonical (wrapper prefixes such as ``module.`` or PEFT's ``base_layer``
+        removed), so a saved state loads under any wrapping of the same model.
+        """
+        names = _canonical_names(list(self.masks))
+        meta = dict(self.meta)
+        if isinstance(meta.get("targets"), list):
+            meta["targets"] = _canonical_names(meta["targets"])
         return {
             "format": MASKS_FORMAT,
             "version": MASKS_VERSION,
-            "packed": {n: pack_mask(m) for n, m in self.masks.items()},
-            "shapes": {n: list(m.shape) for n, m in self.masks.items()},
-            "meta": dict(self.meta),
+            "packed": {names[i]: pack_mask(m) for i, m in enumerate(self.masks.values())},
+            "shapes": {names[i]: list(m.shape) for i, m in enumerate(self.masks.values())},
+            "meta": meta,
         }
 
     @classmethod
@@ -242,7 +266,9 @@ class SparsityState:
                 masks[name] = unpack_mask(blob, shapes[name])
             except ValueError as exc:
                 raise MaskMismatchError(f"mask {name!r}: {exc}") from None
-        return cls(masks, meta)
+        recorded = meta.get("targets")
+        state = cls(masks, meta)
+        return state.in_order(recorded) if isinstance(recorded, list) else state
 
     def load_state_dict(self, data: Mapping[str, Any]) -> None:
         """Replace masks and metadata in place (hooks already attached keep working

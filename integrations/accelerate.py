@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from es_plugins.errors import SparsityConfigError
 from es_plugins.plan import make_plan
 from es_plugins.sparsifier import Sparsifier
 from es_plugins.state import SparsityState
@@ -38,15 +39,30 @@ class SparsityCheckpoint:
 
 def prepare_sparsity(accelerator, model, optimizer, plan=None, *, targets=None, schedule=None,
                      mask_gradients: bool = True, state: SparsityState | None = None, calibration=None,
-                     step: int = 0, **options: Any) -> Sparsifier:
+                     step: int = 0, keep_saved_masks: bool = False, log_every: int | None = None,
+                     log_per_layer: bool = False, **options: Any) -> Sparsifier:
     """Prune the prepared ``model`` (every rank computes the same masks; verified by a checksum
     all-reduce), enforce them on ``optimizer`` and register them for checkpointing.
 
     Call ``sparsifier.step(global_step)`` each step only when using a gradual schedule.
+    ``accelerator.load_state`` restores the masks; with another plan than the saved one that
+    is an error unless ``keep_saved_masks=True``. With ``log_every=N`` the sparsity metrics go
+    to ``accelerator.log`` every N real optimizer steps (when trackers are initialised).
     """
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1):
+        raise SparsityConfigError(f"log_every must be an integer >= 1 or None, got {log_every!r}")
     plan = make_plan(plan, targets, **options) if plan is not None else None
     sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=mask_gradients, state=state,
-                            calibration=calibration)
+                            calibration=calibration, keep_saved_masks=keep_saved_masks)
     sparsifier.setup(accelerator.unwrap_model(model), unwrap_optimizer(optimizer), step=step)
     accelerator.register_for_checkpointing(SparsityCheckpoint(sparsifier))
+    if log_every is not None:
+        steps = [0]
+
+        def log_metrics(*_: Any) -> None:
+            steps[0] += 1
+            if steps[0] % log_every == 0 and accelerator.trackers:
+                accelerator.log(sparsifier.metrics(per_layer=log_per_layer), step=step + steps[0])
+
+        unwrap_optimizer(optimizer).register_step_post_hook(log_metrics)
     return sparsifier

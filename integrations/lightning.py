@@ -37,19 +37,23 @@ class SparsityCallback(pl.Callback):
     ``on_fit_end`` → hooks removed, a plain module is left.
 
     Args:
-        plan, targets, schedule, mask_gradients, state, calibration, **options: as in
+        plan, targets, schedule, mask_gradients, state, calibration, keep_saved_masks, **options: as in
             :class:`es_plugins.integrations.transformers.SparsityCallback`.
+        log_per_layer: also log ``sparsity/layer/<name>`` for every target (like
+            ``ModelPruning(verbose=2)``).
         log_prefix: prefix of the logged keys.
     """
 
     def __init__(self, plan=None, *, targets: TargetSpec | None = None, schedule: CubicSchedule | None = None,
                  mask_gradients: bool = True, state: SparsityState | None = None, calibration=None,
-                 log_prefix: str = "sparsity", **options: Any):
+                 keep_saved_masks: bool = False, log_per_layer: bool = False, log_prefix: str = "sparsity",
+                 **options: Any):
         plan = make_plan(plan, targets, **options) if plan is not None else None
         self.sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=False, state=state,
-                                     calibration=calibration)
+                                     calibration=calibration, keep_saved_masks=keep_saved_masks)
         self.mask_gradients = mask_gradients
         self.log_prefix = log_prefix
+        self.log_per_layer = log_per_layer
 
     @property
     def state_key(self) -> str:
@@ -75,7 +79,8 @@ class SparsityCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
-            pl_module.log_dict(self.sparsifier.metrics(self.log_prefix), on_step=True, on_epoch=False)
+            pl_module.log_dict(self.sparsifier.metrics(self.log_prefix, per_layer=self.log_per_layer), on_step=True,
+                               on_epoch=False)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.sparsifier.finalize()

@@ -8,23 +8,34 @@ re-projects to N:M), and reports how much of the LoRA update the masks discarded
     trainer = Trainer(model=model, ..., callbacks=[SparsityCallback("omp", sparsity=0.5)])
     trainer.train()
     merged, report = merge_and_unload_sparse(model, trainer_callback.sparsifier.state)
+
+When the merge discards more than ``DISCARD_WARNING_FRACTION`` (10 %) of the update it warns;
+:func:`mask_lora_` trains the update inside the mask so the merge discards nothing.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from es_plugins.errors import MaskMismatchError, SparsityConfigError
+from es_plugins.errors import SparsityConfigError
 from es_plugins.masks.nm import nm_keep_within
+from es_plugins.methods import NMConfig
+from es_plugins.naming import match_names
 from es_plugins.state import SparsityState
 from es_plugins.targets import resolve_targets
 
-__all__ = ["MergeReport", "merge_and_unload_sparse", "merged_name"]
+__all__ = ["DISCARD_WARNING_FRACTION", "MaskedLoRA", "MergeReport", "mask_lora_", "merge_and_unload_sparse",
+           "merged_name"]
+
+# Above this fraction of the LoRA update's norm thrown away by the sparse merge, the merged
+# model can differ noticeably from the trained one: warn, and point to mask_lora_.
+DISCARD_WARNING_FRACTION = 0.10
 
 
 def merged_name(peft_name: str) -> str:
@@ -53,10 +64,73 @@ class MergeReport:
 
 
 @torch.no_grad()
+@dataclass
+class MaskedLoRA:
+    """Handle of :func:`mask_lora_`: the LoRA layers whose update is masked; ``remove()`` undoes it."""
+
+    layers: dict[str, nn.Module] = field(default_factory=dict)
+
+    def remove(self) -> None:
+        for module in self.layers.values():
+            module.__dict__.pop("forward", None)
+            module.__dict__.pop("_es_plugins_mask", None)
+        self.layers.clear()
+
+
+def mask_lora_(peft_model: nn.Module, state: SparsityState) -> MaskedLoRA:
+    """Train LoRA *inside* the base mask: each adapted layer computes
+    ``base(x) + x @ (ΔW ⊙ M)ᵀ`` instead of ``base(x) + x @ ΔWᵀ``.
+
+    The model then never uses the part of the update the mask removes, so
+    :func:`merge_and_unload_sparse` discards nothing (its report shows 0) and the merged
+    model computes exactly what was trained. Costs one ``B @ A`` product per adapted layer
+    and forward.
+
+    Example:
+        >>> state = sparsify_(peft_model, OMPConfig(0.5))               # doctest: +SKIP
+        >>> handle = mask_lora_(peft_model, state)                      # doctest: +SKIP
+        >>> trainer = Trainer(peft_model, ..., callbacks=[SparsityCallback(state=state)])  # doctest: +SKIP
+    """
+    state.validate(peft_model)
+    handle = MaskedLoRA()
+    for name, module in peft_model.named_modules():
+        base = getattr(module, "base_layer", None)
+        lora_a = getattr(module, "lora_A", None)
+        key = f"{name}.base_layer.weight"
+        if base is None or lora_a is None or key not in state.masks:
+            continue
+        module._es_plugins_mask = state.masks[key]
+        module.forward = _masked_forward(module)
+        handle.layers[name] = module
+    if not handle.layers:
+        raise SparsityConfigError("no LoRA layer of the model has a masked base weight; prune the base first")
+    return handle
+
+
+def _masked_forward(module: nn.Module) -> Callable:
+    original = type(module).forward
+
+    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if module.disable_adapters or module.merged or args or kwargs:
+            return original(module, x, *args, **kwargs)
+        result = module.base_layer(x)
+        mask = module._es_plugins_mask.to(result.device)
+        for adapter in module.active_adapters:
+            if adapter not in module.lora_A:
+                continue
+            delta = module.get_delta_weight(adapter) * mask  # base weight layout, scaling included
+            weight = delta.T if getattr(module, "fan_in_fan_out", False) else delta
+            dropped = module.lora_dropout[adapter](x).to(weight.dtype)
+            result = result + torch.nn.functional.linear(dropped, weight).to(result.dtype)
+        return result
+
+    return forward
+
+
 def merge_and_unload_sparse(
     peft_model: nn.Module,
     state: SparsityState | None = None,
-    pattern: tuple[int, int] | None = None,
+    pattern: str | tuple[int, int] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
 ) -> tuple[nn.Module, MergeReport]:
     """Merge LoRA adapters into a sparse base and keep it sparse.
@@ -65,13 +139,16 @@ def merge_and_unload_sparse(
         peft_model: a ``PeftModel`` whose base was pruned (and kept frozen).
         state: the base masks (names as in the PEFT model or the merged one); by default the
             zeros of the targeted base weights.
-        pattern: ``(n, m)`` to re-project the merged weights to N:M (keeping the N largest of
-            each group *within* the base mask) instead of applying the base mask unchanged.
+        pattern: ``"N:M"`` (or ``(N, M)``) to re-project the merged weights to N:M (keeping the N
+            largest of each group *within* the base mask) instead of applying the base mask unchanged.
         evaluate: ``evaluate(model) -> float`` run before the merge (PEFT model) and after it.
 
     Raises:
         MaskMismatchError: a mask names no parameter of the merged model or has another shape.
     """
+    nm = NMConfig(pattern) if pattern is not None else None  # validates, one spelling
+    masked_training = {merged_name(f"{n}.base_layer.weight") for n, m in peft_model.named_modules()
+                       if hasattr(m, "_es_plugins_mask")}
     report = MergeReport()
     if evaluate is not None:
         report.metric_before = float(evaluate(peft_model))
@@ -84,19 +161,20 @@ def merge_and_unload_sparse(
         masks = {name: weight != 0 for name, weight in base.items()}
     merged = peft_model.merge_and_unload()
     params = dict(merged.named_parameters())
-    unknown = sorted(n for n in masks if n not in params)
-    if unknown:
-        raise MaskMismatchError(f"masks name parameters the merged model lacks: {unknown[:5]}")
+    mapping = match_names({n: tuple(m.shape) for n, m in masks.items()},
+                          {n: tuple(p.shape) for n, p in params.items()}, what="masks do not match the merged model")
+    masks = {mapping[n]: m for n, m in masks.items()}
+    base = {mapping.get(n, n): w for n, w in base.items()}
     targets = {t.name: t for t in resolve_targets(merged)}
     for name, mask in masks.items():
         weight = params[name]
-        if tuple(mask.shape) != tuple(weight.shape):
-            raise MaskMismatchError(f"mask {name!r} has shape {tuple(mask.shape)}, weight {tuple(weight.shape)}")
         mask = mask.to(weight.device)
-        if pattern is not None:
+        if nm is not None:
             in_axis = targets[name].in_axis if name in targets else 1
-            mask = nm_keep_within(weight, mask, pattern[0], pattern[1], in_axis)
+            mask = nm_keep_within(weight, mask, nm.n, nm.m, in_axis)
         update = weight.detach().float() - base.get(name, weight.detach()).float()
+        if name in masked_training:  # trained through the mask: the rest of ΔW never reached the model
+            update = update * mask
         discarded = float(update[~mask].norm())
         total = float(update.norm())
         report.layers[name] = discarded / total if total else 0.0
@@ -105,4 +183,10 @@ def merge_and_unload_sparse(
         weight.mul_(mask)
     if evaluate is not None:
         report.metric_after = float(evaluate(merged))
+    if report.discarded_ratio > DISCARD_WARNING_FRACTION:
+        warnings.warn(
+            f"the sparse merge discarded {report.discarded_ratio:.1%} of the LoRA update's norm "
+            f"(more than {DISCARD_WARNING_FRACTION:.0%}), so the merged model may differ from the trained one; "
+            "train with the mask instead (es_plugins.integrations.peft.mask_lora_(peft_model, state)) and the "
+            "merge discards nothing", stacklevel=2)
     return merged, report

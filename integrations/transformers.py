@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +43,28 @@ def add_callback_first(trainer: Trainer, callback: TrainerCallback) -> None:
     trainer.callback_handler.callbacks.insert(0, callback)
 
 
+def move_before_reporters(callback: TrainerCallback) -> bool:
+    """Move ``callback`` to the front of the Trainer's callback list, from inside one of its
+    events, so the metrics it adds to ``logs`` reach TensorBoard / W&B / MLflow.
+
+    Callbacks see no handle to their Trainer, so this finds the ``CallbackHandler`` that is
+    calling the event in the caller's frame. Moving the running callback from index i to 0
+    keeps every later callback at its index, so the handler's loop skips or repeats nothing.
+    Returns False (and changes nothing) if no handler is found.
+    """
+    from transformers.trainer_callback import CallbackHandler
+
+    frame = sys._getframe(1)
+    for _ in range(4):
+        frame = frame.f_back if frame is not None else None
+        handler = frame.f_locals.get("self") if frame is not None else None
+        if isinstance(handler, CallbackHandler) and callback in handler.callbacks:
+            handler.callbacks.remove(callback)
+            handler.callbacks.insert(0, callback)
+            return True
+    return False
+
+
 def _add_to_logs(state: TrainerState, logs: dict | None, metrics: dict[str, float]) -> None:
     if logs is not None:
         logs.update(metrics)
@@ -65,7 +88,13 @@ class SparsityCallback(TrainerCallback):
         mask_gradients: zero gradients of pruned weights before each step too.
         state: fixed masks to enforce instead of computing them (lottery-ticket rounds).
         calibration: token ids ``[samples, seq_len]`` for ``"wanda"`` / ``"sparsegpt"`` plans.
+        keep_saved_masks: on resume, continue with the checkpoint's masks even if they were
+            made with another plan (by default that is an error naming both).
+        log_per_layer: also log ``sparsity/layer/<name>`` for every target.
         log_prefix: prefix of the logged keys (``sparsity/targets``, ``sparsity/level``).
+
+    The callback places itself before the reporting callbacks (TensorBoard, W&B, MLflow...)
+    when the Trainer is built, so its metrics reach them with the one-line setup.
 
     Raises:
         SparsityConfigError: at construction for a bad method/option, at train begin (before
@@ -81,13 +110,19 @@ class SparsityCallback(TrainerCallback):
         mask_gradients: bool = True,
         state: SparsityState | None = None,
         calibration=None,
+        keep_saved_masks: bool = False,
+        log_per_layer: bool = False,
         log_prefix: str = "sparsity",
         **options: Any,
     ):
         plan = make_plan(plan, targets, **options) if plan is not None else None
         self.sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=mask_gradients, state=state,
-                                     calibration=calibration)
+                                     calibration=calibration, keep_saved_masks=keep_saved_masks)
         self.log_prefix = log_prefix
+        self.log_per_layer = log_per_layer
+
+    def on_init_end(self, args, state, control, **kwargs):
+        move_before_reporters(self)
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         schedule = self.sparsifier.schedule
@@ -99,7 +134,7 @@ class SparsityCallback(TrainerCallback):
             folders = [Path(args.resume_from_checkpoint)] if isinstance(args.resume_from_checkpoint, str) else []
             found = load_masks_from(folders + [_checkpoint_dir(args, state)])
             if found is not None:
-                self.sparsifier.state = found[0]
+                self.sparsifier.restore(found[0])
             else:
                 warnings.warn(
                     f"resuming at step {state.global_step} but no {MASKS_FILENAME} was found in "
@@ -112,7 +147,7 @@ class SparsityCallback(TrainerCallback):
         self.sparsifier.step(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        _add_to_logs(state, logs, self.sparsifier.metrics(self.log_prefix))
+        _add_to_logs(state, logs, self.sparsifier.metrics(self.log_prefix, per_layer=self.log_per_layer))
 
     def on_save(self, args, state, control, **kwargs):
         if args.should_save:
@@ -143,6 +178,9 @@ class NearZeroMonitor(TrainerCallback):
         self.history: list[dict[str, float]] = []
         self._targets = []
         self._latest: dict[str, float] = {}
+
+    def on_init_end(self, args, state, control, **kwargs):
+        move_before_reporters(self)
 
     def measure(self, step: int) -> dict[str, float]:
         stats = near_zero_stats(self._targets, self.threshold, self.mode)

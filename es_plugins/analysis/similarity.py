@@ -15,6 +15,7 @@ from typing import Mapping
 import torch
 
 from ..errors import MaskMismatchError
+from ..naming import match_names
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,18 @@ class MaskSimilarity:
 
 
 def mask_similarity(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> MaskSimilarity:
-    """Per-layer and overall similarity of two keep-mask sets with the same names and shapes."""
+    """Per-layer and overall similarity of two keep-mask sets over the same weights.
+
+    The sets may name the weights differently (a base checkpoint's CLI masks vs a Trainer
+    checkpoint's, under a task head or PEFT): B is matched to A's names one to one
+    (:func:`es_plugins.naming.match_names`); layers are listed in A's order.
+    """
     if set(a) != set(b):
-        raise MaskMismatchError(
-            f"mask sets differ: only in A {sorted(set(a) - set(b))[:5]}, only in B {sorted(set(b) - set(a))[:5]}"
-        )
+        mapping = match_names({n: tuple(m.shape) for n, m in b.items()}, {n: tuple(m.shape) for n, m in a.items()},
+                              what="mask set B does not match mask set A")
+        b = {mapping[n]: m for n, m in b.items()}
+        if len(b) != len(a):
+            raise MaskMismatchError(f"mask sets differ: only in A {sorted(set(a) - set(b))[:5]}")
     layers = {}
     for name in a:
         ma, mb = a[name].to(torch.bool), b[name].to(device=a[name].device, dtype=torch.bool)

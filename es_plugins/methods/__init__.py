@@ -6,6 +6,7 @@ New methods register with :func:`register_method`; adapters and the CLI only eve
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import torch
@@ -43,7 +44,7 @@ def config_from_dict(data: dict[str, Any]) -> MethodConfig:
     if name not in _BY_NAME:
         raise SparsityConfigError(f"method must be one of {', '.join(method_names())}; got {name!r}")
     config_type = _BY_NAME[name]
-    known = {f for f in config_type.__dataclass_fields__}
+    known = set(inspect.signature(config_type).parameters)  # NMConfig also takes pattern=
     unknown = sorted(set(data) - known)
     if unknown:
         raise SparsityConfigError(

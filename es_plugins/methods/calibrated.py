@@ -15,7 +15,7 @@ from ..errors import SparsityConfigError, check_fraction
 from .configs import MethodConfig, parse_pattern
 
 
-def _check_pattern(pattern: str | None) -> tuple[int, int] | None:
+def _check_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | None:
     if pattern is None:
         return None
     n, m = parse_pattern(pattern)
@@ -35,7 +35,10 @@ class CalibratedConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", check_fraction("sparsity", self.sparsity))
-        if _check_pattern(self.pattern) and self.sparsity != 0.5:
+        nm = _check_pattern(self.pattern)
+        if nm is not None:  # one spelling: (2, 4) is stored as "2:4"
+            object.__setattr__(self, "pattern", f"{nm[0]}:{nm[1]}")
+        if nm and self.sparsity != 0.5:
             raise SparsityConfigError("give either sparsity (unstructured) or pattern (N:M), not both")
 
     @property

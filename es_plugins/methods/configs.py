@@ -73,21 +73,40 @@ class RandomConfig(MethodConfig):
         return self.sparsity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class NMConfig(MethodConfig):
     """N:M magnitude pruning: keep the N largest of every M consecutive input weights.
 
+    Example:
+        >>> NMConfig("2:4") == NMConfig(pattern=(2, 4)) == NMConfig(2, 4)
+        True
+
     Args:
-        n: weights kept per group, 0 < n < m.
-        m: group size along the input dimension (2:4 and 4:8 are what hardware uses).
+        pattern: ``"N:M"`` (the one spelling used everywhere), or ``(N, M)``; 0 < N < M
+            (2:4 and 4:8 are what hardware uses). ``NMConfig(2, 4)`` also works.
         skip_incompatible: leave a layer dense, with a warning, when its input dimension
-            is not divisible by ``m``; by default that is an error.
+            is not divisible by ``M``; by default that is an error.
     """
 
     name: ClassVar[str] = "nm"
     n: int = 2
     m: int = 4
     skip_incompatible: bool = False
+
+    def __init__(self, pattern: str | tuple[int, int] | int = "2:4", m: int | None = None,
+                 skip_incompatible: bool = False, *, n: int | None = None) -> None:
+        if n is not None:  # the n=, m= keywords of saved plans (to_dict of older versions)
+            pair = (n, 4 if m is None else m)
+        elif isinstance(pattern, int) and not isinstance(pattern, bool) and m is not None:
+            pair = (pattern, m)
+        else:
+            if m is not None:
+                raise SparsityConfigError(f"give the N:M pattern once, as pattern='N:M'; got {pattern!r} and m={m!r}")
+            pair = parse_pattern(pattern)
+        object.__setattr__(self, "n", pair[0])
+        object.__setattr__(self, "m", pair[1])
+        object.__setattr__(self, "skip_incompatible", skip_incompatible)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         for key in ("n", "m"):
@@ -100,6 +119,8 @@ class NMConfig(MethodConfig):
             raise SparsityConfigError(
                 f"N:M pattern needs 0 < N < M; got N={self.n}, M={self.m} (e.g. 2:4 or 4:8)"
             )
+        if not isinstance(self.skip_incompatible, bool):
+            raise SparsityConfigError(f"skip_incompatible must be True or False, got {self.skip_incompatible!r}")
 
     @property
     def target_sparsity(self) -> float:
@@ -109,11 +130,17 @@ class NMConfig(MethodConfig):
     def pattern(self) -> str:
         return f"{self.n}:{self.m}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.name, "pattern": self.pattern, "skip_incompatible": self.skip_incompatible}
 
-def parse_pattern(pattern: str) -> tuple[int, int]:
-    """Parse ``"N:M"`` into integers, with an error naming the expected form."""
+
+def parse_pattern(pattern: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``"N:M"`` or ``(N, M)`` as two integers, with an error naming the expected form."""
+    if isinstance(pattern, (tuple, list)) and len(pattern) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in pattern):
+        return int(pattern[0]), int(pattern[1])
     try:
         n_text, m_text = pattern.split(":")
         return int(n_text), int(m_text)
     except (AttributeError, ValueError):
-        raise SparsityConfigError(f"pattern must look like N:M (e.g. 2:4), got {pattern!r}") from None
+        raise SparsityConfigError(f"pattern must look like 'N:M' (e.g. '2:4') or (N, M), got {pattern!r}") from None

@@ -40,7 +40,7 @@ def test_random_masks_score_at_chance_and_identical_masks_score_one():
 
 
 def test_similarity_mismatch_errors():
-    with pytest.raises(MaskMismatchError, match="only in A"):
+    with pytest.raises(MaskMismatchError, match=r"mask set B does not match mask set A: names not in the model: .b."):
         mask_similarity({"a": torch.ones(2, dtype=torch.bool)}, {"b": torch.ones(2, dtype=torch.bool)})
     with pytest.raises(MaskMismatchError, match="shape"):
         mask_similarity({"a": torch.ones(2, dtype=torch.bool)}, {"a": torch.ones(3, dtype=torch.bool)})

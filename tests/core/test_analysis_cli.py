@@ -131,7 +131,7 @@ def test_compare_masks_mismatch(tmp_path, capsys):
     SparsityState({"v": torch.ones(4, dtype=torch.bool)}).save(tmp_path / "b.safetensors")
     with pytest.raises(SystemExit):
         run_cli(capsys, "compare-masks", tmp_path / "a.safetensors", tmp_path / "b.safetensors")
-    assert "mask sets differ" in capsys.readouterr().err
+    assert "mask set B does not match mask set A" in capsys.readouterr().err
 
 
 def test_zeros_across_checkpoints(tmp_path, tiny_bert_dir, capsys):

@@ -105,7 +105,7 @@ def test_refinement_keeps_the_given_mask_exactly():
 
 def test_refinement_of_nm_mask_stays_nm():
     model = make_tiny_bert()
-    nm = sparsify_(copy.deepcopy(model), SparsityPlan(NMConfig(2, 4)))
+    nm = sparsify_(copy.deepcopy(model), SparsityPlan(NMConfig("2:4")))
     calibrated_prune_(model, SparsityPlan(SparseGPTConfig(pattern="2:4")), CALIB, masks=nm)
     for t in resolve_targets(model):
         groups, ok = nm_compliance(t.param.detach(), 2, 4, t.in_axis)

@@ -26,7 +26,7 @@ def same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("method,fmt", [(OMPConfig(0.5), "bitmask"), (NMConfig(2, 4), "2:4")])
+@pytest.mark.parametrize("method,fmt", [(OMPConfig(0.5), "bitmask"), (NMConfig("2:4"), "2:4")])
 def test_compress_round_trips_bit_exactly_and_shrinks(tmp_path, capsys, method, fmt):
     model, src = pruned_dir(tmp_path, method, "pruned")
     assert es_cli(["compress", str(src), str(tmp_path / "c"), "--json"]) == 0
@@ -45,7 +45,7 @@ def test_compress_round_trips_bit_exactly_and_shrinks(tmp_path, capsys, method, 
 def test_two_four_checkpoint_loads_through_transformers(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    model, src = pruned_dir(tmp_path, NMConfig(2, 4), "pruned")
+    model, src = pruned_dir(tmp_path, NMConfig("2:4"), "pruned")
     assert es_cli(["compress", str(src), str(tmp_path / "c"), "--format", "2:4"]) == 0
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "c", dtype=torch.float32)
     assert same_weights(model, loaded)

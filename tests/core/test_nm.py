@@ -50,7 +50,7 @@ def test_compliance_counts_violations():
 
 
 def test_gpt2_conv1d_nm_on_real_input_axis(tiny_gpt2):
-    state = sparsify_(tiny_gpt2, SparsityPlan(NMConfig(2, 4)))
+    state = sparsify_(tiny_gpt2, SparsityPlan(NMConfig("2:4")))
     params = dict(tiny_gpt2.named_parameters())
     for name in state.masks:
         weight = params[name]
@@ -61,7 +61,7 @@ def test_gpt2_conv1d_nm_on_real_input_axis(tiny_gpt2):
 def test_incompatible_input_dim_errors_or_skips(tiny_blocks):
     tiny_blocks.blocks[0].up = torch.nn.Linear(16, 32)
     tiny_blocks.blocks[1].down = torch.nn.Linear(30, 16)  # 30 not divisible by 4
-    plan = SparsityPlan(NMConfig(2, 4), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"]))
+    plan = SparsityPlan(NMConfig("2:4"), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"]))
     with pytest.raises(SparsityConfigError, match=r"blocks\.1\.down\.weight \(in=30\)"):
         sparsify_(tiny_blocks, plan)
     skip = SparsityPlan(NMConfig(2, 4, skip_incompatible=True), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"]))

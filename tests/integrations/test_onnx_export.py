@@ -68,7 +68,7 @@ def trainer_pruned(tmp_path: Path) -> Path:
     from tests.integrations.test_transformers import RandomTokens, training_args
 
     trainer = Trainer(model=make_tiny_bert(), args=training_args(tmp_path / "run"), train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback(NMConfig(2, 4))])
+                      callbacks=[SparsityCallback(NMConfig("2:4"))])
     trainer.train()
     trainer.save_model(str(tmp_path / "trained"))
     word_tokenizer().save_pretrained(tmp_path / "trained")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer
@@ -66,7 +68,7 @@ def test_plain_merge_is_dense_sparse_merge_keeps_masks(tmp_path):
 
 
 def test_nm_plan_stays_nm_after_merge(tmp_path):
-    model, state = train_sparse_lora(tmp_path, plan=NMConfig(2, 4))
+    model, state = train_sparse_lora(tmp_path, plan=NMConfig("2:4"))
     merged, report = merge_and_unload_sparse(model, state, pattern=(2, 4))
     for t in resolve_targets(merged):
         groups, ok = nm_compliance(t.param.detach(), 2, 4, t.in_axis)
@@ -78,3 +80,35 @@ def test_masks_default_to_base_zeros(tmp_path):
     merged, _ = merge_and_unload_sparse(model)
     zeros = sum(int((t.param == 0).sum()) for t in resolve_targets(merged))
     assert zeros == state.num_pruned
+
+
+def test_merge_warns_with_the_discarded_fraction(tmp_path):
+    model, state = train_sparse_lora(tmp_path, sparsity=0.5)
+    with pytest.warns(UserWarning, match=r"discarded \d+\.\d% of the LoRA update.*mask_lora_"):
+        _, report = merge_and_unload_sparse(model, state)
+    assert report.discarded_ratio > 0.10
+
+
+def test_masked_lora_trains_inside_the_mask_and_the_merge_discards_nothing(tmp_path):
+    import warnings
+
+    from es_plugins import OMPConfig, sparsify_
+    from es_plugins.integrations.peft import mask_lora_
+
+    model = lora(make_tiny_bert())
+    state = sparsify_(model, OMPConfig(0.5))
+    handle = mask_lora_(model, state)
+    assert len(handle.layers) == 10  # per block: query, value and the three "dense" layers (see lora())
+    Trainer(model=model, args=training_args(tmp_path, learning_rate=5e-2), train_dataset=RandomTokens(),
+            callbacks=[SparsityCallback(state=state)]).train()
+    trained_loss = eval_loss(model)
+    lora_moved = any(float(p.detach().abs().sum()) > 0 for n, p in model.named_parameters() if "lora_B" in n)
+    assert lora_moved, "the LoRA update must have trained"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        merged, report = merge_and_unload_sparse(model, state)
+    assert report.discarded_ratio == 0.0 and report.update_norm > 0
+    params = dict(merged.named_parameters())
+    for name, mask in state.masks.items():
+        assert int((params[merged_name(name)].detach()[~mask] != 0).sum()) == 0
+    assert eval_loss(merged) == pytest.approx(trained_loss, abs=1e-5)  # the merge computes what was trained

@@ -62,7 +62,7 @@ def test_one_shot_omp_holds_through_bf16_accumulation_and_weight_decay(tmp_path)
 
 def test_nm_2_4_on_gpt2_conv1d_through_training(tmp_path):
     model = make_tiny_gpt2()
-    callback = SparsityCallback(NMConfig(2, 4))
+    callback = SparsityCallback(NMConfig("2:4"))
     Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]).train()
     for target in resolve_targets(model):
         groups, ok = nm_compliance(target.param.detach(), 2, 4, target.in_axis)
