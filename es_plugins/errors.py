@@ -54,3 +54,7 @@ class OutputPathError(ValueError):
 
 class DataError(ValueError):
     """A data file (calibration text, labeled examples) is missing or malformed."""
+
+
+class ExportError(ValueError):
+    """An export changed the model: weights differ, or outputs differ beyond tolerance."""

@@ -57,6 +57,13 @@ class SparsityCallback(pl.Callback):
 
     @property
     def state_key(self) -> str:
+        # Lightning names the callbacks a checkpoint needs when a resume lacks them: this key
+        # makes that warning say what is at stake (the masks live only in this state).
+        return (f"es_plugins.SparsityCallback[{self.log_prefix}] (pruned model: resume WITH this callback, "
+                "or every pruned weight regrows)")
+
+    @property
+    def _legacy_state_key(self) -> str:  # checkpoints written before the key explained itself
         return f"es_plugins.SparsityCallback[{self.log_prefix}]"
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser("sweep", help="essential-sparsity sweep with knee detection, report and plots")
     sweep.add_argument("--model", help="local HF checkpoint (default: both packaged models and data sets)")
     sweep.add_argument("--task", choices=("perplexity", "finetune"), help="how a level is evaluated (with --model)")
-    sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~3 minutes for the defaults)")
+    sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~2 minutes for the defaults)")
     sweep.add_argument("--output", default="runs/essential-sparsity", help="report folder (resumes if it exists)")
     sweep.add_argument("--method", default="omp", choices=("omp", "random", "wanda", "sparsegpt"),
                        help="wanda/sparsegpt: perplexity task only, with --calib")
@@ -49,7 +49,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--calib", help="calibration text for wanda/sparsegpt (default for the packaged run: packaged:bbc-calib)")
     lm.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
     ft = sweep.add_argument_group("fine-tune task")
-    ft.add_argument("--data", help="CSV, JSON/JSONL, or a folder of class folders of .txt files")
+    ft.add_argument("--data", help="CSV, JSON/JSONL, a folder of class folders of .txt files, or "
+                                   "packaged:rotten-tomatoes / packaged:bbc-news")
     ft.add_argument("--text-column", default="text")
     ft.add_argument("--label-column", default="label")
     ft.add_argument("--train", type=int, help="training examples (default 1000; quick 300)")
@@ -70,6 +71,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     zeros.add_argument("checkpoints", nargs="+", help="HF checkpoint folders (or packaged:NAME)")
     zeros.add_argument("--threshold", type=float, default=0.01)
     zeros.add_argument("--mode", default="relative", choices=("absolute", "relative"))
+    zeros.add_argument("--exclude-masked", action="store_true",
+                       help="leave out weights a checkpoint's sparsity_masks.safetensors prunes")
     zeros.add_argument("--json", action="store_true")
     zeros.add_argument("--output", help="also write JSON, CSV and a plot across checkpoints into this new folder")
     zeros.add_argument("--overwrite", action="store_true", help="replace an --output folder es-plugins wrote before")
@@ -285,7 +288,12 @@ def cmd_zeros(args: argparse.Namespace) -> int:
     stats = {}
     for spec, source in zip(args.checkpoints, sources):
         model = load_hf_model(source)
-        stats[spec] = near_zero_stats(resolve_targets(model), args.threshold, args.mode)
+        masks = None
+        if args.exclude_masked:
+            if not (source / MASKS_FILENAME).is_file():
+                raise SparsityConfigError(f"--exclude-masked: {spec} has no {MASKS_FILENAME}")
+            masks = SparsityState.load(source / MASKS_FILENAME, model).masks
+        stats[spec] = near_zero_stats(resolve_targets(model), args.threshold, args.mode, masks)
     data = {spec: s.to_dict() for spec, s in stats.items()}
     if args.json:
         emit(json.dumps(data, indent=2))

@@ -9,7 +9,7 @@ layer's mean |w| (so layers of different scale are comparable).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -39,15 +39,27 @@ class NearZeroStats:
 
 
 @torch.no_grad()
-def near_zero_stats(targets: Sequence[Target], threshold: float = 1e-2, mode: str = "relative") -> NearZeroStats:
+def near_zero_stats(targets: Sequence[Target], threshold: float = 1e-2, mode: str = "relative",
+                    masks: Mapping[str, torch.Tensor] | None = None) -> NearZeroStats:
     """Count weights with ``|w| < threshold`` (absolute) or ``|w| < threshold * mean|w|``
-    of their layer (relative)."""
+    of their layer (relative).
+
+    Args:
+        masks: keep-masks of weights already pruned; those weights are left out (of the
+            count, the layer size and the mean |w|), so a pruned checkpoint reports the
+            near-zero weights that training left, not the ones pruning set.
+    """
     check_choice("mode", mode, MODES)
     if not threshold > 0:
         raise SparsityConfigError(f"threshold must be > 0, got {threshold!r}")
     layers = {}
     for target in targets:
         flat = target.param.detach().reshape(-1)
+        if masks is not None and target.name in masks:
+            flat = flat[masks[target.name].reshape(-1).to(flat.device)]
+        if flat.numel() == 0:
+            layers[target.name] = (0, 0)
+            continue
         limit = threshold * float(flat.abs().float().mean()) if mode == "relative" else threshold
         count = sum(int((flat[a:b].abs() < limit).sum()) for a, b in chunks(flat.numel()))
         layers[target.name] = (count, flat.numel())

@@ -159,3 +159,31 @@ def test_wanda_perplexity_sweep_uses_calibration(tmp_path, tiny_lm_dir, text_dir
         run_cli(capsys, "sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir,
                 "--method", "sparsegpt", "--output", tmp_path / "x")
     assert "needs calibration text (--calib)" in capsys.readouterr().err
+
+
+def test_finetune_sweep_on_packaged_rotten_tomatoes(tmp_path, tiny_classifier_dir, capsys):
+    from es_plugins.datasets import load_labeled
+
+    texts, labels, names = load_labeled("packaged:rotten-tomatoes")
+    assert len(texts) == 12752 and names == ["rotten", "fresh"] and set(labels) == {0, 1}
+    texts, labels, names = load_labeled("packaged:bbc-news")
+    assert len(texts) == 2225 and len(names) == 5
+    out = tmp_path / "ft"
+    code, _, _ = run_cli(capsys, "sweep", "--model", tiny_classifier_dir, "--task", "finetune", "--data",
+                         "packaged:rotten-tomatoes", "--train", "32", "--test", "16", "--levels", "0.5",
+                         "--resolution", "0.5", "--max-length", "12", "--output", out)
+    assert code == 0
+    results = json.loads((out / "tiny-bert-cls-finetune" / "results.json").read_text())
+    assert results["meta"]["test"] == 16 and len(results["levels"]) >= 2
+
+
+def test_zeros_can_leave_out_weights_a_mask_pruned(tmp_path, tiny_bert_dir, capsys):
+    assert run_cli(capsys, "prune", tiny_bert_dir, tmp_path / "pruned", "--sparsity", "0.5")[0] == 0
+    capsys.readouterr()
+    args = ("zeros", tmp_path / "pruned", "--threshold", "1e-6", "--mode", "absolute", "--json")
+    with_pruned = json.loads(run_cli(capsys, *args)[1])[str(tmp_path / "pruned")]["overall"]
+    without = json.loads(run_cli(capsys, *args, "--exclude-masked")[1])[str(tmp_path / "pruned")]["overall"]
+    assert with_pruned == pytest.approx(0.5, abs=1e-3) and without == pytest.approx(0.0, abs=1e-3)
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "zeros", tiny_bert_dir, "--exclude-masked")
+    assert "has no sparsity_masks.safetensors" in capsys.readouterr().err

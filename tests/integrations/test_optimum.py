@@ -100,3 +100,21 @@ def test_sparsity_export_never_overwrites_a_folder_it_did_not_write(tmp_path):
     replaced = optimum_cli("sparsity", "export", "--model", str(pruned), str(tmp_path / "onnx"), "--overwrite")
     assert "weights bit-identical" in replaced.stdout and (tmp_path / "onnx" / "model.onnx").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".onnx.")) == []
+
+
+def test_sparsity_export_passes_optimums_own_options(tmp_path):
+    pruned = cli_pruned(tmp_path, "--method", "nm", "--pattern", "2:4")
+    default = optimum_cli("sparsity", "export", "--model", str(pruned), str(tmp_path / "default"))
+    assert "lower than the recommended" not in default.stderr  # Optimum picks its recommended opset
+    half = optimum_cli("sparsity", "export", "--model", str(pruned), "--dtype", "fp16", str(tmp_path / "fp16"))
+    assert "all 12 targeted weights bit-identical" in half.stdout
+    report = inspect_onnx(tmp_path / "fp16" / "model.onnx")
+    encoder = [layer for layer in report.layers if ".encoder." in layer.name]
+    assert len(encoder) == 12 and all(layer.nm_ok for layer in encoder)
+    graph = onnx.load(tmp_path / "fp16" / "model.onnx")
+    assert {init.data_type for init in graph.graph.initializer if init.name in {l.initializer for l in encoder}} == {
+        onnx.TensorProto.FLOAT16}
+    optimized = optimum_cli("sparsity", "export", "--model", str(pruned), "--optimize", "O1", str(tmp_path / "o1"))
+    assert "checked through the outputs (--optimize)" in optimized.stdout
+    bad = optimum_cli("sparsity", "export", "--model", str(pruned), "--opset", "13", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "opset must be >= 14" in bad.stderr and not (tmp_path / "x").exists()

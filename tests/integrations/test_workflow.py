@@ -163,3 +163,153 @@ def test_accelerate_load_state_with_another_sparsity_is_an_error_unless_asked(tm
     accelerator, sparsifier = prepared(0.6, keep_saved_masks=True)
     accelerator.load_state(str(tmp_path / "state"))
     assert sparsifier.state.sparsity == pytest.approx(0.4, abs=1e-2)
+
+
+# ----------------------------------------------------------------- metrics reach the logger
+def _tensorboard_scalars(folder) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[str, list[float]] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events.parent))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            values.setdefault(tag, []).extend(e.value for e in accumulator.Scalars(tag))
+    return values
+
+
+def test_hf_metrics_reach_tensorboard_with_the_one_line_setup(tmp_path):
+    from es_plugins.integrations.transformers import SparsityCallback
+
+    args = training_args(tmp_path / "run", report_to=["tensorboard"], logging_dir=str(tmp_path / "tb"))
+    trainer = Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
+                      callbacks=[SparsityCallback("omp", sparsity=0.5, log_per_layer=True)])
+    trainer.train()
+    scalars = _tensorboard_scalars(tmp_path / "tb")
+    assert scalars["train/sparsity/targets"] and all(v == pytest.approx(0.5) for v in scalars["train/sparsity/targets"])
+    layer_tags = [t for t in scalars if t.startswith("train/sparsity/layer/")]
+    assert len(layer_tags) == 12 and "train/sparsity/layer/bert.encoder.layer.0.attention.self.query.weight" in layer_tags
+
+
+def test_accelerate_metrics_reach_its_trackers(tmp_path):
+    from accelerate import Accelerator
+
+    from es_plugins.integrations.accelerate import prepare_sparsity
+    from tests.conftest import TinyBlocks
+
+    accelerator = Accelerator(cpu=True, log_with="tensorboard", project_dir=str(tmp_path))
+    accelerator.init_trackers("run")
+    model = TinyBlocks()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sparsifier = prepare_sparsity(accelerator, model, optimizer, "omp", sparsity=0.5, log_every=2)
+    for _ in range(4):
+        model(torch.randint(0, 50, (4, 6))).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    accelerator.end_training()
+    sparsifier.finalize()
+    scalars = _tensorboard_scalars(tmp_path)
+    assert scalars["sparsity/targets"] == [pytest.approx(0.5)] * 2  # steps 2 and 4
+
+
+def test_a_pruning_event_is_one_log_line():
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("es_plugins")
+    logger.addHandler(handler)
+    try:
+        Sparsifier(OMPConfig(0.5)).setup(make_tiny_bert())
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records]
+    assert len(lines) == 1 and lines[0].startswith("pruned 12 layers (omp): 8192 of 16384 weights (50.00%) in ")
+
+
+# ----------------------------------------------------------------- the final model carries its report
+def _assert_carries_report(folder, sparsity: float) -> None:
+    import json
+
+    from transformers import AutoModelForSequenceClassification
+
+    report = json.loads((folder / "sparsity_report.json").read_text())
+    assert report["targets"]["sparsity"] == pytest.approx(sparsity, abs=1e-3)
+    masks = SparsityState.load(folder / MASKS_FILENAME)
+    card = (folder / "README.md").read_text()
+    assert "## Sparsity (es-plugins)" in card and "This model is pruned" in card and '"method": "omp"' in card
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder)  # a plain checkpoint
+    masks.validate(reloaded)
+    params = dict(reloaded.named_parameters())
+    assert all(torch.equal(params[n].detach() == 0, ~m) for n, m in masks.masks.items())
+
+
+def test_trainer_save_model_writes_masks_report_and_model_card(tmp_path):
+    trainer, _ = _hf_run(tmp_path / "run", 0.5)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    _assert_carries_report(tmp_path / "final", 0.5)
+
+
+def test_lightning_and_accelerate_final_saves_carry_the_report(tmp_path):
+    import lightning.pytorch as pl
+    from accelerate import Accelerator
+
+    from es_plugins.integrations.accelerate import prepare_sparsity
+    from es_plugins.integrations.lightning import SparsityCallback
+
+    class BertModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = make_tiny_bert()
+
+        def training_step(self, batch, batch_idx):
+            return self.model(**batch).loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    module = BertModule()
+    loader = torch.utils.data.DataLoader(RandomTokens(n=16), batch_size=8)
+    pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+               enable_model_summary=False, callbacks=[SparsityCallback("omp", sparsity=0.4)]).fit(module, loader)
+    module.model.save_pretrained(tmp_path / "lightning")
+    _assert_carries_report(tmp_path / "lightning", 0.4)
+
+    accelerator = Accelerator(cpu=True)
+    model = make_tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sparsifier = prepare_sparsity(accelerator, model, optimizer, "omp", sparsity=0.3)
+    sparsifier.finalize()
+    accelerator.unwrap_model(model).save_pretrained(tmp_path / "accelerate")
+    _assert_carries_report(tmp_path / "accelerate", 0.3)
+
+
+def test_lightning_resume_without_the_callback_warns_that_weights_regrow(tmp_path):
+    import warnings
+
+    import lightning.pytorch as pl
+
+    from es_plugins.integrations.lightning import SparsityCallback
+    from tests.integrations.test_lightning import TinyModule, loader, trainer
+
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)
+    trainer(tmp_path, [SparsityCallback("omp", sparsity=0.4), ckpt], enable_checkpointing=True,
+            max_steps=3).fit(TinyModule(), loader())
+    path = str(next((tmp_path / "ckpt").glob("*.ckpt")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(tmp_path, [], max_steps=4).fit(TinyModule(), loader(), ckpt_path=path)
+    assert any("resume WITH this callback, or every pruned weight regrows" in str(w.message) for w in caught)
+    # and with the callback, the masks come back (under the new key and the key of older checkpoints)
+    checkpoint = torch.load(path, weights_only=False)
+    key = next(k for k in checkpoint["callbacks"] if k.startswith("es_plugins.SparsityCallback"))
+    checkpoint["callbacks"]["es_plugins.SparsityCallback[sparsity]"] = checkpoint["callbacks"].pop(key)
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    resumed = SparsityCallback("omp", sparsity=0.4)
+    trainer(tmp_path, [resumed], max_steps=4).fit(TinyModule(seed=3), loader(), ckpt_path=str(tmp_path / "old.ckpt"))
+    saved = SparsityState.from_state_dict(checkpoint["callbacks"]["es_plugins.SparsityCallback[sparsity]"])
+    assert all(torch.equal(resumed.sparsifier.state.masks[n], m) for n, m in saved.masks.items())

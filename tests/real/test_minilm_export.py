@@ -47,3 +47,9 @@ def test_minilm_has_no_classification_head_to_export(tmp_path):
                          "text-classification", str(tmp_path / "o"), check=False)
     assert result.returncode == 2
     assert "without a 'text-classification' head" in result.stderr and "feature-extraction" in result.stderr
+
+
+def test_sparsity_export_accepts_packaged_models(tmp_path):
+    result = optimum_cli("sparsity", "export", "--model", "packaged:minilm", str(tmp_path / "onnx"))
+    assert "all 36 targeted weights bit-identical to packaged:minilm" in result.stdout
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
