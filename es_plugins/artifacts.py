@@ -87,18 +87,21 @@ def write_sparsity_files(folder: str | Path, model: nn.Module, state: SparsitySt
 
 def save_with_sparsity_files(model: nn.Module, state: SparsityState) -> None:
     """Make every ``save_pretrained`` of ``model`` (and its HF sub-models) also write the
-    sparsity files: the final save of an adapter-driven training run carries its report."""
+    sparsity files: the final save of an adapter-driven training run carries its report.
+    Calling it again (a later round, a new run) points the saves at the newer ``state``."""
     for module in model.modules():
         original = getattr(module, "save_pretrained", None)
-        if not callable(original) or getattr(original, "_es_plugins", False):
+        if not callable(original):
             continue
-        owner = module
+        module.__dict__["_es_plugins_state"] = state
+        if getattr(original, "_es_plugins", False):
+            continue
 
         @functools.wraps(original)
-        def save_pretrained(save_directory, *args, _original=original, _owner=owner, **kwargs):
+        def save_pretrained(save_directory, *args, _original=original, _owner=module, **kwargs):
             result = _original(save_directory, *args, **kwargs)
             if kwargs.get("is_main_process", True):
-                write_sparsity_files(save_directory, _owner, state)
+                write_sparsity_files(save_directory, _owner, _owner.__dict__["_es_plugins_state"])
             return result
 
         save_pretrained._es_plugins = True  # type: ignore[attr-defined]

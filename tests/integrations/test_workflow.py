@@ -313,3 +313,15 @@ def test_lightning_resume_without_the_callback_warns_that_weights_regrow(tmp_pat
     trainer(tmp_path, [resumed], max_steps=4).fit(TinyModule(seed=3), loader(), ckpt_path=str(tmp_path / "old.ckpt"))
     saved = SparsityState.from_state_dict(checkpoint["callbacks"]["es_plugins.SparsityCallback[sparsity]"])
     assert all(torch.equal(resumed.sparsifier.state.masks[n], m) for n, m in saved.masks.items())
+
+
+def test_a_later_finalize_points_the_final_save_at_the_newer_masks(tmp_path):
+    model = make_tiny_bert()
+    first = Sparsifier(OMPConfig(0.3))
+    first.setup(model)
+    first.finalize()
+    second = Sparsifier(OMPConfig(0.6))
+    second.setup(model)
+    second.finalize()
+    model.save_pretrained(tmp_path / "final")
+    assert SparsityState.load(tmp_path / "final" / MASKS_FILENAME).sparsity == pytest.approx(0.6, abs=1e-3)
