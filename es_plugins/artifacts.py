@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from .methods import NMConfig, config_from_dict
 from .report import SparsityReport, build_report
 from .state import MASKS_FILENAME, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
@@ -26,15 +27,15 @@ CARD_HEADING = "## Sparsity (es-plugins)"
 
 
 def plan_pattern(plan_dict: dict | None) -> tuple[int, int] | None:
-    """The N:M pattern a saved plan asks for, if any (for the report's compliance column)."""
-    method = (plan_dict or {}).get("method") or {}
-    text = method.get("pattern")
-    if text is None and "n" in method and "m" in method:
-        return int(method["n"]), int(method["m"])
-    if isinstance(text, str) and ":" in text:
-        n, m = text.split(":")
-        return int(n), int(m)
-    return None
+    """The N:M pattern a saved plan asks for, if any (for the report's compliance column).
+
+    The plan is rebuilt through the method registry, so every spelling a config accepts
+    (``"2:4"``, ``(2, 4)``, the ``n``/``m`` of older files) is read by the one parser."""
+    method = (plan_dict or {}).get("method")
+    if not method:
+        return None
+    config = config_from_dict(dict(method))
+    return (config.n, config.m) if isinstance(config, NMConfig) else getattr(config, "nm", None)
 
 
 def masked_targets(model: nn.Module, state: SparsityState) -> list[Target]:

@@ -28,7 +28,6 @@ from .state import MASKS_FILENAME, SparsityState
 from .targets import resolve_targets
 
 
-
 def _method_config(args: argparse.Namespace) -> MethodConfig:
     calibrated = args.method in ("wanda", "sparsegpt")
     if not calibrated and (args.calib or args.refine_masks):
