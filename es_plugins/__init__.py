@@ -24,7 +24,6 @@ from .errors import (
     NonFiniteWeightError,
     SparsityConfigError,
 )
-from .calibration import calibrated_prune_
 from .methods import (
     MethodConfig,
     NMConfig,
@@ -40,7 +39,7 @@ from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
 from .sparsifier import Sparsifier
 from .report import SparsityReport, build_report
-from .sparsify import sparsify_
+from .sparsify import calibrated_prune_, sparsify_
 from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
 

@@ -7,66 +7,21 @@ folder (weights with exact zeros, unchanged keys) that loads without this packag
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, SparsityConfigError
+from .export.compressed import is_compressed_config, load_compressed
+from .hf_config import check_checkpoint_dir, model_class, read_config
+
+__all__ = ["DTYPES", "check_checkpoint_dir", "load_hf_model", "model_class", "read_config", "save_hf_checkpoint"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ot", ".ckpt", ".gguf")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 DTYPES = {"auto": "auto", "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def check_checkpoint_dir(path: Path) -> None:
-    """Raise a clear error unless ``path`` looks like a HF model folder."""
-    if not path.exists():
-        raise CheckpointError(f"model path {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise CheckpointError(f"model path {str(path)!r} is a file; expected a Hugging Face checkpoint folder")
-    if not (path / "config.json").is_file():
-        found = sorted(p.name for p in path.iterdir())[:15]
-        raise CheckpointError(
-            f"{str(path)!r} is not a Hugging Face checkpoint: no config.json (found: {found or 'nothing'})"
-        )
-    if not any(p.suffix in (".safetensors", ".bin") for p in path.iterdir()):
-        raise CheckpointError(f"{str(path)!r} has a config.json but no model.safetensors / pytorch_model.bin")
-
-
-def read_config(path: Path) -> dict:
-    """``config.json`` as a dict, with an error that names the file when it is not JSON."""
-    config_file = path / "config.json"
-    try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{str(config_file)!r} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{str(config_file)!r} must hold a JSON object, got {type(data).__name__}")
-    return data
-
-
-def model_class(path: Path, config: dict) -> type:
-    """The transformers class named by ``architectures`` (``AutoModel`` when it names none).
-
-    An unknown or malformed name is an error: falling back to the bare model would silently
-    drop the task head the user saved.
-    """
-    import transformers
-
-    archs = config.get("architectures")
-    if archs is None or archs == []:
-        return transformers.AutoModel
-    if not isinstance(archs, list) or not all(isinstance(a, str) and a for a in archs):
-        raise CheckpointError(f"{str(path / 'config.json')!r}: 'architectures' must be a list of transformers "
-                              f"class names (e.g. [\"BertForSequenceClassification\"]), got {archs!r}")
-    found = getattr(transformers, archs[0], None)
-    if not (isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)):
-        raise CheckpointError(f"{str(path / 'config.json')!r} names architecture {archs[0]!r}, which is not a "
-                              f"model class of transformers {transformers.__version__}")
-    return found
 
 
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
@@ -87,11 +42,9 @@ def load_hf_model(path: str | Path, dtype: str = "auto") -> nn.Module:
     path = Path(path)
     check_checkpoint_dir(path)
     if dtype not in DTYPES:
-        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        raise SparsityConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     config = read_config(path)
-    from .export.compressed import is_compressed_checkpoint, load_compressed
-
-    if is_compressed_checkpoint(path):
+    if is_compressed_config(config):
         return load_compressed(path, dtype=None if dtype == "auto" else DTYPES[dtype])
     cls = model_class(path, config)
     try:

@@ -20,7 +20,8 @@ from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, read_config, save_hf_checkpoint
 from .errors import SparsityConfigError
 from .output import check_output, write_folder_atomically
-from .methods import MethodConfig, NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, WandaConfig, method_names, parse_pattern
+from .datasets import calibration_blocks, resolve_texts
+from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names, parse_pattern
 from .plan import SparsityPlan
 from .report import build_report
 from .sparsify import sparsify_
@@ -28,31 +29,34 @@ from .state import MASKS_FILENAME, SparsityState
 from .targets import resolve_targets
 
 
+# CLI flag -> config option; which ones a method takes is the registry's answer.
+METHOD_FLAGS = {"sparsity": "--sparsity", "scope": "--scope", "pattern": "--pattern", "seed": "--seed",
+                "skip_incompatible": "--skip-incompatible", "damp": "--damp", "blocksize": "--blocksize"}
+
+
 def _method_config(args: argparse.Namespace) -> MethodConfig:
-    calibrated = args.method in ("wanda", "sparsegpt")
-    if not calibrated and (args.calib or args.refine_masks):
-        raise SparsityConfigError(f"--calib/--refine-masks apply to --method wanda or sparsegpt, not {args.method!r}")
-    if calibrated:
-        if not args.calib:
-            raise SparsityConfigError(f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)")
-        if args.refine_masks and args.method != "sparsegpt":
-            raise SparsityConfigError("--refine-masks works with --method sparsegpt only")
-        if args.pattern is not None and args.sparsity is not None:
-            raise SparsityConfigError("give either --sparsity (unstructured) or --pattern N:M, not both")
-        options = {"pattern": args.pattern} if args.pattern else {"sparsity": 0.5 if args.sparsity is None else args.sparsity}
-        if args.method == "sparsegpt":
-            return SparseGPTConfig(damp=args.damp, blocksize=args.blocksize, **options)
-        return WandaConfig(**options)
-    if args.method == "nm":
-        if args.sparsity is not None:
-            raise SparsityConfigError("--sparsity does not apply to --method nm: the N:M --pattern sets it")
-        return NMConfig(args.pattern or "2:4", skip_incompatible=args.skip_incompatible)
-    if args.pattern is not None:
-        raise SparsityConfigError(f"--pattern applies to --method nm only, not {args.method!r}")
-    sparsity = 0.5 if args.sparsity is None else args.sparsity
-    if args.method == "random":
-        return RandomConfig(sparsity=sparsity, scope=args.scope, seed=args.seed)
-    return OMPConfig(sparsity=sparsity, scope=args.scope)
+    """The method config from the registry: given flags become options, and a flag the
+    method does not take is an error naming the ones it does."""
+    entry = entry_for(args.method)
+    given = {key: getattr(args, key) for key in METHOD_FLAGS if getattr(args, key, None) not in (None, False)}
+    if "seed" in given and "seed" not in entry.options:
+        given.pop("seed")  # --seed also seeds calibration sampling
+    unknown = [METHOD_FLAGS[key] for key in given if key not in entry.options]
+    if unknown:
+        takes = [METHOD_FLAGS[k] for k in entry.options if k in METHOD_FLAGS]
+        raise SparsityConfigError(f"{', '.join(unknown)} does not apply to --method {entry.name} "
+                                  f"(it takes {', '.join(takes) or 'no options'})")
+    calibrated = [name for name in method_names() if is_calibrated(name)]
+    if not entry.calibrated and (args.calib or args.refine_masks):
+        raise SparsityConfigError(f"--calib/--refine-masks apply to calibrated methods ({', '.join(calibrated)}), "
+                                  f"not {args.method!r}")
+    if entry.calibrated and not args.calib:
+        raise SparsityConfigError(f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)")
+    if args.refine_masks and not entry.refines_masks:
+        refiners = [name for name in method_names() if entry_for(name).refines_masks]
+        raise SparsityConfigError(f"--refine-masks does not apply to --method {entry.name} "
+                                  f"(only {', '.join(refiners)} refines a given mask)")
+    return config_from_dict({"method": entry.name, **given})
 
 
 def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
@@ -60,8 +64,9 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     prune.add_argument("model", help="local HF checkpoint folder, or packaged:minilm")
     prune.add_argument("out_dir", help="output folder (written only if everything succeeds)")
     prune.add_argument("--method", default="omp", choices=method_names())
-    prune.add_argument("--sparsity", type=float, help="fraction in [0, 1) to prune (omp, random; default 0.5)")
-    prune.add_argument("--scope", default="global", choices=("global", "layer"))
+    prune.add_argument("--sparsity", type=float, help="fraction in [0, 1) to prune (default 0.5)")
+    prune.add_argument("--scope", choices=("global", "layer"), help="omp/random: one global threshold (default) "
+                       "or the same fraction per layer")
     prune.add_argument("--pattern", help="N:M pattern for --method nm (default 2:4), wanda or sparsegpt")
     prune.add_argument("--seed", type=int, default=0, help="seed for --method random and calibration sampling")
     prune.add_argument("--skip-incompatible", action="store_true",
@@ -72,8 +77,8 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     calib.add_argument("--seq-len", type=int, default=512, help="calibration sequence length (default 512)")
     calib.add_argument("--refine-masks", metavar="MASKS",
                        help="sparsegpt: keep this masks file exactly and only reconstruct the weights")
-    calib.add_argument("--damp", type=float, default=0.01, help="sparsegpt Hessian dampening (default 0.01)")
-    calib.add_argument("--blocksize", type=int, default=128, help="sparsegpt column block size (default 128)")
+    calib.add_argument("--damp", type=float, help="sparsegpt Hessian dampening (default 0.01)")
+    calib.add_argument("--blocksize", type=int, help="sparsegpt column block size (default 128)")
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     prune.add_argument("--overwrite", action="store_true",
                        help="replace an OUT_DIR that an earlier es-plugins run wrote (never any other folder)")
@@ -111,15 +116,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
     src = resolve_model_path(args.model)
     check_output(args.out_dir, inputs=[src], overwrite=args.overwrite)  # before minutes of work
-    calibrated = isinstance(plan.method, (WandaConfig, SparseGPTConfig))
-    calibration_inputs = _calibration_inputs(src, args) if calibrated else None
+    calibration_inputs = _calibration_inputs(src, args) if is_calibrated(plan.method) else None
     log(f"loading {src}")
     model = load_hf_model(src, dtype=args.dtype)
     started = time.perf_counter()
-    if calibration_inputs is not None:
-        state = _calibrated(model, plan, calibration_inputs, args)
-    else:
-        state = sparsify_(model, plan, show_progress=True)
+    state = _prune(model, plan, calibration_inputs, args)
     elapsed = time.perf_counter() - started
     command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     skipped: list[str] = []
@@ -142,9 +143,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The tokenizer and calibration texts, checked before the model is loaded."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from .datasets import resolve_texts
+    from transformers import AutoConfig, AutoTokenizer  # the hf extra, needed for calibration only
 
     read_config(src)  # a clear error for a broken config.json
     limit = getattr(AutoConfig.from_pretrained(src, local_files_only=True), "max_position_embeddings", None)
@@ -163,21 +162,19 @@ def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[
     return tokenizer, texts
 
 
-def _calibrated(model, plan: SparsityPlan, inputs: tuple[Any, list[str]], args: argparse.Namespace) -> SparsityState:
-    """Tokenise the calibration text with the model's tokenizer and run the block-wise pruner."""
-    from .calibration import calibrated_prune_
-    from .datasets import calibration_blocks
-
+def _prune(model, plan: SparsityPlan, inputs: tuple[Any, list[str]] | None, args: argparse.Namespace) -> SparsityState:
+    """One call for every method; calibrated ones get the tokenised calibration text."""
+    if inputs is None:
+        return sparsify_(model, plan, show_progress=True)
     tokenizer, texts = inputs
     masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
     calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
     log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
-    return calibrated_prune_(model, plan, calibration, masks=masks, show_progress=True)
+    return sparsify_(model, plan, calibration=calibration, masks=masks, show_progress=True)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     pattern = parse_pattern(args.pattern)
-    NMConfig(pattern)  # validates the pattern
     if export_cli.is_onnx_path(args.path):
         return export_cli.cmd_inspect_onnx(args, pattern)
     export_cli.refuse_onnx_only_options(args)
@@ -189,8 +186,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     masks_file = path / MASKS_FILENAME
     if masks_file.is_file():
         state = SparsityState.load(masks_file, model)
-        weights = dict(model.named_parameters())
-        regrown = sum(int((weights[n].detach()[~m] != 0).sum()) for n, m in state.masks.items())
+        regrown = state.count_nonzero_pruned(model)
         meta["masks_file"] = {"layers": len(state.masks), "sparsity": state.sparsity,
                               "weights_nonzero_where_masked": regrown}
     report = build_report(model, targets, pattern, meta=meta)
@@ -208,25 +204,26 @@ COMMANDS = {"prune": cmd_prune, "inspect": cmd_inspect, **export_cli.COMMANDS, *
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """The options of command ``name`` (used by the ``optimum-cli sparsity`` commands)."""
     adders = {"prune": add_prune_arguments, "inspect": add_inspect_arguments,
-              "compress": export_cli.add_compress_arguments}
+              "compress": export_cli.add_compress_arguments, "export": export_cli.add_export_arguments}
     adders[name](parser)
 
 
-def run_command(name: str, args: argparse.Namespace) -> int:
+def run_command(name: str, args: argparse.Namespace, prog: str = "es-plugins") -> int:
     """Run a parsed command; bad input exits with status 2 and one clear line on stderr.
 
-    Shared by ``es-plugins`` and the ``optimum-cli sparsity`` commands.
+    Shared by ``es-plugins`` and the ``optimum-cli sparsity`` commands (``prog`` names the
+    one the user typed), so both catch the same errors the same way.
     """
     try:
         with results_only_on_stdout():
             return COMMANDS[name](args)
     except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, a failed write
-        print(f"es-plugins {name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        print(f"{prog} {name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except Exception as exc:  # a bug: one line by default, the traceback on request
         if os.environ.get("ES_PLUGINS_TRACEBACK"):
             raise
-        print(f"es-plugins {name}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        print(f"{prog} {name}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(set ES_PLUGINS_TRACEBACK=1 for the traceback and please report it)", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 

@@ -7,8 +7,12 @@ import hashlib
 import torch
 import torch.distributed as dist
 
-from .errors import MaskMismatchError
+from .errors import MaskMismatchError, SparsityConfigError
+from .masks import select
+from .methods import OMPConfig
+from .methods.magnitude import magnitude_score
 from .state import SparsityState, _local_view
+from .targets import resolve_targets
 
 
 def masks_checksum(state: SparsityState) -> int:
@@ -75,8 +79,6 @@ def distributed_keep_largest(scores, numels, k: int, group=None) -> list[torch.T
     order (true for FSDP2's dim-0 shards and FSDP1's flat-parameter chunks): only counts, a
     sample and the ~1 % of scores inside the bracket cross ranks — never the model.
     """
-    from .masks import select
-
     total = _all_sum(sum(numels), group)
     if k <= 0 or k >= total:
         fill = k <= 0
@@ -99,12 +101,8 @@ def sparsify_sharded_(model, plan, group=None) -> SparsityState:
     """Global or per-layer OMP of a sharded model (FSDP2 ``fully_shard`` or FSDP1 with
     ``use_orig_params=True``): exact global count, masks stay sharded with their parameters
     (keyed by parameter name, shaped like this rank's local shard)."""
-    from .methods import OMPConfig
-    from .methods.magnitude import magnitude_score
-    from .targets import resolve_targets
-
     if not isinstance(plan.method, OMPConfig):
-        raise MaskMismatchError(f"sharded pruning supports omp; got {plan.method.name!r}")
+        raise SparsityConfigError(f"sharded pruning supports omp; got {plan.method.name!r}")
     targets = resolve_targets(model, plan.targets)
     views = [local_view(t.param) for t in targets]
     scores = [magnitude_score(v) for v in views]
@@ -117,6 +115,6 @@ def sparsify_sharded_(model, plan, group=None) -> SparsityState:
         flat = [distributed_keep_largest([fn], [n], round(sparsity * _all_sum(n, group)), group)[0]
                 for fn, n in zip(scores, numels)]
     masks = {t.name: m.view(v.shape).to(v.device) for t, m, v in zip(targets, flat, views)}
-    state = SparsityState(masks, {"plan": plan.to_dict(), "targets": [t.name for t in targets], "sharded": True})
+    state = SparsityState.from_plan(masks, plan, targets, sharded=True)
     state.apply_(model)
     return state

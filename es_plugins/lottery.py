@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Mapping, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,6 +25,7 @@ from torch import nn
 from ._io import atomic_write_text
 from .errors import SparsityConfigError, check_choice
 from .methods import OMPConfig, compute_masks
+from .plan import SparsityPlan
 from .state import SparsityState
 from .targets import TargetSpec, resolve_targets
 
@@ -201,11 +202,76 @@ class LotteryTicket:
             targets = resolve_targets(model, self.config.targets)
             level = self.config.sparsity_after(index + 1)
             current = trained.masks if trained is not None else None
-            masks = compute_masks(targets, OMPConfig(level, self.config.scope), current=current)
-            next_state = SparsityState(masks, {"lottery_round": index + 1, "level": level,
-                                               "lottery": self.config.to_dict()})
+            plan = SparsityPlan(OMPConfig(level, self.config.scope), self.config.targets)
+            masks = compute_masks(targets, plan.method, current=current)
+            next_state = SparsityState.from_plan(masks, plan, targets, lottery_round=index + 1, level=level,
+                                                 lottery=self.config.to_dict())
             self._masks_path(index + 1).parent.mkdir(parents=True, exist_ok=True)
             next_state.save(self._masks_path(index + 1))
         self.records.append(record)
         self._save_progress()
         return next_state
+
+    def current_masks(self, model: nn.Module) -> SparsityState | None:
+        """The masks of the round in progress (loaded from its file on resume); ``None`` while
+        the dense first round trains."""
+        if self.state is None and 0 < self.current_round <= self.config.rounds:
+            self.state = SparsityState.load(self._masks_path(self.current_round), model)
+        return self.state
+
+    # ----------------------------------------------------------------- drivers
+    def run(self, model: nn.Module,
+            train_round: Callable[[int, SparsityState | None], Mapping[str, float] | None]) -> list[RoundRecord]:
+        """The whole lottery loop for frameworks that train one round per call (HF Trainer).
+
+        ``train_round(index, masks)`` trains ``model`` for one round with ``masks`` enforced
+        (``None``: dense) from a fresh optimizer and LR schedule, and returns the round's
+        metric. Interrupted runs resume at the round where they stopped.
+        """
+        if self.config.rewind == "pretrained" and not self.has_rewind_point:
+            if self.current_round > 0:
+                raise RuntimeError(f"{self.folder} has finished rounds but no rewind point file")
+            self.capture_rewind_point(model)
+        while not self.finished:
+            index = self.current_round
+            metric = train_round(index, self.begin_round(model))
+            if index == 0 and not self.has_rewind_point:
+                raise RuntimeError("the rewind point was never reached during the first round")
+            self.end_round(model, dict(metric) if metric is not None else None)
+        return self.records
+
+    def check_step_budget(self, steps_per_round: int, max_steps: int) -> None:
+        """For step-driven loops: every round fits in ``max_steps`` (<= 0: unbounded) and the
+        rewind step falls inside the first round."""
+        if isinstance(steps_per_round, bool) or not isinstance(steps_per_round, int) or steps_per_round < 1:
+            raise SparsityConfigError(f"steps_per_round must be an integer >= 1, got {steps_per_round!r}")
+        needed = steps_per_round * (self.config.rounds + 1)
+        if max_steps > 0 and max_steps < needed:
+            raise SparsityConfigError(f"{self.config.rounds + 1} rounds of {steps_per_round} steps need "
+                                      f"max_steps >= {needed}, got {max_steps}")
+        if self.config.rewind_step > steps_per_round:
+            raise SparsityConfigError(f"rewind step {self.config.rewind_step} is beyond the first round "
+                                      f"({steps_per_round} steps)")
+
+    def start(self, model: nn.Module) -> SparsityState | None:
+        """Start or resume a step-driven run: capture the rewind point now when it is step 0
+        of the first round, and return the masks to enforce (``None`` while dense)."""
+        if self.current_round == 0 and self.config.rewind_step == 0 and not self.has_rewind_point:
+            self.capture_rewind_point(model)
+        return self.current_masks(model)
+
+    def after_step(self, model: nn.Module, step: int, steps_per_round: int,
+                   metric: Callable[[], Mapping[str, float]]) -> SparsityState | None:
+        """The lottery loop for frameworks with one long fit (Lightning): call after every
+        optimizer step. Captures the rewind point at its step; at a round boundary records the
+        round, prunes and rewinds. Returns the new round's masks when a round began (the
+        caller then resets its optimizer and LR schedule and enforces them), else ``None``."""
+        if self.current_round == 0 and step == self.config.rewind_step and not self.has_rewind_point:
+            self.capture_rewind_point(model)
+        if step == 0 or step % steps_per_round or self.finished:
+            return None
+        if step // steps_per_round != self.current_round + 1:
+            return None  # this boundary was handled before a resume
+        if self.end_round(model, dict(metric())) is None:
+            return None
+        return self.begin_round(model)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,12 +22,13 @@ from torch import nn
 from .artifacts import save_with_sparsity_files
 from .distributed import assert_identical_across_ranks
 from .errors import SparsityConfigError
-from .methods import MethodConfig, NMConfig, compute_masks, config_from_dict
+from .methods import MethodConfig, NMConfig, compute_masks, config_from_dict, is_calibrated
 from .naming import canonical_name
 from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
+from .sparsify import sparsify_
 from .state import EnforcementHandle, SparsityState
-from .targets import Target, resolve_targets
+from .targets import Target, TargetSpec, resolve_targets
 
 
 logger = logging.getLogger("es_plugins")
@@ -36,7 +38,9 @@ class Sparsifier:
     """Prune a model according to a plan and keep it pruned through training.
 
     Args:
-        plan: method + targets; a bare method config gets default targets.
+        plan: method + targets; a bare method config gets default targets, a method name
+            takes its options as keywords (``Sparsifier("omp", sparsity=0.4)``).
+        targets: target selection when ``plan`` is a config or a name.
         schedule: ``None`` for one-shot pruning at ``setup`` (the paper's protocol), or a
             :class:`CubicSchedule` for gradual pruning (unstructured methods only).
         mask_gradients: also zero gradients of pruned weights before each step, so the
@@ -63,18 +67,23 @@ class Sparsifier:
 
     def __init__(
         self,
-        plan: SparsityPlan | MethodConfig | None = None,
+        plan: SparsityPlan | MethodConfig | str | None = None,
+        *,
+        targets: TargetSpec | None = None,
         schedule: CubicSchedule | None = None,
         mask_gradients: bool = True,
         state: SparsityState | None = None,
         calibration: torch.Tensor | None = None,
         keep_saved_masks: bool = False,
+        **options: Any,
     ):
+        if plan is not None:
+            plan = make_plan(plan, targets, **options)
+        elif targets is not None or options:
+            raise SparsityConfigError("targets and method options need a plan (a method name or config)")
         if plan is None and state is None:
             raise SparsityConfigError("give a plan (what to prune) or a state (fixed masks to enforce)")
-        if plan is not None:
-            plan = make_plan(plan)
-        needs_calibration = plan is not None and getattr(plan.method, "needs_calibration", False)
+        needs_calibration = plan is not None and is_calibrated(plan.method)
         if needs_calibration and calibration is None and state is None:
             raise SparsityConfigError(f"method {plan.method.name!r} needs calibration=<token ids [samples, seq_len]>")
         if needs_calibration and schedule is not None:
@@ -97,6 +106,12 @@ class Sparsifier:
         self._optimizer: torch.optim.Optimizer | None = None
         self._handle: EnforcementHandle | None = None
 
+    @property
+    def is_setup(self) -> bool:
+        """Whether :meth:`setup` has bound a model (adapters whose framework restores state
+        before or after setup ask this instead of reading internals)."""
+        return self._model is not None
+
     # ----------------------------------------------------------------- lifecycle
     def setup(
         self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, step: int = 0
@@ -115,6 +130,23 @@ class Sparsifier:
         if replicated and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             assert_identical_across_ranks(self.state)  # DDP: every rank must enforce the same masks
         return self.state
+
+    def check_schedule_fits(self, max_steps: int) -> None:
+        """Fail before any step when a gradual schedule ends after training does
+        (``max_steps`` <= 0 means unknown, and passes)."""
+        if self.schedule is not None and 0 < max_steps < self.schedule.end_step:
+            raise SparsityConfigError(
+                f"schedule end_step={self.schedule.end_step} is beyond training (max_steps={max_steps})")
+
+    def save_masks(self, path: str | Path, **meta: Any) -> Path:
+        """Write the masks (and ``meta`` such as the global step) beside a checkpoint."""
+        self._require_setup()
+        assert self.state is not None
+        self.state.meta.update(meta)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.state.save(target)
+        return target
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Enforce on ``optimizer`` (detaching from any previous one)."""
@@ -241,21 +273,18 @@ class Sparsifier:
                     time.perf_counter() - started)
 
     def _compute(self, level: float) -> None:
+        assert self._model is not None and self.plan is not None
         method = self.plan.method
-        if self.schedule is not None:
-            method = dataclasses.replace(method, sparsity=level)
-        if getattr(method, "needs_calibration", False):
-            from .calibration import calibrated_prune_  # block-wise; updates weights in place
-
-            self.state = calibrated_prune_(self._model, self.plan, self.calibration)
+        if is_calibrated(method):  # block-wise from activations; updates weights in place
+            self.state = sparsify_(self._model, self.plan, calibration=self.calibration)
             self.state.meta["level"] = self.level = level
             return
+        if self.schedule is not None:
+            method = dataclasses.replace(method, sparsity=level)
         current = self.state.masks if self.state is not None else None
         masks = compute_masks(self._targets, method, current=current)
-        meta = {"plan": self.plan.to_dict(), "targets": [t.name for t in self._targets], "level": level}
-        if self.schedule is not None:
-            meta["schedule"] = self.schedule.to_dict()
-        self.state = SparsityState(masks, meta)
+        schedule = {"schedule": self.schedule.to_dict()} if self.schedule is not None else {}
+        self.state = SparsityState.from_plan(masks, self.plan, self._targets, level=level, **schedule)
         self.level = level
         self.state.apply_(self._model)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save
@@ -21,6 +21,10 @@ from torch import nn
 from .errors import MaskMismatchError
 from .masks.packing import pack_mask, unpack_mask
 from .naming import canonical_name, match_names
+
+if TYPE_CHECKING:  # annotations only: plan and targets never need the state at import time
+    from .plan import SparsityPlan
+    from .targets import Target
 
 MASKS_FORMAT = "es-plugins-masks"
 
@@ -90,6 +94,15 @@ class SparsityState:
         self.masks: dict[str, torch.Tensor] = dict(masks)
         self.meta: dict[str, Any] = dict(meta or {})
         self._handles: list[EnforcementHandle] = []
+
+    @classmethod
+    def from_plan(cls, masks: Mapping[str, torch.Tensor], plan: SparsityPlan,
+                  targets: Sequence[Target] | None = None, **meta: Any) -> "SparsityState":
+        """The one way a pruning run builds its state: masks plus the plan and the targets it
+        resolved (so a file that later loses a mask is refused), plus run-specific ``meta``
+        (level, schedule, calibration, lottery round...)."""
+        names = [t.name for t in targets] if targets is not None else list(masks)
+        return cls(masks, {"plan": plan.to_dict(), "targets": names, **meta})
 
     # ----------------------------------------------------------------- counting
     @property
@@ -161,6 +174,14 @@ class SparsityState:
         rank = {n: i for i, n in enumerate(names)}
         ordered = sorted(self.masks, key=lambda n: (rank.get(n, len(rank)), n))
         return SparsityState({n: self.masks[n] for n in ordered}, self.meta)
+
+    @torch.no_grad()
+    def count_nonzero_pruned(self, model: nn.Module) -> int:
+        """Weights of ``model`` that are non-zero where these masks prune: 0 for a model that
+        honours the masks (the invariant every adapter and test checks)."""
+        params = dict(model.named_parameters())
+        return sum(int((_local_view(params[name]).detach()[~mask.to(params[name].device)] != 0).sum())
+                   for name, mask in self.masks.items())
 
     @torch.no_grad()
     def apply_(self, model: nn.Module) -> None:

@@ -1,5 +1,8 @@
 """Ready-made Trainer recipes used by the examples and the sweep's fine-tune evaluation:
-load a local checkpoint as a classifier, fine-tune it with callbacks, report accuracy."""
+load a local checkpoint as a classifier, fine-tune it with callbacks, report accuracy.
+
+:class:`FinetuneTask` is registered as the ``finetune`` sweep task (entry point group
+``es_plugins.sweep_tasks`` in setup.cfg), so the core's sweep finds it without importing it."""
 
 from __future__ import annotations
 
@@ -9,16 +12,21 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from safetensors.torch import save_file
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer,
+                          TrainerCallback, TrainingArguments)
+from transformers.utils import logging as hf_logging
 
+from es_plugins.analysis.tasks import layer_sparsity_at, method_at
 from es_plugins.checkpoint import check_checkpoint_dir
 from es_plugins.datasets import TokenizedDataset
+from es_plugins.targets import resolve_targets
+
+from .transformers import SparsityCallback
 
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):
     """Encoder checkpoint + a freshly initialised classification head (seeded), offline."""
-    from transformers.utils import logging as hf_logging
-
     check_checkpoint_dir(Path(model_dir))
     torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
@@ -79,8 +87,6 @@ class FinetuneTask:
                  method: str = "omp", scope: str = "global", epochs: float = 1.0, batch_size: int = 16,
                  learning_rate: float = 1e-4, max_length: int = 64, targets=None,
                  keep_dense_weights: str | Path | None = None):
-        from es_plugins.analysis.tasks import method_at
-
         method_at(method, 0.0, scope, 0)  # validate before any training
         check_checkpoint_dir(Path(model_dir))
         self.model_dir, self.train, self.test, self.num_labels = model_dir, train, test, num_labels
@@ -88,11 +94,11 @@ class FinetuneTask:
         self.keep_dense_weights = Path(keep_dense_weights) if keep_dense_weights else None
         self.options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length)
 
+    def load_model(self, seed: int = 0):
+        """The checkpoint as a classifier with a seeded head (what each evaluation fine-tunes)."""
+        return load_classifier(self.model_dir, self.num_labels, seed=seed)[0]
+
     def evaluate(self, sparsity: float, seed: int) -> float:
-        from es_plugins.analysis.tasks import method_at
-
-        from .transformers import SparsityCallback
-
         model, tokenizer = load_classifier(self.model_dir, self.num_labels, seed=seed)
         callbacks = []
         if sparsity > 0:
@@ -102,17 +108,10 @@ class FinetuneTask:
                                                callbacks=callbacks, seed=seed, **self.options)
         if sparsity == 0 and self.keep_dense_weights and not self.keep_dense_weights.exists():
             # The fine-tuned dense weights: OMP of them is what one IMP round would prune.
-            from safetensors.torch import save_file
-
-            from es_plugins.targets import resolve_targets
-
             self.keep_dense_weights.parent.mkdir(parents=True, exist_ok=True)
             save_file({t.name: t.param.detach().contiguous() for t in resolve_targets(model, self.targets)},
                       str(self.keep_dense_weights))
         return metrics["accuracy"]
 
     def layer_sparsity(self, sparsity: float) -> dict[str, float]:
-        from es_plugins.analysis.tasks import layer_sparsity_at
-
-        model, _ = load_classifier(self.model_dir, self.num_labels)
-        return layer_sparsity_at(model, self.method, sparsity, self.scope, self.targets)
+        return layer_sparsity_at(self.load_model(), self.method, sparsity, self.scope, self.targets)

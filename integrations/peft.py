@@ -15,8 +15,6 @@ When the merge discards more than ``DISCARD_WARNING_FRACTION`` (10 %) of the upd
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,8 +22,8 @@ import torch
 from torch import nn
 
 from es_plugins.errors import SparsityConfigError
-from es_plugins.masks.nm import nm_keep_within
-from es_plugins.methods import NMConfig
+from es_plugins.masks.nm import parse_pattern
+from es_plugins.merge import DISCARD_WARNING_FRACTION, MergedLayer, MergeReport, sparsify_merged_
 from es_plugins.naming import match_names
 from es_plugins.state import SparsityState
 from es_plugins.targets import resolve_targets
@@ -33,37 +31,12 @@ from es_plugins.targets import resolve_targets
 __all__ = ["DISCARD_WARNING_FRACTION", "MaskedLoRA", "MergeReport", "mask_lora_", "merge_and_unload_sparse",
            "merged_name"]
 
-# Above this fraction of the LoRA update's norm thrown away by the sparse merge, the merged
-# model can differ noticeably from the trained one: warn, and point to mask_lora_.
-DISCARD_WARNING_FRACTION = 0.10
-
-
 def merged_name(peft_name: str) -> str:
     """Parameter name after ``merge_and_unload``: no ``base_model.model.`` prefix, no ``.base_layer``."""
     name = peft_name.removeprefix("base_model.model.")
     return name.replace(".base_layer.", ".")
 
 
-@dataclass
-class MergeReport:
-    """How much of each layer's LoRA update (``W_merged - W_base``) the masks discarded."""
-
-    layers: dict[str, float] = field(default_factory=dict)  # name -> ||discarded|| / ||update||
-    discarded_norm: float = 0.0
-    update_norm: float = 0.0
-    metric_before: float | None = None
-    metric_after: float | None = None
-
-    @property
-    def discarded_ratio(self) -> float:
-        return self.discarded_norm / self.update_norm if self.update_norm else 0.0
-
-    def to_dict(self) -> dict:
-        return {"discarded_ratio": self.discarded_ratio, "layers": self.layers,
-                "metric_before_merge": self.metric_before, "metric_after_merge": self.metric_after}
-
-
-@torch.no_grad()
 @dataclass
 class MaskedLoRA:
     """Handle of :func:`mask_lora_`: the LoRA layers whose update is masked; ``remove()`` undoes it."""
@@ -146,47 +119,28 @@ def merge_and_unload_sparse(
     Raises:
         MaskMismatchError: a mask names no parameter of the merged model or has another shape.
     """
-    nm = NMConfig(pattern) if pattern is not None else None  # validates, one spelling
+    if pattern is not None:
+        parse_pattern(pattern)  # a bad pattern fails before the merge changes the model
     masked_training = {merged_name(f"{n}.base_layer.weight") for n, m in peft_model.named_modules()
                        if hasattr(m, "_es_plugins_mask")}
-    report = MergeReport()
-    if evaluate is not None:
-        report.metric_before = float(evaluate(peft_model))
+    before = float(evaluate(peft_model)) if evaluate is not None else None
     base = {merged_name(t.name): t.param.detach().clone() for t in resolve_targets(peft_model)}
     if not base:
         raise SparsityConfigError("no targeted base weights found in the PEFT model")
-    if state is not None:
-        masks = {merged_name(n): m for n, m in state.masks.items()}
-    else:
-        masks = {name: weight != 0 for name, weight in base.items()}
+    masks = ({merged_name(n): m for n, m in state.masks.items()} if state is not None
+             else {name: weight != 0 for name, weight in base.items()})
     merged = peft_model.merge_and_unload()
     params = dict(merged.named_parameters())
     mapping = match_names({n: tuple(m.shape) for n, m in masks.items()},
                           {n: tuple(p.shape) for n, p in params.items()}, what="masks do not match the merged model")
-    masks = {mapping[n]: m for n, m in masks.items()}
     base = {mapping.get(n, n): w for n, w in base.items()}
-    targets = {t.name: t for t in resolve_targets(merged)}
-    for name, mask in masks.items():
-        weight = params[name]
-        mask = mask.to(weight.device)
-        if nm is not None:
-            in_axis = targets[name].in_axis if name in targets else 1
-            mask = nm_keep_within(weight, mask, nm.n, nm.m, in_axis)
-        update = weight.detach().float() - base.get(name, weight.detach()).float()
-        if name in masked_training:  # trained through the mask: the rest of ΔW never reached the model
-            update = update * mask
-        discarded = float(update[~mask].norm())
-        total = float(update.norm())
-        report.layers[name] = discarded / total if total else 0.0
-        report.discarded_norm = math.hypot(report.discarded_norm, discarded)
-        report.update_norm = math.hypot(report.update_norm, total)
-        weight.mul_(mask)
+    in_axes = {t.name: t.in_axis for t in resolve_targets(merged)}
+    layers = {mapping[n]: MergedLayer(params[mapping[n]].data, base.get(mapping[n], params[mapping[n]].detach()), m,
+                                      in_axes.get(mapping[n], 1), mapping[n] in masked_training)
+              for n, m in masks.items()}
+    report = sparsify_merged_(layers, pattern, warn_hint="train with the mask instead "
+                              "(es_plugins.integrations.peft.mask_lora_(peft_model, state)) and the merge discards nothing")
+    report.metric_before = before
     if evaluate is not None:
         report.metric_after = float(evaluate(merged))
-    if report.discarded_ratio > DISCARD_WARNING_FRACTION:
-        warnings.warn(
-            f"the sparse merge discarded {report.discarded_ratio:.1%} of the LoRA update's norm "
-            f"(more than {DISCARD_WARNING_FRACTION:.0%}), so the merged model may differ from the trained one; "
-            "train with the mask instead (es_plugins.integrations.peft.mask_lora_(peft_model, state)) and the "
-            "merge discards nothing", stacklevel=2)
     return merged, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import shlex
@@ -11,14 +12,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from .._console import emit, log
 from ..assets import resolve_model_path
+from ..checkpoint import check_checkpoint_dir, load_hf_model
+from ..datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
 from ..errors import SparsityConfigError
+from ..methods import compute_masks, is_calibrated
 from ..output import check_output, write_folder_atomically, write_marker
 from ..state import MASKS_FILENAME, SparsityState
+from ..targets import resolve_targets
+from .plots import plot_near_zero, plot_similarity
 from .similarity import mask_similarity
 from .sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
 from .sweep_report import write_sweep_report
+from .tasks import PerplexityTask, method_at, sweep_task, sweepable_methods
+from .zeros import near_zero_stats
 
 # Presets measured on the 2-core machine: a MiniLM fine-tune of 1,000 sentences x 2 epochs
 # (max length 48) takes ~45 s and reaches ~0.77-0.80 dense accuracy; 400 x 2 at lr 2e-4 ~27 s.
@@ -34,8 +44,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--task", choices=("perplexity", "finetune"), help="how a level is evaluated (with --model)")
     sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~2 minutes for the defaults)")
     sweep.add_argument("--output", default="runs/essential-sparsity", help="report folder (resumes if it exists)")
-    sweep.add_argument("--method", default="omp", choices=("omp", "random", "wanda", "sparsegpt"),
-                       help="wanda/sparsegpt: perplexity task only, with --calib")
+    sweep.add_argument("--method", default="omp", choices=sweepable_methods(calibrated=True),
+                       help="calibrated methods (wanda, sparsegpt): perplexity task only, with --calib")
     sweep.add_argument("--scope", default="global", choices=("global", "layer"))
     sweep.add_argument("--levels", type=float, nargs="+", help="sparsity grid (default 0.0 ... 0.9)")
     sweep.add_argument("--tolerance", type=float, default=0.01, help="allowed degradation (default 0.01 = 1 %%)")
@@ -111,12 +121,9 @@ def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, r
 
 
 def _perplexity_sweep(args, preset, model, texts, name, title, out, command, default_calib=None) -> SweepResult:
-    from ..datasets import resolve_texts
-    from .tasks import CALIBRATED, PerplexityTask
-
     tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
-    calib = (args.calib or default_calib) if args.method in CALIBRATED else None
+    calib = (args.calib or default_calib) if is_calibrated(args.method) else None
     log(f"[{name}] loading {model}")
     task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope,
                           calib_texts=resolve_texts(calib) if calib else None, calib_samples=args.calib_samples)
@@ -127,8 +134,6 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
 
 
 def _finetune_sweep(args, preset, model, data, name, title, out, command) -> SweepResult:
-    from es_plugins.integrations.hf_recipes import FinetuneTask
-
     texts, labels, names = data
     n_train, n_test = args.train or preset["train"], args.test or preset["test"]
     if n_train + n_test > len(texts):
@@ -137,7 +142,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
     config = _sweep_config(args, f"accuracy ({n_test} test examples)", True, preset["ft_levels"], preset["resolution"])
     dense_weights = out / name / "dense_finetuned_targets.safetensors"
     epochs, lr = args.epochs or preset["epochs"], args.lr or preset["lr"]
-    task = FinetuneTask(model, train, test, len(names), args.method, args.scope, epochs, args.batch_size,
+    task = sweep_task("finetune")(model, train, test, len(names), args.method, args.scope, epochs, args.batch_size,
                         lr, args.max_length, keep_dense_weights=dense_weights)
     identity = {"task": "finetune", "model": str(model), "train": n_train, "test": n_test, "epochs": epochs,
                 "lr": lr, "batch_size": args.batch_size, "max_length": args.max_length,
@@ -148,15 +153,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         one round of IMP would choose) at the essential sparsity."""
         if not dense_weights.is_file():
             return None
-        from safetensors.torch import load_file
-
-        from es_plugins.integrations.hf_recipes import load_classifier
-        from es_plugins.methods import compute_masks
-        from es_plugins.targets import resolve_targets
-
-        from .tasks import method_at
-
-        model_obj, _ = load_classifier(model, len(names))
+        model_obj = task.load_model()
         targets = resolve_targets(model_obj)
         method = method_at("omp", sparsity, args.scope, 0)
         pretrained = compute_masks(targets, method)
@@ -205,13 +202,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.model is None:
         if args.task or args.text or args.data:
             raise SparsityConfigError("--task/--text/--data need --model (without it the packaged defaults run)")
-        from ..datasets import bbc_news, rotten_tomatoes
-
         texts, labels = rotten_tomatoes(seed=0)
         results.append(("smollm2-perplexity", _perplexity_sweep(
             args, preset, resolve_model_path("packaged:smollm2"), bbc_news("eval"), "smollm2-perplexity",
             f"SmolLM2-135M, BBC News perplexity, {args.method}", out, command, default_calib="packaged:bbc-calib")))
-        if args.method in ("omp", "random"):
+        if not is_calibrated(args.method):
             results.append(("minilm-finetune", _finetune_sweep(
                 args, preset, resolve_model_path("packaged:minilm"), (texts, labels, ["rotten", "fresh"]),
                 "minilm-finetune", f"all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, {args.method}",
@@ -220,22 +215,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
     else:
         model = resolve_model_path(args.model)
-        from ..checkpoint import check_checkpoint_dir
-
         check_checkpoint_dir(model)
         name = f"{model.name}-{args.task}"
         if args.task == "perplexity":
             if not args.text:
                 raise SparsityConfigError("--task perplexity needs --text PATH (a .txt file or a folder of them)")
-            from ..datasets import read_texts
-
             results.append((name, _perplexity_sweep(args, preset, model, read_texts(args.text), name,
                                                     f"{model.name}, perplexity", out, command)))
         elif args.task == "finetune":
             if not args.data:
                 raise SparsityConfigError("--task finetune needs --data PATH (CSV, JSON or a folder of class folders)")
-            from ..datasets import load_labeled
-
             data = load_labeled(args.data, args.text_column, args.label_column)
             results.append((name, _finetune_sweep(args, preset, model, data, name, f"{model.name}, accuracy", out, command)))
         else:
@@ -265,8 +254,6 @@ def cmd_compare_masks(args: argparse.Namespace) -> int:
     similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
     emit(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
     if args.output:
-        from .plots import plot_similarity
-
         def write(out: Path) -> None:
             (out / "mask_similarity.json").write_text(json.dumps(similarity.to_dict(), indent=2))
             plot_similarity(similarity, out / "mask_similarity.png", f"{Path(args.a).name} vs {Path(args.b).name}")
@@ -278,10 +265,6 @@ def cmd_compare_masks(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- zeros
 def cmd_zeros(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_hf_model
-    from ..targets import resolve_targets
-    from .zeros import near_zero_stats
-
     sources = [resolve_model_path(spec) for spec in args.checkpoints]
     if args.output:
         check_output(args.output, inputs=sources, overwrite=args.overwrite, flag="--output")
@@ -303,10 +286,6 @@ def cmd_zeros(args: argparse.Namespace) -> int:
         for spec, s in stats.items():
             emit(f"  {s.overall:8.3%}  {spec}  ({len(s.layers)} targeted layers)")
     if args.output:
-        import csv
-
-        from .plots import plot_near_zero
-
         def write(out: Path) -> None:
             (out / "near_zero.json").write_text(json.dumps(data, indent=2))
             with open(out / "near_zero.csv", "w", newline="") as handle:

@@ -3,47 +3,63 @@
 A task owns the loaded model and data and exposes ``evaluate(sparsity, seed) -> float`` for
 :func:`run_sweep`, plus ``layer_sparsity(sparsity)`` for the report. The perplexity task is
 framework-free (the model is loaded once and its targeted weights restored between levels);
-the fine-tune task lives in ``es_plugins.integrations.hf_recipes`` because it drives the Trainer.
+the fine-tune task drives the Trainer, so it is a plugin (:func:`sweep_task`).
 """
 
 from __future__ import annotations
 
+from importlib.metadata import distributions
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..calibration import calibrated_prune_
 from ..checkpoint import load_hf_model
-from ..datasets import token_blocks
+from ..datasets import calibration_blocks, token_blocks
 from ..errors import SparsityConfigError
 from ..evaluation import perplexity
-from ..methods import MethodConfig, config_from_dict
+from ..methods import MethodConfig, compute_masks, config_from_dict, entry_for, method_names
 from ..plan import SparsityPlan
 from ..sparsify import sparsify_
 from ..targets import TargetSpec, resolve_targets
 
-SWEEPABLE = ("omp", "random")
-CALIBRATED = ("wanda", "sparsegpt")
+# Sweep tasks that need a training framework are plugins: an adapter package declares them
+# under this entry-point group (es-plugins' own fine-tune task: es_plugins.integrations.hf_recipes),
+# so this framework-free core never imports an adapter.
+TASK_ENTRY_POINTS = "es_plugins.sweep_tasks"
+
+
+def sweep_task(name: str) -> Any:
+    """The sweep task class registered under ``name`` by an installed adapter."""
+    # Every installed distribution, not the name-deduplicated view: a stale egg-info in the
+    # working directory must not hide the installed package's entry points.
+    found = [ep for dist in distributions() for ep in dist.entry_points
+             if ep.group == TASK_ENTRY_POINTS and ep.name == name]
+    if not found:
+        raise ImportError(f"no sweep task {name!r} is installed; the fine-tune task needs the hf extra "
+                          "(pip install 'es-plugins[hf]')")
+    return found[0].load()
+
+
+def sweepable_methods(calibrated: bool) -> tuple[str, ...]:
+    """Methods whose sparsity can be swept (N:M fixes it); calibrated ones only if asked."""
+    return tuple(name for name in method_names()
+                 if "sparsity" in entry_for(name).options and (calibrated or not entry_for(name).calibrated))
 
 
 def method_at(method: str, sparsity: float, scope: str, seed: int, allow_calibrated: bool = False) -> MethodConfig:
-    """The method config for one sweep level (random pruning takes the seed)."""
-    allowed = SWEEPABLE + (CALIBRATED if allow_calibrated else ())
+    """The method config for one sweep level: the options the method takes, from the registry."""
+    allowed = sweepable_methods(allow_calibrated)
     if method not in allowed:
         raise SparsityConfigError(
             f"sweep method must be one of {', '.join(allowed)} (N:M fixes the sparsity"
-            f"{'' if allow_calibrated else '; wanda/sparsegpt sweep the perplexity task'}); got {method!r}")
-    if method in CALIBRATED:
-        return config_from_dict({"method": method, "sparsity": sparsity})
-    options = {"sparsity": sparsity, "scope": scope, **({"seed": seed} if method == "random" else {})}
-    return config_from_dict({"method": method, **options})
+            f"{'' if allow_calibrated else '; calibrated methods sweep the perplexity task'}); got {method!r}")
+    offered = {"sparsity": sparsity, "scope": scope, "seed": seed}
+    return config_from_dict({"method": method, **{k: v for k, v in offered.items() if k in entry_for(method).options}})
 
 
 def layer_sparsity_at(model, method: str, sparsity: float, scope: str, targets: TargetSpec | None = None) -> dict[str, float]:
     """Per-layer sparsity the method gives at ``sparsity`` (computed on a copy of the masks only)."""
-    from ..methods import compute_masks
-
     resolved = resolve_targets(model, targets)
     masks = compute_masks(resolved, method_at(method, sparsity, scope, 0))
     return {name: float((~mask).float().mean()) for name, mask in masks.items()}
@@ -59,12 +75,10 @@ class PerplexityTask:
     def __init__(self, model_dir: str | Path, texts: Sequence[str], num_tokens: int = 4096, seq_len: int = 512,
                  method: str = "omp", scope: str = "global", targets: TargetSpec | None = None, batch_size: int = 2,
                  calib_texts: Sequence[str] | None = None, calib_samples: int = 32):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # the hf extra
 
-        from ..datasets import calibration_blocks
-
-        method_at(method, 0.0, scope, 0, allow_calibrated=True)  # validate early
-        if method in CALIBRATED and not calib_texts:
+        calibrated = entry_for(method_at(method, 0.0, scope, 0, allow_calibrated=True)).calibrated  # validates early
+        if calibrated and not calib_texts:
             raise SparsityConfigError(f"sweeping {method!r} needs calibration text (--calib)")
         self.model = load_hf_model(model_dir, dtype="float32")
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -73,7 +87,7 @@ class PerplexityTask:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.blocks = token_blocks(tokenizer, texts, num_tokens, seq_len)
         self.calibration = (calibration_blocks(tokenizer, calib_texts, calib_samples, seq_len, seed=0)
-                            if method in CALIBRATED else None)
+                            if calibrated else None)
         self.method, self.scope, self.targets, self.batch_size = method, scope, targets, batch_size
         self._original = {t.name: t.param.detach().clone() for t in resolve_targets(self.model, targets)}
 
@@ -88,10 +102,7 @@ class PerplexityTask:
         if sparsity > 0:
             plan = SparsityPlan(method_at(self.method, sparsity, self.scope, seed, allow_calibrated=True),
                                 self.targets or TargetSpec())
-            if self.calibration is not None:
-                calibrated_prune_(self.model, plan, self.calibration)
-            else:
-                sparsify_(self.model, plan)
+            sparsify_(self.model, plan, calibration=self.calibration)
         try:
             return perplexity(self.model, self.blocks, self.batch_size)
         finally:
@@ -102,6 +113,6 @@ class PerplexityTask:
         if self.calibration is None:
             return layer_sparsity_at(self.model, self.method, sparsity, self.scope, self.targets)
         plan = SparsityPlan(method_at(self.method, sparsity, self.scope, 0, allow_calibrated=True), self.targets or TargetSpec())
-        state = calibrated_prune_(self.model, plan, self.calibration)
+        state = sparsify_(self.model, plan, calibration=self.calibration)
         self.restore()
         return {name: float((~mask).float().mean()) for name, mask in state.masks.items()}

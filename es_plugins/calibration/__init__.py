@@ -1,7 +1,8 @@
 """Calibration-based one-shot pruning (Wanda, SparseGPT, SparseGPT refinement of a mask),
-run block by block so only one block's activations and statistics are ever in memory."""
+run block by block so only one block's activations and statistics are ever in memory.
+:func:`es_plugins.sparsify_` is the entry point; this package is its calibrated engine."""
 
 from .blocks import find_blocks
-from .oneshot import calibrated_prune_
+from .oneshot import check_calibration, prune_calibrated_
 
-__all__ = ["calibrated_prune_", "find_blocks"]
+__all__ = ["check_calibration", "find_blocks", "prune_calibrated_"]

@@ -1,8 +1,10 @@
-"""CLI pieces for export: ``inspect`` on ONNX files, ``compress`` and ``decompress``."""
+"""CLI pieces for export: ``inspect`` on ONNX files, ``compress``, ``decompress`` and the
+verified Optimum ``export`` (also ``optimum-cli sparsity export``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .._cli_args import add_target_args, target_spec
@@ -11,6 +13,14 @@ from ..assets import resolve_model_path
 from ..checkpoint import load_hf_model, save_hf_checkpoint
 from ..errors import SparsityConfigError
 from ..output import check_output, write_file_atomically, write_folder_atomically
+from ..targets import resolve_targets
+from .compressed import load_compressed, save_compressed
+from .onnx_gemm import rewrite_and_check
+from .onnx_report import compare_with_pytorch, inspect_onnx
+from .onnx_sparse import compress_onnx
+from .onnx_weights import load_onnx
+from .tensorrt import trtexec_command
+from .verified import ExportOptions, export_and_verify
 
 
 def is_onnx_path(path: str) -> bool:
@@ -46,12 +56,6 @@ def refuse_onnx_only_options(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
-    from .onnx_gemm import rewrite_and_check
-    from ..targets import resolve_targets
-    from .onnx_report import compare_with_pytorch, inspect_onnx
-    from .onnx_weights import load_onnx
-    from .tensorrt import trtexec_command
-
     if args.include or args.include_regex or args.exclude or args.exclude_regex:
         raise SparsityConfigError("--include/--exclude select PyTorch modules; an ONNX report covers every weight")
     if args.min_channels < 1:
@@ -72,7 +76,7 @@ def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
                                     "compared": comparison.compared, "targets": comparison.expected}
     target = args.rewrite_gemm or args.path
     if args.rewrite_gemm:
-        import onnx
+        import onnx  # optional heavy dependency (the onnx extra)
 
         rewrite = rewrite_and_check(model, pattern)
         write_file_atomically(args.rewrite_gemm, lambda tmp: onnx.save(rewrite.model, str(tmp)), inputs=[args.path],
@@ -113,6 +117,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "compress", help="write a smaller file: compressed HF checkpoint (bitmask / 2:4) or sparse ONNX initializers"))
     add_decompress_arguments(sub.add_parser(
         "decompress", help="turn a compressed checkpoint back into a plain one (loads without this package)"))
+    add_export_arguments(sub.add_parser(
+        "export", help="Optimum ONNX export of a pruned checkpoint, verified (same as optimum-cli sparsity export)"))
 
 
 def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,12 +140,8 @@ def add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    import json
-
     if is_onnx_path(args.src):
         return _compress_onnx(args)
-    from .compressed import save_compressed
-
     spec = target_spec(args)
     src = resolve_model_path(args.src)
     check_output(args.out, inputs=[src], overwrite=args.overwrite, flag="OUT")
@@ -162,10 +164,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _compress_onnx(args: argparse.Namespace) -> int:
-    import json
-
-    from .onnx_sparse import compress_onnx
-
     if args.format != "auto":
         raise SparsityConfigError("--format applies to HF checkpoints; ONNX files get sparse initializers")
     if Path(args.out).suffix != ".onnx":
@@ -182,8 +180,6 @@ def _compress_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .compressed import load_compressed
-
     src = resolve_model_path(args.src)
     check_output(args.out, inputs=[src], overwrite=args.overwrite, flag="OUT")
     model = load_compressed(src)
@@ -193,4 +189,57 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress}
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the verified export: Optimum's own export options plus the checks'."""
+    parser.add_argument("--model", "-m", required=True, help="pruned HF checkpoint folder, or packaged:minilm")
+    parser.add_argument("output", help="output folder for model.onnx")
+    parser.add_argument("--task", default="auto", help="Optimum task (default: inferred from the checkpoint)")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (>= 14; default: the one Optimum recommends for the architecture)")
+    parser.add_argument("--device", default="cpu", help="device the export runs on (Optimum's --device)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
+                        help="precision of the export (Optimum's --dtype; default fp32)")
+    parser.add_argument("--optimize", choices=("O1", "O2", "O3", "O4"), default=None,
+                        help="ONNX Runtime optimization level (Optimum's --optimize); fused weights are then "
+                             "checked through the outputs only")
+    parser.add_argument("--library-name", default=None, help="Optimum's --library-name (default: inferred)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="Optimum's --trust-remote-code")
+    parser.add_argument("--rewrite-gemm", action="store_true",
+                        help="rewrite 2:4 MatMul layers to Gemm so TensorRT may use sparse kernels")
+    parser.add_argument("--atol", type=float, default=1e-4, help="PyTorch vs ONNX Runtime tolerance")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an output folder that an earlier es-plugins export wrote")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Optimum's ONNX export into OUT, published only once every check passed."""
+    options = ExportOptions(task=args.task, opset=args.opset, device=args.device, dtype=args.dtype,
+                            optimize=args.optimize, library_name=args.library_name,
+                            trust_remote_code=args.trust_remote_code)
+    model = resolve_model_path(args.model)
+    check_output(args.output, inputs=[model], overwrite=args.overwrite, flag="output")
+    results = []
+
+    def write(tmp: Path) -> None:
+        results.append(export_and_verify(model, tmp, options, args.rewrite_gemm, args.atol))
+
+    out = write_folder_atomically(args.output, write, inputs=[model], overwrite=args.overwrite,
+                                  command="optimum-cli sparsity export", flag="output")
+    summary = results[0]
+    summary["onnx"] = str(out / "model.onnx")
+    emit(summary["report"].format_table())
+    compared = (f"all {summary['weights_compared']} targeted weights bit-identical to {args.model}"
+                if summary["weights_compared"] else "weights checked through the outputs (--optimize)")
+    emit(f"{compared}; ONNX Runtime vs PyTorch max |diff| {summary['max_abs_diff']:.3g}")
+    if "gemm_rewrite" in summary:
+        emit(f"MatMul->Gemm: {summary['gemm_rewrite']['layers']} layers, outputs max |diff| "
+             f"{summary['gemm_rewrite']['max_abs_diff']:.3g}")
+    if summary["report"].eligible:
+        emit("TensorRT: " + trtexec_command(summary["onnx"]))
+    else:
+        emit("TensorRT: no layer is eligible for 2:4 sparse kernels (see the table), so no "
+             "--sparsity=enable command is suggested")
+    return 0
+
+
+COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "export": cmd_export}

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..hf_config import model_class, read_config
 from ..masks.nm import nm_compliance
 from ..targets import Target, TargetSpec, resolve_targets
 
@@ -69,13 +70,17 @@ def _compressed_tensors():
     return compressed_tensors
 
 
+def is_compressed_config(config: dict) -> bool:
+    """True when a parsed ``config.json`` declares a compressed-tensors sparsity format."""
+    data = config.get("quantization_config") or {}
+    return isinstance(data, dict) and data.get("quant_method") == "compressed-tensors" and bool(
+        data.get("sparsity_config"))
+
+
 def is_compressed_checkpoint(path: str | Path) -> bool:
-    """True when ``config.json`` declares a compressed-tensors sparsity format."""
+    """True when ``path/config.json`` declares a compressed-tensors sparsity format."""
     config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    data = json.loads(config.read_text()).get("quantization_config") or {}
-    return data.get("quant_method") == "compressed-tensors" and bool(data.get("sparsity_config"))
+    return config.is_file() and is_compressed_config(read_config(Path(path)))
 
 
 def _two_four_problems(targets: list[Target]) -> list[str]:
@@ -162,8 +167,6 @@ def load_compressed(path: str | Path, dtype: torch.dtype | None = None) -> nn.Mo
     _compressed_tensors()
     import transformers
     from compressed_tensors.compressors import ModelCompressor
-
-    from ..checkpoint import model_class, read_config
 
     path = Path(path)
     if not is_compressed_checkpoint(path):

@@ -15,26 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .onnx_weights import load_onnx
+from .onnx_weights import load_onnx, sparse_to_dense  # noqa: F401  (re-exported: its old home)
 
 if TYPE_CHECKING:
     import onnx
 
 INDEX_BYTES = 8  # int64, as onnx.checker requires
-
-
-def sparse_to_dense(sparse: "onnx.SparseTensorProto") -> np.ndarray:
-    """Densify a SparseTensorProto (linear ``[NNZ]`` or coordinate ``[NNZ, rank]`` indices)."""
-    from onnx import numpy_helper
-
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
-    shape = tuple(int(d) for d in sparse.dims)
-    dense = np.zeros(int(np.prod(shape)), dtype=values.dtype)
-    if indices.ndim == 2:
-        indices = np.ravel_multi_index(tuple(indices.T), shape)
-    dense[indices] = values
-    return dense.reshape(shape)
 
 
 def sparse_bytes(nonzeros: int, itemsize: int) -> int:

@@ -72,11 +72,23 @@ def load_onnx(path: str | Path, load_external_data: bool = True) -> "onnx.ModelP
         raise OnnxInputError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
 
 
+def sparse_to_dense(sparse: "onnx.SparseTensorProto") -> np.ndarray:
+    """Densify a SparseTensorProto (linear ``[NNZ]`` or coordinate ``[NNZ, rank]`` indices)."""
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(int(d) for d in sparse.dims)
+    dense = np.zeros(int(np.prod(shape)), dtype=values.dtype)
+    if indices.ndim == 2:
+        indices = np.ravel_multi_index(tuple(indices.T), shape)
+    dense[indices] = values
+    return dense.reshape(shape)
+
+
 def initializer_arrays(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
     """Every initializer as a dense numpy array, sparse initializers densified."""
     from onnx import numpy_helper
-
-    from .onnx_sparse import sparse_to_dense
 
     arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     arrays.update({s.values.name: sparse_to_dense(s) for s in model.graph.sparse_initializer})

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import load_hf_model
 from ..errors import ExportError, SparsityConfigError
+from ..targets import resolve_targets
+from .onnx_check import pytorch_parity
+from .onnx_gemm import rewrite_and_check
+from .onnx_report import compare_with_pytorch, inspect_onnx
+from .onnx_weights import load_onnx
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -91,12 +97,6 @@ def export_and_verify(model_dir: str | Path, output: str | Path, options: Export
     import onnx
     from optimum.exporters.onnx import main_export
 
-    from ..checkpoint import load_hf_model
-    from ..targets import resolve_targets
-    from .onnx_check import pytorch_parity
-    from .onnx_gemm import rewrite_and_check
-    from .onnx_report import compare_with_pytorch, inspect_onnx
-    from .onnx_weights import load_onnx
 
     options = options or ExportOptions()
     task = check_task(model_dir, options.task)

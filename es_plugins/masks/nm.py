@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import SparsityConfigError
 from .select import CHUNK
 
 
@@ -60,3 +61,32 @@ def nm_compliance(tensor: torch.Tensor, n: int, m: int, in_axis: int) -> tuple[i
         return 0, 0
     nonzeros = (_groups(tensor, m, in_axis) != 0).sum(dim=1)
     return nonzeros.numel(), int((nonzeros <= n).sum())
+
+
+MAX_M = 255  # group ranks are counted in uint8
+
+
+def parse_pattern(pattern: object) -> tuple[int, int]:
+    """The one N:M parser: ``"N:M"`` or ``(N, M)`` as two validated integers, 0 < N < M <= 255.
+
+    Every config and command that takes a pattern calls this, so the spelling and the
+    limits are the same everywhere.
+
+    Example:
+        >>> parse_pattern("2:4"), parse_pattern((4, 8))
+        ((2, 4), (4, 8))
+    """
+    pair: tuple[object, ...] | None = None
+    if isinstance(pattern, (tuple, list)) and len(pattern) == 2:
+        pair = tuple(pattern)
+    elif isinstance(pattern, str) and pattern.count(":") == 1:
+        try:
+            pair = tuple(int(part) for part in pattern.split(":"))
+        except ValueError:
+            pair = None
+    if pair is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise SparsityConfigError(f"pattern must look like 'N:M' with integers N and M (e.g. '2:4'), or (N, M); got {pattern!r}")
+    n, m = int(pair[0]), int(pair[1])  # type: ignore[call-overload]
+    if not 0 < n < m or m > MAX_M:
+        raise SparsityConfigError(f"N:M pattern needs 0 < N < M <= {MAX_M}; got N={n}, M={m} (e.g. 2:4 or 4:8)")
+    return n, m

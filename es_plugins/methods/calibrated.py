@@ -1,9 +1,9 @@
 """Configs of the calibration-based methods (Wanda, SparseGPT).
 
-Unlike magnitude or random pruning they need activations, so they are run by
-:func:`es_plugins.calibration.calibrated_prune_`, which walks the model block by block.
-Their maths lives in :mod:`es_plugins.methods.wanda` and :mod:`es_plugins.methods.sparsegpt`
-as plain functions of one weight and its input statistics.
+Unlike magnitude or random pruning they need activations: they are registered with
+``calibrated=True``, and :func:`es_plugins.sparsify_` runs them block by block
+(:mod:`es_plugins.calibration`). Their maths lives in :mod:`es_plugins.methods.wanda` and
+:mod:`es_plugins.methods.sparsegpt` as plain functions of one weight and its input statistics.
 """
 
 from __future__ import annotations
@@ -12,42 +12,44 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import SparsityConfigError, check_fraction
-from .configs import MethodConfig, parse_pattern
+from ..masks.nm import parse_pattern
+from .configs import MethodConfig
 
-
-def _check_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    if pattern is None:
-        return None
-    n, m = parse_pattern(pattern)
-    if not 0 < n < m or m > 255:
-        raise SparsityConfigError(f"pattern needs 0 < N < M <= 255; got {pattern!r} (e.g. 2:4 or 4:8)")
-    return n, m
+DEFAULT_SPARSITY = 0.5
 
 
 @dataclass(frozen=True)
 class CalibratedConfig(MethodConfig):
-    """Shared fields: unstructured ``sparsity`` or an N:M ``pattern`` (then ``sparsity`` is
-    ignored and must stay at its default)."""
+    """Shared fields: unstructured ``sparsity`` (default 0.5) or an N:M ``pattern``.
 
-    sparsity: float = 0.5
+    With a pattern the sparsity is the pattern's (``1 - N/M``); giving a different one is an
+    error, so a plan never records two sparsities.
+    """
+
+    sparsity: float | None = None
     pattern: str | None = None
-    needs_calibration: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sparsity", check_fraction("sparsity", self.sparsity))
-        nm = _check_pattern(self.pattern)
-        if nm is not None:  # one spelling: (2, 4) is stored as "2:4"
-            object.__setattr__(self, "pattern", f"{nm[0]}:{nm[1]}")
-        if nm and self.sparsity != 0.5:
-            raise SparsityConfigError("give either sparsity (unstructured) or pattern (N:M), not both")
+        if self.pattern is None:
+            given = DEFAULT_SPARSITY if self.sparsity is None else self.sparsity
+            object.__setattr__(self, "sparsity", check_fraction("sparsity", given))
+            return
+        n, m = parse_pattern(self.pattern)
+        implied = 1.0 - n / m
+        if self.sparsity is not None and abs(check_fraction("sparsity", self.sparsity) - implied) > 1e-9:
+            raise SparsityConfigError(
+                f"give either sparsity (unstructured) or pattern (N:M), not both: pattern {n}:{m} "
+                f"prunes {implied:g}, sparsity={self.sparsity!r}")
+        object.__setattr__(self, "pattern", f"{n}:{m}")  # one spelling: (2, 4) is stored as "2:4"
+        object.__setattr__(self, "sparsity", implied)
 
     @property
     def nm(self) -> tuple[int, int] | None:
-        return _check_pattern(self.pattern)
+        return parse_pattern(self.pattern) if self.pattern is not None else None
 
     @property
     def target_sparsity(self) -> float:
-        return 1.0 - self.nm[0] / self.nm[1] if self.nm else self.sparsity
+        return float(self.sparsity)  # type: ignore[arg-type]  # set in __post_init__
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import SparsityConfigError, check_choice, check_fraction
+from ..masks.nm import parse_pattern
 
 SCOPES = ("global", "layer")
 
@@ -109,16 +110,7 @@ class NMConfig(MethodConfig):
         self.__post_init__()
 
     def __post_init__(self) -> None:
-        for key in ("n", "m"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SparsityConfigError(f"{key} must be an integer, got {value!r}")
-        if self.m < 2 or self.m > 255:
-            raise SparsityConfigError(f"m must be in [2, 255], got {self.m}")
-        if not 0 < self.n < self.m:
-            raise SparsityConfigError(
-                f"N:M pattern needs 0 < N < M; got N={self.n}, M={self.m} (e.g. 2:4 or 4:8)"
-            )
+        parse_pattern((self.n, self.m))  # the one N:M validator
         if not isinstance(self.skip_incompatible, bool):
             raise SparsityConfigError(f"skip_incompatible must be True or False, got {self.skip_incompatible!r}")
 
@@ -133,14 +125,3 @@ class NMConfig(MethodConfig):
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.name, "pattern": self.pattern, "skip_incompatible": self.skip_incompatible}
 
-
-def parse_pattern(pattern: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``"N:M"`` or ``(N, M)`` as two integers, with an error naming the expected form."""
-    if isinstance(pattern, (tuple, list)) and len(pattern) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in pattern):
-        return int(pattern[0]), int(pattern[1])
-    try:
-        n_text, m_text = pattern.split(":")
-        return int(n_text), int(m_text)
-    except (AttributeError, ValueError):
-        raise SparsityConfigError(f"pattern must look like 'N:M' (e.g. '2:4') or (N, M), got {pattern!r}") from None

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..targets import Target
-from . import register_method
+from .registry import register_method
 from ..masks.select import ScoreFn
 from ._selection import select_by_scores
 from .configs import OMPConfig

@@ -10,7 +10,7 @@ import torch
 from ..errors import SparsityConfigError
 from ..masks.nm import nm_keep_mask, nm_keep_within
 from ..targets import Target
-from . import register_method
+from .registry import register_method
 from .configs import NMConfig
 
 

@@ -11,6 +11,9 @@ import torch
 
 from ..errors import SparsityConfigError
 from ..masks.nm import nm_keep_mask
+from ..targets import Target
+from .calibrated import SparseGPTConfig
+from .registry import LayerInputs, register_method
 
 
 def _inverse_hessian_factor(hessian: torch.Tensor, damp: float, name: str) -> torch.Tensor:
@@ -105,3 +108,18 @@ def sparsegpt_prune(
     moved_shape = weight.movedim(in_axis, -1).shape
     new_weight = w.reshape(moved_shape).movedim(-1, in_axis).to(weight.dtype).contiguous()
     return new_weight, keep_out.reshape(moved_shape).movedim(-1, in_axis).contiguous()
+
+
+@register_method(SparseGPTConfig, calibrated=True, needs_hessian=True, refines_masks=True)
+@torch.no_grad()
+def sparsegpt_layer(target: Target, config: SparseGPTConfig, inputs: LayerInputs,
+                    keep: torch.Tensor | None) -> torch.Tensor:
+    """Prune (or, with ``keep``, only reconstruct) one layer in place; returns its keep-mask."""
+    if inputs.hessian is None:
+        raise SparsityConfigError("sparsegpt needs the inputs' Hessian (registered with needs_hessian=True)")
+    weight = target.param
+    new_weight, mask = sparsegpt_prune(
+        weight, target.in_axis, inputs.hessian / max(inputs.rows, 1), float(config.sparsity or 0.0), config.nm, keep,
+        config.blocksize, config.damp, target.name)
+    weight.data.copy_(new_weight)
+    return mask.to(weight.device)

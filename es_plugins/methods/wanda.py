@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..masks.nm import nm_keep_mask
+from ..targets import Target
+from .calibrated import WandaConfig
+from .registry import LayerInputs, register_method
 
 
 def wanda_scores(weight: torch.Tensor, in_axis: int, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -39,3 +42,14 @@ def wanda_keep_mask(weight: torch.Tensor, in_axis: int, input_sq_norms: torch.Te
     if nm:
         return nm_keep_mask(scores, nm[0], nm[1], in_axis)
     return row_keep_mask(scores, sparsity, in_axis)
+
+
+@register_method(WandaConfig, calibrated=True)
+def wanda_layer(target: Target, config: WandaConfig, inputs: LayerInputs, keep: torch.Tensor | None) -> torch.Tensor:
+    """Prune one layer in place from its input norms; returns the keep-mask (no refinement:
+    Wanda's score *is* its mask choice, so ``keep`` is never given)."""
+    weight = target.param
+    mask = wanda_keep_mask(weight, target.in_axis, inputs.sq_norms, float(config.sparsity or 0.0), config.nm)
+    mask = mask.to(weight.device)
+    weight.data.mul_(mask)
+    return mask

@@ -1,0 +1,139 @@
+"""The one method registry: config type -> mask function, and whether it needs calibration.
+
+Every method registers here, calibrated or not, so "which function prunes this config?" and
+"does it need activations?" are answered in exactly one place. The entry point
+(:func:`es_plugins.sparsify_`), the :class:`~es_plugins.Sparsifier`, the CLI and the sweep all
+ask the registry instead of testing method names.
+
+Two function shapes exist, because the two families see the model differently:
+
+* whole-model methods (magnitude, random, N:M): ``fn(targets, config, progress, current)``
+  returns ``{name: keep_mask}``; ``current`` holds masks already in force (nested schedules).
+* calibrated methods (Wanda, SparseGPT): ``fn(target, config, inputs, keep)`` prunes *one*
+  layer in place from its input statistics (``inputs``) and returns its keep-mask; ``keep``
+  is a given mask to preserve exactly (refinement), when the entry allows it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+
+from ..errors import SparsityConfigError
+from .configs import MethodConfig
+
+
+class LayerInputs(Protocol):
+    """Input statistics of one layer, accumulated over the calibration set."""
+
+    sq_norms: torch.Tensor  # per input feature: sum of x_j^2
+    hessian: torch.Tensor | None  # sum of x x^T, when the entry asks for it
+    rows: int  # number of input vectors seen
+
+
+MaskFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """What the registry knows about one method.
+
+    Attributes:
+        config_type: the config dataclass; its ``name`` is the CLI/plan key.
+        fn: the mask function (see the module docstring for the two shapes).
+        calibrated: ``fn`` works per layer from activations (needs ``calibration=``).
+        needs_hessian: calibrated methods only: collect ``sum x x^T`` as well as the norms.
+        refines_masks: calibrated methods only: accepts a fixed mask and only reconstructs.
+    """
+
+    config_type: type[MethodConfig]
+    fn: MaskFn
+    calibrated: bool = False
+    needs_hessian: bool = False
+    refines_masks: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config_type.name
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Keyword options the config accepts (what the CLI and ``config_from_dict`` allow)."""
+        return tuple(inspect.signature(self.config_type).parameters)
+
+
+_ENTRIES: dict[str, MethodEntry] = {}
+
+
+def register_method(
+    config_type: type[MethodConfig],
+    fn: MaskFn | None = None,
+    *,
+    calibrated: bool = False,
+    needs_hessian: bool = False,
+    refines_masks: bool = False,
+) -> Any:
+    """Register ``fn`` as the mask function of ``config_type``; usable as a decorator.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> from typing import ClassVar
+        >>> from es_plugins.methods import MethodConfig, register_method, method_names
+        >>> @dataclass(frozen=True)
+        ... class KeepAllConfig(MethodConfig):
+        ...     name: ClassVar[str] = "keep-all-doctest"
+        ...     target_sparsity: ClassVar[float] = 0.0
+        >>> @register_method(KeepAllConfig)
+        ... def keep_all(targets, config, progress, current):
+        ...     return {t.name: t.param.new_ones(t.param.shape, dtype=torch.bool) for t in targets}
+        >>> "keep-all-doctest" in method_names()
+        True
+    """
+    if not (isinstance(config_type, type) and issubclass(config_type, MethodConfig)) or not config_type.name:
+        raise SparsityConfigError(f"register_method needs a MethodConfig subclass with a name, got {config_type!r}")
+    if not calibrated and (needs_hessian or refines_masks):
+        raise SparsityConfigError("needs_hessian and refines_masks apply to calibrated methods only")
+
+    def wrap(function: MaskFn) -> MaskFn:
+        _ENTRIES[config_type.name] = MethodEntry(config_type, function, calibrated, needs_hessian, refines_masks)
+        return function
+
+    return wrap if fn is None else wrap(fn)
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(_ENTRIES)
+
+
+def entry_for(method: object) -> MethodEntry:
+    """The registry entry of a config (or a method name); an error lists the known ones."""
+    name = method if isinstance(method, str) else getattr(method, "name", None)
+    entry = _ENTRIES.get(name) if isinstance(name, str) else None
+    if entry is None or (not isinstance(method, str) and not isinstance(method, entry.config_type)):
+        raise SparsityConfigError(f"method must be one of {', '.join(method_names())}; got {method!r}")
+    return entry
+
+
+def is_calibrated(method: MethodConfig | str) -> bool:
+    """Whether the method prunes from activations (and so needs calibration data)."""
+    return entry_for(method).calibrated
+
+
+def config_from_dict(data: dict[str, Any]) -> MethodConfig:
+    """Build a method config from ``{"method": name, **options}`` (inverse of ``to_dict``).
+
+    Example:
+        >>> config_from_dict({"method": "nm", "pattern": "2:4"}).target_sparsity
+        0.5
+    """
+    data = dict(data)
+    entry = entry_for(data.pop("method", None))
+    unknown = sorted(set(data) - set(entry.options))
+    if unknown:
+        raise SparsityConfigError(
+            f"unknown option(s) {unknown} for method {entry.name!r}; allowed: {sorted(entry.options)}"
+        )
+    return entry.config_type(**data)
