@@ -61,7 +61,10 @@ def measure(fn: Callable[[], object]) -> dict:
 def run_isolated(script: str, *args: str, timeout: float = 1800) -> dict:
     """Run one case in a fresh interpreter (clean allocator, honest peak) and parse its JSON."""
     proc = subprocess.run(
-        [sys.executable, script, *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
     )
     if proc.returncode != 0:

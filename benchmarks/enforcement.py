@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
+from _common import SIZES, linear_stack, reset_peak, rss_bytes, run_isolated, table  # noqa: E402
 from torch import nn  # noqa: E402
-
-from _common import SIZES, linear_stack, rss_bytes, reset_peak, run_isolated, table  # noqa: E402
 
 MODES = ("dense", "es-plugins", "es-plugins + grad mask", "torch prune hook")
 
@@ -83,8 +82,12 @@ def case(mode: str, size: str, steps: int) -> dict:
             for hook in hooks:
                 hook(optimizer, (), {})
         hook_ms = (time.perf_counter() - start) / reps * 1e3
-    return {"step_s": sorted(times)[len(times) // 2], "peak_extra_bytes": max(peak, 0),
-            "weight_bytes": weight_bytes, "hook_ms": hook_ms}
+    return {
+        "step_s": sorted(times)[len(times) // 2],
+        "peak_extra_bytes": max(peak, 0),
+        "weight_bytes": weight_bytes,
+        "hook_ms": hook_ms,
+    }
 
 
 def main() -> None:
@@ -103,10 +106,22 @@ def main() -> None:
             rows.append([mode, "error", "-", "-", "-", r["error"][:60]])
             continue
         hook = "-" if r["hook_ms"] is None else f"{r['hook_ms']:.1f} ms ({r['hook_ms'] / 1e3 / dense:.2%})"
-        rows.append([mode, f"{r['step_s']:.2f}", f"{r['step_s'] / dense - 1:+.1%}", hook,
-                     f"{r['peak_extra_bytes'] / r['weight_bytes']:.2f}x"])
+        rows.append(
+            [
+                mode,
+                f"{r['step_s']:.2f}",
+                f"{r['step_s'] / dense - 1:+.1%}",
+                hook,
+                f"{r['peak_extra_bytes'] / r['weight_bytes']:.2f}x",
+            ]
+        )
     print(f"Training step with mask enforcement, {args.size} stack, AdamW, batch 8x128, median of {args.steps}")
-    print(table(rows, ["mode", "step s", "vs dense", "enforcement per step (of dense step)", "peak during steps (x weights)"]))
+    print(
+        table(
+            rows,
+            ["mode", "step s", "vs dense", "enforcement per step (of dense step)", "peak during steps (x weights)"],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ from es_plugins.checkpoint import load_hf_model  # noqa: E402
 from es_plugins.cli import main as es_cli  # noqa: E402
 from es_plugins.targets import resolve_targets  # noqa: E402
 
-LEVELS = {"30 %": ["--sparsity", "0.3"], "50 %": ["--sparsity", "0.5"], "2:4": ["--method", "nm", "--pattern", "2:4"],
-          "90 %": ["--sparsity", "0.9"]}
+LEVELS = {
+    "30 %": ["--sparsity", "0.3"],
+    "50 %": ["--sparsity", "0.5"],
+    "2:4": ["--method", "nm", "--pattern", "2:4"],
+    "90 %": ["--sparsity", "0.9"],
+}
 MIB = 2**20
 
 
@@ -61,27 +65,41 @@ def main() -> None:
             reloaded = load_hf_model(packed).state_dict()
             exact = all(t.equal(reloaded[k]) for k, t in model.state_dict().items())
             onnx_dir = root / f"onnx-{label[:2]}"
-            main_export(str(pruned), output=str(onnx_dir), task="feature-extraction", opset=17,
-                        local_files_only=True, do_validation=False)
+            main_export(
+                str(pruned),
+                output=str(onnx_dir),
+                task="feature-extraction",
+                opset=17,
+                local_files_only=True,
+                do_validation=False,
+            )
             sparse_onnx = compress_onnx(onnx_dir / "model.onnx", root / f"sparse-{label[:2]}.onnx")
-            onnx_exact = compare_with_pytorch(load_onnx(root / f"sparse-{label[:2]}.onnx"),
-                                              dict(model.named_parameters()),
-                                              [t.name for t in resolve_targets(model)]).ok
+            onnx_exact = compare_with_pytorch(
+                load_onnx(root / f"sparse-{label[:2]}.onnx"),
+                dict(model.named_parameters()),
+                [t.name for t in resolve_targets(model)],
+            ).ok
             rows.append((label, plain, summary, exact, sparse_onnx, onnx_exact))
 
     print("\nPackaged MiniLM-L6 (22.7M parameters; 10.6M in the pruned encoder Linear layers), fp32, sizes in MiB")
-    head = (f"{'pruned':>7} | {'plain .safetensors':>18} | {'compressed-tensors':>18} | {'ratio':>6} | "
-            f"{'pruned layers':>13} | {'plain .onnx':>11} | {'sparse-init .onnx':>17} | {'ratio':>6} | exact")
+    head = (
+        f"{'pruned':>7} | {'plain .safetensors':>18} | {'compressed-tensors':>18} | {'ratio':>6} | "
+        f"{'pruned layers':>13} | {'plain .onnx':>11} | {'sparse-init .onnx':>17} | {'ratio':>6} | exact"
+    )
     print(head)
     print("-" * len(head))
     for label, plain, summary, exact, sparse_onnx, onnx_exact in rows:
-        print(f"{label:>7} | {plain / MIB:>18.2f} | {summary.file_bytes / MIB:>18.2f} | {summary.file_bytes / plain:>6.3f} | "
-              f"{summary.targets_ratio:>12.3f}x | {sparse_onnx.dense_file_bytes / MIB:>11.2f} | "
-              f"{sparse_onnx.compressed_file_bytes / MIB:>17.2f} | {sparse_onnx.ratio:>6.3f} | "
-              f"{'yes' if exact and onnx_exact else 'NO'} ({summary.format})")
-    print("ratio = ours / baseline file; 'pruned layers' = compressed bytes of the pruned weights / their dense "
-          "bytes (floor 0.5 + 1/32 at 50 %). The token embedding (11.7M of 22.7M parameters) is not pruned, "
-          "which bounds the whole-file ratio.")
+        print(
+            f"{label:>7} | {plain / MIB:>18.2f} | {summary.file_bytes / MIB:>18.2f} | {summary.file_bytes / plain:>6.3f} | "
+            f"{summary.targets_ratio:>12.3f}x | {sparse_onnx.dense_file_bytes / MIB:>11.2f} | "
+            f"{sparse_onnx.compressed_file_bytes / MIB:>17.2f} | {sparse_onnx.ratio:>6.3f} | "
+            f"{'yes' if exact and onnx_exact else 'NO'} ({summary.format})"
+        )
+    print(
+        "ratio = ours / baseline file; 'pruned layers' = compressed bytes of the pruned weights / their dense "
+        "bytes (floor 0.5 + 1/32 at 50 %). The token embedding (11.7M of 22.7M parameters) is not pruned, "
+        "which bounds the whole-file ratio."
+    )
 
 
 if __name__ == "__main__":

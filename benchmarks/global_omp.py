@@ -14,7 +14,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-
 from _common import SIZES, linear_stack, measure, run_isolated, table  # noqa: E402
 
 SPARSITY = 0.5
@@ -37,6 +36,7 @@ def case(method: str, size: str, dtype: str) -> dict:
         targets = resolve_targets(blocks, TargetSpec(include=r".*"))
         run = lambda: compute_masks(targets, OMPConfig(SPARSITY))
     elif method == "cat + kthvalue":
+
         def run():
             t = torch.cat([w.detach().abs().reshape(-1).float() for w in weights]).kthvalue(k).values
             return [w.detach().abs() > t for w in weights]
@@ -44,7 +44,8 @@ def case(method: str, size: str, dtype: str) -> dict:
         import torch.nn.utils.prune as prune
 
         run = lambda: prune.global_unstructured(
-            [(m, "weight") for m in linears], pruning_method=prune.L1Unstructured, amount=k)
+            [(m, "weight") for m in linears], pruning_method=prune.L1Unstructured, amount=k
+        )
     holder = {}
     result = measure(lambda: holder.setdefault("out", run()))
     out = holder["out"]
@@ -67,8 +68,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--torch-prune-large", action="store_true",
-                        help="also run torch prune on the 350m stack (~12x the weights of RAM: ~17 GiB)")
+    parser.add_argument(
+        "--torch-prune-large",
+        action="store_true",
+        help="also run torch prune on the 350m stack (~12x the weights of RAM: ~17 GiB)",
+    )
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -80,11 +84,19 @@ def main() -> None:
             if "error" in r:
                 rows.append([size, method, "error", "-", "-", r["error"][:60]])
                 continue
-            exact = "-" if r["pruned"] is None else ("yes" if r["pruned"] == r["k"] else f"no ({r['pruned'] - r['k']:+d})")
-            rows.append([
-                f"{size} ({r['weights'] / 1e6:.1f}M {args.dtype})", method, f"{r['seconds']:.2f}",
-                f"{r['peak_extra_bytes'] / 2**20:.0f}", f"{r['peak_extra_bytes'] / r['weight_bytes']:.2f}x", exact,
-            ])
+            exact = (
+                "-" if r["pruned"] is None else ("yes" if r["pruned"] == r["k"] else f"no ({r['pruned'] - r['k']:+d})")
+            )
+            rows.append(
+                [
+                    f"{size} ({r['weights'] / 1e6:.1f}M {args.dtype})",
+                    method,
+                    f"{r['seconds']:.2f}",
+                    f"{r['peak_extra_bytes'] / 2**20:.0f}",
+                    f"{r['peak_extra_bytes'] / r['weight_bytes']:.2f}x",
+                    exact,
+                ]
+            )
     print(f"Global magnitude pruning to {SPARSITY:.0%} (one thread; fresh process per row)")
     print(table(rows, ["stack", "method", "time s", "peak extra MiB", "x weights", "exact count"]))
 

@@ -85,12 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         weights = [(n, w.to("cuda", dtype)) for n, w in checkpoint_weights(args.model, 8)]
     else:
         gen = torch.Generator(device="cuda").manual_seed(0)
-        weights = [(f"{name} {o}x{i}", two_four(torch.randn(o, i, device="cuda", dtype=dtype, generator=gen)))
-                   for name in args.shapes.split(",") for o, i in SHAPES[name]]
-    lines = [f"GPU: {torch.cuda.get_device_name()} | torch {torch.__version__} | {args.dtype} | median of "
-             f"{args.repeats}", "",
-             "| layer | tokens | dense ms | 2:4 sparse ms | speedup | max abs diff |",
-             "|---|---:|---:|---:|---:|---:|"]
+        weights = [
+            (f"{name} {o}x{i}", two_four(torch.randn(o, i, device="cuda", dtype=dtype, generator=gen)))
+            for name in args.shapes.split(",")
+            for o, i in SHAPES[name]
+        ]
+    lines = [
+        f"GPU: {torch.cuda.get_device_name()} | torch {torch.__version__} | {args.dtype} | median of {args.repeats}",
+        "",
+        "| layer | tokens | dense ms | 2:4 sparse ms | speedup | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     print("\n".join(lines), flush=True)
     for name, weight in weights:
         sparse = to_sparse_semi_structured(weight)
@@ -104,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 diff = float((got - torch.nn.functional.linear(x, weight)).abs().max())
                 dense_ms = time_ms(lambda: torch.nn.functional.linear(x, weight), args.repeats)
                 sparse_ms = time_ms(lambda: torch.nn.functional.linear(x, sparse), args.repeats)
-                row = (f"| {name} | {tokens} | {dense_ms:.4f} | {sparse_ms:.4f} | {dense_ms / sparse_ms:.2f}x "
-                       f"| {diff:.2e} |")
+                row = (
+                    f"| {name} | {tokens} | {dense_ms:.4f} | {sparse_ms:.4f} | {dense_ms / sparse_ms:.2f}x "
+                    f"| {diff:.2e} |"
+                )
             lines.append(row)
             print(row, flush=True)
     if args.out:

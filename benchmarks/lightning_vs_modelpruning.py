@@ -71,32 +71,43 @@ def case(mode: str, steps: int) -> dict:
 
     def timed(fn):
         """Accumulate the time spent in a callback hook: pruning + lottery reset."""
+
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 marks["prune_s"] = marks.get("prune_s", 0.0) + time.perf_counter() - start
+
         return wrapper
 
     @torch.no_grad()
     def rewound_exactly(pl_module) -> bool:
         """After pruning + reset: do the real parameters hold w_init * mask?"""
         if mode == "ModelPruning":  # torch-prune reparametrisation: weight = weight_orig * weight_mask
-            pairs = [(n, m.weight_orig * m.weight_mask) for n, m in pl_module.named_modules() if hasattr(m, "weight_mask")]
+            pairs = [
+                (n, m.weight_orig * m.weight_mask) for n, m in pl_module.named_modules() if hasattr(m, "weight_mask")
+            ]
             masks = {n: m.weight_mask.bool() for n, m in pl_module.named_modules() if hasattr(m, "weight_mask")}
             return bool(pairs) and all(torch.equal(w, initial[f"{n}.weight"] * masks[n]) for n, w in pairs)
         state = holder["lth"].ticket.state
         params = dict(pl_module.named_parameters())
         return all(torch.equal(params[n], initial[n] * m) for n, m in state.masks.items())
+
     with tempfile.TemporaryDirectory() as tmp:
         if mode == "ModelPruning":
             from lightning.pytorch.callbacks import ModelPruning
 
-            pruning = ModelPruning("l1_unstructured", parameters_to_prune=linears, amount=0.5,
-                                   use_global_unstructured=True, use_lottery_ticket_hypothesis=True,
-                                   apply_pruning=lambda epoch: epoch == 0, make_pruning_permanent=False,
-                                   verbose=0)
+            pruning = ModelPruning(
+                "l1_unstructured",
+                parameters_to_prune=linears,
+                amount=0.5,
+                use_global_unstructured=True,
+                use_lottery_ticket_hypothesis=True,
+                apply_pruning=lambda epoch: epoch == 0,
+                make_pruning_permanent=False,
+                verbose=0,
+            )
             pruning.on_train_epoch_end = timed(pruning.on_train_epoch_end)
             callbacks = [Timer(), pruning]
         else:
@@ -104,19 +115,31 @@ def case(mode: str, steps: int) -> dict:
             from es_plugins.integrations.lightning import LotteryTicketCallback
 
             # one round: train `steps` steps, prune 50 % globally, rewind to the fit-start weights
-            holder["lth"] = LotteryTicketCallback(LotteryConfig(0.5, 1, targets=TargetSpec(include=r".*")),
-                                                  f"{tmp}/lth", steps_per_round=steps)
+            holder["lth"] = LotteryTicketCallback(
+                LotteryConfig(0.5, 1, targets=TargetSpec(include=r".*")), f"{tmp}/lth", steps_per_round=steps
+            )
             holder["lth"].on_train_batch_end = timed(holder["lth"].on_train_batch_end)
             callbacks = [Timer(), holder["lth"]]
-        trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
-                             enable_checkpointing=False, enable_model_summary=False, callbacks=callbacks,
-                             default_root_dir=tmp)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=2,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+            default_root_dir=tmp,
+        )
         trainer.fit(module, loader)
         peak = rss_bytes("VmHWM") - marks["base"]
     weight_bytes = sum(p.numel() * 4 for p in initial.values())
     measured = sorted(times)
-    return {"prune_s": marks.get("prune_s"), "step_s": measured[len(measured) // 2], "peak": peak / weight_bytes,
-            "lth_ok": marks.get("lth_ok")}
+    return {
+        "prune_s": marks.get("prune_s"),
+        "step_s": measured[len(measured) // 2],
+        "peak": peak / weight_bytes,
+        "lth_ok": marks.get("lth_ok"),
+    }
 
 
 def main() -> None:
@@ -132,11 +155,28 @@ def main() -> None:
         if "error" in r:
             rows.append([mode, "error", "-", "-", r["error"][:70]])
             continue
-        rows.append([mode, f"{r['prune_s']:.2f}", f"{r['step_s']:.2f}", f"{r['peak']:.2f}x",
-                     {True: "yes", False: "NO", None: "?"}[r["lth_ok"]]])
+        rows.append(
+            [
+                mode,
+                f"{r['prune_s']:.2f}",
+                f"{r['step_s']:.2f}",
+                f"{r['peak']:.2f}x",
+                {True: "yes", False: "NO", None: "?"}[r["lth_ok"]],
+            ]
+        )
     print(f"Lightning, BERT-base-sized stack, 50 % global L1, AdamW, batch 8x128, median of {args.steps} steps")
-    print(table(rows, ["callback", "prune + reset s", "step s", "peak RSS during steps (x weights)",
-                       "LTH reset restores w_init * mask"]))
+    print(
+        table(
+            rows,
+            [
+                "callback",
+                "prune + reset s",
+                "step s",
+                "peak RSS during steps (x weights)",
+                "LTH reset restores w_init * mask",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

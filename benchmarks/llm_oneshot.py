@@ -25,11 +25,19 @@ ROWS = [
     ("omp", "50%", {"method": "omp", "sparsity": 0.5}),
     ("wanda", "50%", {"method": "wanda", "sparsity": 0.5}),
     ("sparsegpt", "50%", {"method": "sparsegpt", "sparsity": 0.5}),
-    ("sparsegpt refines omp", "50%", {"method": "sparsegpt", "sparsity": 0.5, "refine": {"method": "omp", "sparsity": 0.5}}),
+    (
+        "sparsegpt refines omp",
+        "50%",
+        {"method": "sparsegpt", "sparsity": 0.5, "refine": {"method": "omp", "sparsity": 0.5}},
+    ),
     ("omp", "2:4", {"method": "nm", "n": 2, "m": 4}),
     ("wanda", "2:4", {"method": "wanda", "pattern": "2:4"}),
     ("sparsegpt", "2:4", {"method": "sparsegpt", "pattern": "2:4"}),
-    ("sparsegpt refines omp", "2:4", {"method": "sparsegpt", "pattern": "2:4", "refine": {"method": "nm", "n": 2, "m": 4}}),
+    (
+        "sparsegpt refines omp",
+        "2:4",
+        {"method": "sparsegpt", "pattern": "2:4", "refine": {"method": "nm", "n": 2, "m": 4}},
+    ),
     ("omp", "4:8", {"method": "nm", "n": 4, "m": 8}),
     ("wanda", "4:8", {"method": "wanda", "pattern": "4:8"}),
     ("sparsegpt", "4:8", {"method": "sparsegpt", "pattern": "4:8"}),
@@ -40,12 +48,12 @@ def case(spec: dict | None, calib_samples: int, seq_len: int, eval_tokens: int) 
     import torch
     from transformers import AutoTokenizer
 
-    from es_plugins import SparsityPlan, SparsityState, calibrated_prune_, compute_masks, resolve_targets, sparsify_
+    from es_plugins import SparsityPlan, SparsityState, compute_masks, resolve_targets, sparsify_
     from es_plugins.assets import packaged_model_dir
     from es_plugins.checkpoint import load_hf_model
     from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
     from es_plugins.evaluation import perplexity
-    from es_plugins.methods import config_from_dict
+    from es_plugins.methods import config_from_dict, is_calibrated
 
     path = packaged_model_dir("smollm2")
     model = load_hf_model(path, dtype="float32")
@@ -65,17 +73,19 @@ def case(spec: dict | None, calib_samples: int, seq_len: int, eval_tokens: int) 
         spec = dict(spec)
         refine = spec.pop("refine", None)
         config = config_from_dict(spec)
-        if getattr(config, "needs_calibration", False):
-            masks = None
-            if refine:  # the mask of OMP, applied by SparseGPT to the *dense* weights it reconstructs
-                masks = SparsityState(compute_masks(resolve_targets(model), config_from_dict(refine)))
-            calibrated_prune_(model, SparsityPlan(config), calibration, masks=masks)
-        else:
-            sparsify_(model, SparsityPlan(config))
+        masks = None
+        if refine:  # the mask of OMP, applied by SparseGPT to the *dense* weights it reconstructs
+            masks = SparsityState(compute_masks(resolve_targets(model), config_from_dict(refine)))
+        sparsify_(model, SparsityPlan(config), calibration=calibration if is_calibrated(config) else None, masks=masks)
     seconds = time.perf_counter() - start
     peak = rss_bytes("VmHWM")
-    return {"ppl": perplexity(model, evaluation), "seconds": seconds, "peak_extra": peak - base,
-            "peak_total": peak, "model_bytes": model_bytes}
+    return {
+        "ppl": perplexity(model, evaluation),
+        "seconds": seconds,
+        "peak_extra": peak - base,
+        "peak_total": peak,
+        "model_bytes": model_bytes,
+    }
 
 
 def main() -> None:
@@ -90,17 +100,34 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name, level, spec in ROWS:
-        r = run_isolated(__file__, "--case", json.dumps(spec), str(args.calib_samples), str(args.seq_len),
-                         str(args.eval_tokens), timeout=3600)
+        r = run_isolated(
+            __file__,
+            "--case",
+            json.dumps(spec),
+            str(args.calib_samples),
+            str(args.seq_len),
+            str(args.eval_tokens),
+            timeout=3600,
+        )
         if "error" in r:
             rows.append([name, level, "error", "-", "-", r["error"][:60]])
             continue
-        mib = 2 ** 20
-        rows.append([name, level, f"{r['ppl']:.2f}", f"{r['seconds']:.1f}", f"{r['peak_extra'] / mib:.0f}",
-                     f"{r['peak_total'] / mib:.0f} (model {r['model_bytes'] / mib:.0f})"])
+        mib = 2**20
+        rows.append(
+            [
+                name,
+                level,
+                f"{r['ppl']:.2f}",
+                f"{r['seconds']:.1f}",
+                f"{r['peak_extra'] / mib:.0f}",
+                f"{r['peak_total'] / mib:.0f} (model {r['model_bytes'] / mib:.0f})",
+            ]
+        )
         print(f"  {name} {level}: ppl {r['ppl']:.2f}", file=sys.stderr, flush=True)
-    print(f"SmolLM2-135M perplexity on {args.eval_tokens} BBC News tokens (held-out articles); calibration "
-          f"{args.calib_samples} x {args.seq_len} tokens from other articles, seed 0; 2-core CPU")
+    print(
+        f"SmolLM2-135M perplexity on {args.eval_tokens} BBC News tokens (held-out articles); calibration "
+        f"{args.calib_samples} x {args.seq_len} tokens from other articles, seed 0; 2-core CPU"
+    )
     print(table(rows, ["method", "sparsity", "perplexity", "prune s", "peak extra MiB", "peak RSS MiB"]))
 
 

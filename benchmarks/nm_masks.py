@@ -15,7 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-
 from _common import SIZES, linear_stack, table  # noqa: E402
 
 
@@ -45,8 +44,16 @@ def main() -> None:
         base_s = time.perf_counter() - start
         exact = all(bool((mask.reshape(-1, m).sum(1) == n).all()) for mask in ours.values())
         agree = sum(int((ours[k] == base[k]).sum()) for k in ours) / sum(v.numel() for v in ours.values())
-        rows.append([f"{n}:{m}", f"{base_s:.2f}", f"{ours_s:.2f}", f"{base_s / ours_s:.2f}x",
-                     "yes" if exact else "NO", f"{agree:.4%}"])
+        rows.append(
+            [
+                f"{n}:{m}",
+                f"{base_s:.2f}",
+                f"{ours_s:.2f}",
+                f"{base_s / ours_s:.2f}x",
+                "yes" if exact else "NO",
+                f"{agree:.4%}",
+            ]
+        )
     print(f"N:M mask computation, {args.size} stack ({sum(t.numel for t in targets) / 1e6:.1f}M weights, one thread)")
     print(table(rows, ["pattern", "topk+scatter s", "es-plugins s", "speed-up", "exactly N/group", "same mask"]))
 

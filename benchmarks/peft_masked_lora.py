@@ -37,13 +37,24 @@ def data_and_model(packaged: bool):
 
         texts, labels = rotten_tomatoes(limit=320, seed=0)
         model, tokenizer = load_classifier(packaged_model_dir("minilm"), 2, seed=0)
-        return model, TokenizedDataset(tokenizer, texts[:256], labels[:256], 48), \
-            TokenizedDataset(tokenizer, texts[256:], labels[256:], 48)
+        return (
+            model,
+            TokenizedDataset(tokenizer, texts[:256], labels[:256], 48),
+            TokenizedDataset(tokenizer, texts[256:], labels[256:], 48),
+        )
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=99, hidden_size=64, num_hidden_layers=2,
-                                                     num_attention_heads=4, intermediate_size=128, num_labels=2))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=99,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            num_labels=2,
+        )
+    )
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 99, (320, 16), generator=gen)
     rows = [{"input_ids": i, "attention_mask": torch.ones_like(i), "labels": i[0] % 2} for i in ids]
@@ -59,14 +70,27 @@ def loss(model, rows) -> float:
 
 def run(masked: bool, packaged: bool) -> tuple[float, float, float]:
     model, train, test = data_and_model(packaged)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value", "dense"],
-                                             lora_dropout=0.0, task_type="SEQ_CLS"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=8, lora_alpha=16, target_modules=["query", "value", "dense"], lora_dropout=0.0, task_type="SEQ_CLS"
+        ),
+    )
     state = sparsify_(model, OMPConfig(0.5))
     if masked:
         mask_lora_(model, state)
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, use_cpu=True, max_steps=30, per_device_train_batch_size=16,
-                                 learning_rate=1e-3, report_to=[], disable_tqdm=True, seed=0, save_strategy="no")
+        args = TrainingArguments(
+            output_dir=out,
+            use_cpu=True,
+            max_steps=30,
+            per_device_train_batch_size=16,
+            learning_rate=1e-3,
+            report_to=[],
+            disable_tqdm=True,
+            seed=0,
+            save_strategy="no",
+        )
         Trainer(model=model, args=args, train_dataset=train, callbacks=[SparsityCallback(state=state)]).train()
     trained = loss(model, list(test))
     with warnings.catch_warnings():
@@ -77,12 +101,18 @@ def run(masked: bool, packaged: bool) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packaged", action="store_true", help="packaged MiniLM + Rotten Tomatoes instead of tiny BERT")
+    parser.add_argument(
+        "--packaged", action="store_true", help="packaged MiniLM + Rotten Tomatoes instead of tiny BERT"
+    )
     packaged = parser.parse_args().packaged
-    rows = [("plain LoRA + sparse merge (baseline)", *run(False, packaged)),
-            ("mask_lora_ + sparse merge (ours)", *run(True, packaged))]
-    print(f"\n{'MiniLM, Rotten Tomatoes' if packaged else 'tiny BERT, random tokens'}; base 50 % OMP; LoRA r=8, "
-          "30 steps; test loss")
+    rows = [
+        ("plain LoRA + sparse merge (baseline)", *run(False, packaged)),
+        ("mask_lora_ + sparse merge (ours)", *run(True, packaged)),
+    ]
+    print(
+        f"\n{'MiniLM, Rotten Tomatoes' if packaged else 'tiny BERT, random tokens'}; base 50 % OMP; LoRA r=8, "
+        "30 steps; test loss"
+    )
     print(f"{'training':<40} {'update discarded':>16} {'loss trained':>13} {'loss merged':>12}")
     for name, discarded, trained, merged in rows:
         print(f"{name:<40} {discarded:>16.1%} {trained:>13.4f} {merged:>12.4f}")

@@ -39,7 +39,11 @@ def case(mode: str, steps: int) -> dict:
 
         def __getitem__(self, i):
             ids = torch.randint(1000, 2000, (seq,), generator=torch.Generator().manual_seed(i))
-            return {"input_ids": ids, "attention_mask": torch.ones(seq, dtype=torch.long), "labels": torch.tensor(i % 2)}
+            return {
+                "input_ids": ids,
+                "attention_mask": torch.ones(seq, dtype=torch.long),
+                "labels": torch.tensor(i % 2),
+            }
 
     step_times: list[float] = []
     timers = {"hooks": 0.0, "events": 0.0}
@@ -58,6 +62,7 @@ def case(mode: str, steps: int) -> dict:
                 return fn(*args, **kwargs)
             finally:
                 timers[key] += time.perf_counter() - start
+
         return wrapper
 
     callbacks = [StepTimer()]
@@ -78,9 +83,18 @@ def case(mode: str, steps: int) -> dict:
         callbacks = [sparsity, HookTimer(), StepTimer()]
     with tempfile.TemporaryDirectory() as out:
         # logging_steps left at the Trainer default (500): one log event is timed separately below.
-        args = TrainingArguments(output_dir=out, use_cpu=True, max_steps=steps + 1, per_device_train_batch_size=8,
-                                 learning_rate=2e-5, weight_decay=0.01, save_strategy="no",
-                                 report_to=[], disable_tqdm=True, dataloader_num_workers=0)
+        args = TrainingArguments(
+            output_dir=out,
+            use_cpu=True,
+            max_steps=steps + 1,
+            per_device_train_batch_size=8,
+            learning_rate=2e-5,
+            weight_decay=0.01,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
         trainer = Trainer(model=model, args=args, train_dataset=Data(), callbacks=callbacks)
         trainer.train()
     log_ms = None
@@ -114,12 +128,13 @@ def main() -> None:
         if "error" in r:
             rows.append([mode, "error", "-", r["error"][:70]])
             continue
-        plugin = "-" if mode == "dense" else f"{r['plugin_s_per_step'] * 1e3:.1f} ms ({r['plugin_s_per_step'] / dense:.2%})"
+        plugin = (
+            "-" if mode == "dense" else f"{r['plugin_s_per_step'] * 1e3:.1f} ms ({r['plugin_s_per_step'] / dense:.2%})"
+        )
         log = "-" if r["log_ms"] is None else f"{r['log_ms']:.0f} ms"
         rows.append([mode, f"{r['step_s']:.2f}", f"{r['step_s'] / dense - 1:+.1%}", plugin, log])
     print(f"HF Trainer step, BERT-base-sized BertForSequenceClassification, batch 8x128, AdamW, median of {args.steps}")
-    print(table(rows, ["mode", "step s", "vs dense", "callback + hooks per step (of dense step)",
-                       "per log event"]))
+    print(table(rows, ["mode", "step s", "vs dense", "callback + hooks per step (of dense step)", "per log event"]))
 
 
 if __name__ == "__main__":

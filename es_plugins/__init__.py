@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import logging as _logging
 
-_logger = _logging.getLogger("es_plugins")
-if not _logger.handlers:  # one visible line per pruning event; silence with setLevel(logging.WARNING)
-    _handler = _logging.StreamHandler()
-    _handler.setFormatter(_logging.Formatter("es-plugins: %(message)s"))
-    _logger.addHandler(_handler)
-    _logger.setLevel(_logging.INFO)
-    _logger.propagate = False
-
+from ._version import __version__ as __version__
 from .errors import (
     CheckpointError,
     MaskMismatchError,
-    NoTargetsError,
     NonFiniteWeightError,
+    NoTargetsError,
     SparsityConfigError,
 )
+from .lottery import LotteryConfig, LotteryTicket
 from .methods import (
     MethodConfig,
     NMConfig,
@@ -34,16 +28,21 @@ from .methods import (
     compute_masks,
     register_method,
 )
-from .lottery import LotteryConfig, LotteryTicket
 from .plan import SparsityPlan, make_plan
+from .report import SparsityReport, build_report
 from .schedules import CubicSchedule
 from .sparsifier import Sparsifier
-from .report import SparsityReport, build_report
 from .sparsify import calibrated_prune_, sparsify_
 from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
 
-__version__ = "0.1.0"
+_logger = _logging.getLogger("es_plugins")
+if not _logger.handlers:  # one visible line per pruning event; silence with setLevel(logging.WARNING)
+    _handler = _logging.StreamHandler()
+    _handler.setFormatter(_logging.Formatter("es-plugins: %(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(_logging.INFO)
+    _logger.propagate = False
 
 __all__ = [
     "CheckpointError",

@@ -10,8 +10,12 @@ from .targets import TargetSpec
 
 def add_target_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("targets (PEFT target_modules rules)")
-    group.add_argument("--include", nargs="+", metavar="NAME",
-                       help="module names or name suffixes to prune (replaces the default: Linear/Conv1D inside blocks)")
+    group.add_argument(
+        "--include",
+        nargs="+",
+        metavar="NAME",
+        help="module names or name suffixes to prune (replaces the default: Linear/Conv1D inside blocks)",
+    )
     group.add_argument("--include-regex", metavar="REGEX", help="regex that must match the whole module name")
     group.add_argument("--exclude", nargs="+", metavar="NAME", help="module names or suffixes to keep dense")
     group.add_argument("--exclude-regex", metavar="REGEX", help="regex (whole module name) to keep dense")

@@ -48,8 +48,7 @@ def masked_targets(model: nn.Module, state: SparsityState) -> list[Target]:
 
 def sparsity_report(model: nn.Module, state: SparsityState, meta: dict[str, Any] | None = None) -> SparsityReport:
     plan = state.meta.get("plan")
-    return build_report(model, masked_targets(model, state), plan_pattern(plan),
-                        meta={"plan": plan, **(meta or {})})
+    return build_report(model, masked_targets(model, state), plan_pattern(plan), meta={"plan": plan, **(meta or {})})
 
 
 def model_card_section(report: SparsityReport, command: str | None = None) -> str:
@@ -59,20 +58,30 @@ def model_card_section(report: SparsityReport, command: str | None = None) -> st
     plan = data["meta"].get("plan") or {}
     method = (plan.get("method") or {}).get("method", "unknown")
     lines = [
-        CARD_HEADING, "",
+        CARD_HEADING,
+        "",
         f"This model is pruned: {targets['sparsity']:.2%} of the weights of its {targets['layers']} targeted layers "
         f"are exactly zero (method `{method}`; {data['all_parameters']['sparsity']:.2%} of all parameters).",
-        "", f"- plan: `{json.dumps(plan, sort_keys=True)}`",
+        "",
+        f"- plan: `{json.dumps(plan, sort_keys=True)}`",
     ]
     if command:
         lines.append(f"- command: `{command}`")
-    lines += [f"- masks: `{MASKS_FILENAME}` (bit-packed safetensors); per-layer report: `{REPORT_FILENAME}`",
-              "- the weights are a plain checkpoint with exact zeros: they load without es-plugins.", ""]
+    lines += [
+        f"- masks: `{MASKS_FILENAME}` (bit-packed safetensors); per-layer report: `{REPORT_FILENAME}`",
+        "- the weights are a plain checkpoint with exact zeros: they load without es-plugins.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def write_sparsity_files(folder: str | Path, model: nn.Module, state: SparsityState,
-                         meta: dict[str, Any] | None = None, command: str | None = None) -> SparsityReport:
+def write_sparsity_files(
+    folder: str | Path,
+    model: nn.Module,
+    state: SparsityState,
+    meta: dict[str, Any] | None = None,
+    command: str | None = None,
+) -> SparsityReport:
     """Write masks, report and the model-card section into ``folder`` (beside the weights)."""
     folder = Path(folder)
     report = sparsity_report(model, state, meta)

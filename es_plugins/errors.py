@@ -42,9 +42,7 @@ def check_fraction(name: str, value: float) -> float:
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     """Validate that ``value`` is one of ``allowed``; the error lists them."""
     if value not in allowed:
-        raise SparsityConfigError(
-            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
-        )
+        raise SparsityConfigError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     return value
 
 
@@ -57,4 +55,5 @@ class DataError(ValueError):
 
 
 class ExportError(ValueError):
-    """An export changed the model: weights differ, or outputs differ beyond tolerance."""
+    """An exported model is missing or malformed, or the export changed the model (weights
+    differ, outputs differ beyond tolerance, a rewrite altered the outputs)."""

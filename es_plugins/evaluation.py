@@ -23,7 +23,9 @@ def perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 2) -> f
         for start in range(0, blocks.shape[0], batch_size):
             batch = blocks[start : start + batch_size].to(device)
             logits = model(input_ids=batch).logits[:, :-1].float()
-            nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum")
+            nll = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+            )
             total_nll += float(nll)
             total_tokens += batch[:, 1:].numel()
     finally:

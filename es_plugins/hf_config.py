@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import CheckpointError
 
@@ -36,7 +37,7 @@ def read_config(path: Path) -> dict:
     return data
 
 
-def model_class(path: Path, config: dict) -> type:
+def model_class(path: Path, config: dict) -> Any:
     """The transformers class named by ``architectures`` (``AutoModel`` when it names none).
 
     An unknown or malformed name is an error: falling back to the bare model would silently
@@ -48,10 +49,14 @@ def model_class(path: Path, config: dict) -> type:
     if archs is None or archs == []:
         return transformers.AutoModel
     if not isinstance(archs, list) or not all(isinstance(a, str) and a for a in archs):
-        raise CheckpointError(f"{str(path / 'config.json')!r}: 'architectures' must be a list of transformers "
-                              f"class names (e.g. [\"BertForSequenceClassification\"]), got {archs!r}")
+        raise CheckpointError(
+            f"{str(path / 'config.json')!r}: 'architectures' must be a list of transformers "
+            f'class names (e.g. ["BertForSequenceClassification"]), got {archs!r}'
+        )
     found = getattr(transformers, archs[0], None)
     if not (isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)):
-        raise CheckpointError(f"{str(path / 'config.json')!r} names architecture {archs[0]!r}, which is not a "
-                              f"model class of transformers {transformers.__version__}")
+        raise CheckpointError(
+            f"{str(path / 'config.json')!r} names architecture {archs[0]!r}, which is not a "
+            f"model class of transformers {transformers.__version__}"
+        )
     return found

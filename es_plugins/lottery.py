@@ -37,12 +37,12 @@ REWIND_FILE = "rewind_point.safetensors"
 @dataclass(frozen=True)
 class LotteryConfig:
     """Args:
-        prune_fraction: fraction of the remaining weights pruned each round, in (0, 1).
-        rounds: number of prune-and-rewind rounds (>= 1).
-        rewind: ``"pretrained"`` (the paper's default: the weights before any training) or
-            an optimizer step ``k`` of the first round's training (>= 0).
-        scope: ``"global"`` (one threshold, as in the paper) or ``"layer"``.
-        targets: which weights take part (default: Linear/Conv1D inside blocks).
+    prune_fraction: fraction of the remaining weights pruned each round, in (0, 1).
+    rounds: number of prune-and-rewind rounds (>= 1).
+    rewind: ``"pretrained"`` (the paper's default: the weights before any training) or
+        an optimizer step ``k`` of the first round's training (>= 0).
+    scope: ``"global"`` (one threshold, as in the paper) or ``"layer"``.
+    targets: which weights take part (default: Linear/Conv1D inside blocks).
     """
 
     prune_fraction: float = 0.2
@@ -204,8 +204,9 @@ class LotteryTicket:
             current = trained.masks if trained is not None else None
             plan = SparsityPlan(OMPConfig(level, self.config.scope), self.config.targets)
             masks = compute_masks(targets, plan.method, current=current)
-            next_state = SparsityState.from_plan(masks, plan, targets, lottery_round=index + 1, level=level,
-                                                 lottery=self.config.to_dict())
+            next_state = SparsityState.from_plan(
+                masks, plan, targets, lottery_round=index + 1, level=level, lottery=self.config.to_dict()
+            )
             self._masks_path(index + 1).parent.mkdir(parents=True, exist_ok=True)
             next_state.save(self._masks_path(index + 1))
         self.records.append(record)
@@ -220,8 +221,9 @@ class LotteryTicket:
         return self.state
 
     # ----------------------------------------------------------------- drivers
-    def run(self, model: nn.Module,
-            train_round: Callable[[int, SparsityState | None], Mapping[str, float] | None]) -> list[RoundRecord]:
+    def run(
+        self, model: nn.Module, train_round: Callable[[int, SparsityState | None], Mapping[str, float] | None]
+    ) -> list[RoundRecord]:
         """The whole lottery loop for frameworks that train one round per call (HF Trainer).
 
         ``train_round(index, masks)`` trains ``model`` for one round with ``masks`` enforced
@@ -247,11 +249,14 @@ class LotteryTicket:
             raise SparsityConfigError(f"steps_per_round must be an integer >= 1, got {steps_per_round!r}")
         needed = steps_per_round * (self.config.rounds + 1)
         if max_steps > 0 and max_steps < needed:
-            raise SparsityConfigError(f"{self.config.rounds + 1} rounds of {steps_per_round} steps need "
-                                      f"max_steps >= {needed}, got {max_steps}")
+            raise SparsityConfigError(
+                f"{self.config.rounds + 1} rounds of {steps_per_round} steps need "
+                f"max_steps >= {needed}, got {max_steps}"
+            )
         if self.config.rewind_step > steps_per_round:
-            raise SparsityConfigError(f"rewind step {self.config.rewind_step} is beyond the first round "
-                                      f"({steps_per_round} steps)")
+            raise SparsityConfigError(
+                f"rewind step {self.config.rewind_step} is beyond the first round ({steps_per_round} steps)"
+            )
 
     def start(self, model: nn.Module) -> SparsityState | None:
         """Start or resume a step-driven run: capture the rewind point now when it is step 0
@@ -260,8 +265,9 @@ class LotteryTicket:
             self.capture_rewind_point(model)
         return self.current_masks(model)
 
-    def after_step(self, model: nn.Module, step: int, steps_per_round: int,
-                   metric: Callable[[], Mapping[str, float]]) -> SparsityState | None:
+    def after_step(
+        self, model: nn.Module, step: int, steps_per_round: int, metric: Callable[[], Mapping[str, float]]
+    ) -> SparsityState | None:
         """The lottery loop for frameworks with one long fit (Lightning): call after every
         optimizer step. Captures the rewind point at its step; at a round boundary records the
         round, prunes and rewinds. Returns the new round's masks when a round began (the

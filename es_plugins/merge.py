@@ -36,8 +36,12 @@ class MergeReport:
         return self.discarded_norm / self.update_norm if self.update_norm else 0.0
 
     def to_dict(self) -> dict:
-        return {"discarded_ratio": self.discarded_ratio, "layers": self.layers,
-                "metric_before_merge": self.metric_before, "metric_after_merge": self.metric_after}
+        return {
+            "discarded_ratio": self.discarded_ratio,
+            "layers": self.layers,
+            "metric_before_merge": self.metric_before,
+            "metric_after_merge": self.metric_after,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,9 @@ class MergedLayer:
 
 
 @torch.no_grad()
-def sparsify_merged_(layers: Mapping[str, MergedLayer], pattern: str | tuple[int, int] | None = None,
-                     warn_hint: str = "") -> MergeReport:
+def sparsify_merged_(
+    layers: Mapping[str, MergedLayer], pattern: str | tuple[int, int] | None = None, warn_hint: str = ""
+) -> MergeReport:
     """Zero each merged weight outside its mask (with ``pattern``, keep the N largest of every
     M *within* the mask) and report the discarded share of the update, warning above
     :data:`DISCARD_WARNING_FRACTION`.
@@ -84,5 +89,7 @@ def sparsify_merged_(layers: Mapping[str, MergedLayer], pattern: str | tuple[int
         warnings.warn(
             f"the sparse merge discarded {report.discarded_ratio:.1%} of the LoRA update's norm "
             f"(more than {DISCARD_WARNING_FRACTION:.0%}), so the merged model may differ from the trained one"
-            f"{'; ' + warn_hint if warn_hint else ''}", stacklevel=3)
+            f"{'; ' + warn_hint if warn_hint else ''}",
+            stacklevel=3,
+        )
     return report

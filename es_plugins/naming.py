@@ -18,8 +18,9 @@ from typing import Mapping, Sequence
 from .errors import MaskMismatchError
 
 # Path components that wrappers insert and the wrapped model never has.
-WRAPPER_PARTS = frozenset({"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_forward_module",
-                           "base_layer"})
+WRAPPER_PARTS = frozenset(
+    {"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_forward_module", "base_layer"}
+)
 _LEADING = (("module",), ("base_model", "model"))  # DDP/DataParallel; PEFT's PeftModel + LoraModel
 
 Shape = Sequence[int]
@@ -38,7 +39,7 @@ def canonical_name(name: str) -> str:
         changed = False
         for lead in _LEADING:
             if tuple(parts[: len(lead)]) == lead and len(parts) > len(lead):
-                parts = parts[len(lead):]
+                parts = parts[len(lead) :]
                 changed = True
     return ".".join(parts)
 
@@ -69,8 +70,9 @@ def match_names(
     problems: list[str] = []
     for name, shape in source.items():
         canon = canonical_name(name)
-        found = canon_target.get(canon) or [t for c, names in canon_target.items() if _suffix_related(c, canon)
-                                            for t in names]
+        found = canon_target.get(canon) or [
+            t for c, names in canon_target.items() if _suffix_related(c, canon) for t in names
+        ]
         if not found:
             close = difflib.get_close_matches(canon, list(canon_target), n=3, cutoff=0.5)
             problems.append(f"names not in the model: {name!r} (closest: {close or 'none'})")
@@ -86,8 +88,7 @@ def match_names(
     claimed: dict[str, list[str]] = {}
     for name, matched in mapping.items():
         claimed.setdefault(matched, []).append(name)
-    problems += [f"not one to one: {names} all fit {matched!r}" for matched, names in claimed.items()
-                 if len(names) > 1]
+    problems += [f"not one to one: {names} all fit {matched!r}" for matched, names in claimed.items() if len(names) > 1]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} problems)" if len(problems) > 5 else "")
         raise MaskMismatchError(f"{what}: {shown}")

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ._version import __version__
 from .errors import OutputPathError
 
 MARKER_FILENAME = ".es-plugins-output.json"
@@ -106,8 +107,12 @@ def check_output(
     if not any(absolute.iterdir()):
         return absolute
     if not is_es_plugins_output(absolute):
-        raise _refuse(flag, text, f"is a non-empty folder that es-plugins did not write (no {MARKER_FILENAME}); "
-                                  "refusing to replace it, even with --overwrite: choose a new folder")
+        raise _refuse(
+            flag,
+            text,
+            f"is a non-empty folder that es-plugins did not write (no {MARKER_FILENAME}); "
+            "refusing to replace it, even with --overwrite: choose a new folder",
+        )
     if not (overwrite or resume):
         raise _refuse(flag, text, "exists and is not empty; pass --overwrite to replace it")
     return absolute
@@ -115,8 +120,6 @@ def check_output(
 
 def write_marker(folder: Path, command: str, extra: dict[str, Any] | None = None) -> None:
     """Mark ``folder`` as written by es-plugins, so a later ``--overwrite`` may replace it."""
-    from . import __version__
-
     data = {"written_by": "es-plugins", "version": __version__, "command": command, **(extra or {})}
     (folder / MARKER_FILENAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -239,7 +242,7 @@ def _write_or_explain(write: Callable[[Path], Any], tmp: Path, flag: str, target
 
 def write_folder_atomically(
     out: str | os.PathLike[str],
-    write: Callable[[Path], None],
+    write: Callable[[Path], object],
     *,
     inputs: Iterable[str | os.PathLike[str]] = (),
     overwrite: bool = False,

@@ -41,7 +41,9 @@ class SparsityPlan:
         return cls(config_from_dict(data["method"]), TargetSpec(**targets))
 
 
-def make_plan(plan: "SparsityPlan | MethodConfig | str", targets: TargetSpec | None = None, **options: Any) -> SparsityPlan:
+def make_plan(
+    plan: "SparsityPlan | MethodConfig | str", targets: TargetSpec | None = None, **options: Any
+) -> SparsityPlan:
     """Normalise what adapters accept into a :class:`SparsityPlan`.
 
     ``plan`` may be a plan, a method config, or a method name with its options

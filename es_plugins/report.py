@@ -120,9 +120,7 @@ class SparsityReport:
             f"targeted: {len(self.layers)} layers, {self.target_numel:,} weights, "
             f"{self.target_zeros:,} zeros ({self.target_sparsity:.2%})"
         )
-        lines.append(
-            f"all parameters: {self.all_params:,}, {self.all_zeros:,} zeros ({self.overall_sparsity:.2%})"
-        )
+        lines.append(f"all parameters: {self.all_params:,}, {self.all_zeros:,} zeros ({self.overall_sparsity:.2%})")
         if pattern:
             ok = sum(layer.nm_ok for layer in self.layers)
             lines.append(f"{pattern} compliant layers: {ok}/{len(self.layers)}")

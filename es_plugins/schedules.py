@@ -59,5 +59,10 @@ class CubicSchedule:
         return self.initial_sparsity + (final - self.initial_sparsity) * (1.0 - (1.0 - progress) ** 3)
 
     def to_dict(self) -> dict:
-        return {"kind": "cubic", "start_step": self.start_step, "end_step": self.end_step,
-                "initial_sparsity": self.initial_sparsity, "frequency": self.frequency}
+        return {
+            "kind": "cubic",
+            "start_step": self.start_step,
+            "end_step": self.end_step,
+            "initial_sparsity": self.initial_sparsity,
+            "frequency": self.frequency,
+        }

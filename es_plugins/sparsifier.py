@@ -30,7 +30,6 @@ from .sparsify import sparsify_
 from .state import EnforcementHandle, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
 
-
 logger = logging.getLogger("es_plugins")
 
 
@@ -84,10 +83,12 @@ class Sparsifier:
         if plan is None and state is None:
             raise SparsityConfigError("give a plan (what to prune) or a state (fixed masks to enforce)")
         needs_calibration = plan is not None and is_calibrated(plan.method)
-        if needs_calibration and calibration is None and state is None:
+        if plan is not None and needs_calibration and calibration is None and state is None:
             raise SparsityConfigError(f"method {plan.method.name!r} needs calibration=<token ids [samples, seq_len]>")
         if needs_calibration and schedule is not None:
-            raise SparsityConfigError("a gradual schedule needs an unstructured magnitude/random method, not a calibrated one")
+            raise SparsityConfigError(
+                "a gradual schedule needs an unstructured magnitude/random method, not a calibrated one"
+            )
         if schedule is not None:
             if not isinstance(schedule, CubicSchedule):
                 raise SparsityConfigError(f"schedule must be a CubicSchedule or None, got {schedule!r}")
@@ -113,9 +114,7 @@ class Sparsifier:
         return self._model is not None
 
     # ----------------------------------------------------------------- lifecycle
-    def setup(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, step: int = 0
-    ) -> SparsityState:
+    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, step: int = 0) -> SparsityState:
         """Prune (or apply the given/restored masks) and start enforcing on ``optimizer``."""
         self._model = model
         if self.plan is not None:
@@ -126,39 +125,40 @@ class Sparsifier:
             self._prune_to(self._level_at(step))
         if optimizer is not None:
             self.bind_optimizer(optimizer)
-        replicated = not self.state.meta.get("sharded", False)  # FSDP masks differ per rank by design
+        _, state = self._bound()
+        replicated = not state.meta.get("sharded", False)  # FSDP masks differ per rank by design
         if replicated and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            assert_identical_across_ranks(self.state)  # DDP: every rank must enforce the same masks
-        return self.state
+            assert_identical_across_ranks(state)  # DDP: every rank must enforce the same masks
+        return state
 
     def check_schedule_fits(self, max_steps: int) -> None:
         """Fail before any step when a gradual schedule ends after training does
         (``max_steps`` <= 0 means unknown, and passes)."""
         if self.schedule is not None and 0 < max_steps < self.schedule.end_step:
             raise SparsityConfigError(
-                f"schedule end_step={self.schedule.end_step} is beyond training (max_steps={max_steps})")
+                f"schedule end_step={self.schedule.end_step} is beyond training (max_steps={max_steps})"
+            )
 
     def save_masks(self, path: str | Path, **meta: Any) -> Path:
         """Write the masks (and ``meta`` such as the global step) beside a checkpoint."""
-        self._require_setup()
-        assert self.state is not None
-        self.state.meta.update(meta)
+        _, state = self._bound()
+        state.meta.update(meta)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.state.save(target)
+        state.save(target)
         return target
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Enforce on ``optimizer`` (detaching from any previous one)."""
-        self._require_setup()
+        model, state = self._bound()
         if self._handle is not None:
             self._handle.remove()
         self._optimizer = optimizer
-        self._handle = self.state.attach(self._model, optimizer, mask_gradients=self.mask_gradients)
+        self._handle = state.attach(model, optimizer, mask_gradients=self.mask_gradients)
 
     def step(self, step: int) -> bool:
         """Advance a gradual schedule to ``step``; returns True if the masks changed."""
-        self._require_setup()
+        self._bound()
         if self.schedule is None:
             return False
         level = self._level_at(step)
@@ -172,13 +172,13 @@ class Sparsifier:
     def mask_gradients_now(self) -> None:
         """Zero pruned gradients now; adapters whose framework runs backward inside the
         optimizer closure (Lightning) call this after backward instead of a step pre-hook."""
-        self._require_setup()
-        self.state.mask_gradients_(self._model)
+        model, state = self._bound()
+        state.mask_gradients_(model)
 
     def enforce(self) -> None:
         """Zero every pruned weight now (e.g. after loading weights from elsewhere)."""
-        self._require_setup()
-        self.state.apply_(self._model)
+        model, state = self._bound()
+        state.apply_(model)
 
     def finalize(self) -> nn.Module:
         """Apply masks a last time and remove every hook: a plain model is left.
@@ -186,31 +186,31 @@ class Sparsifier:
         Its ``save_pretrained`` (and that of HF models inside it) then also writes the masks,
         the report and a model-card section beside the weights.
         """
-        self._require_setup()
-        self.state.finalize(self._model)
+        model, state = self._bound()
+        state.finalize(model)
         self._handle = None
-        save_with_sparsity_files(self._model, self.state)
-        return self._model
+        save_with_sparsity_files(model, state)
+        return model
 
     # ----------------------------------------------------------------- reporting
     def metrics(self, prefix: str = "sparsity", per_layer: bool = False) -> dict[str, float]:
         """Measured sparsity of the targeted weights (counted from the weights, not the
         masks, so a broken enforcement would show) and the scheduled level; with
         ``per_layer`` also ``{prefix}/layer/{name}`` for every target."""
-        self._require_setup()
-        params = dict(self._model.named_parameters())
-        zeros = {n: int((params[n].detach() == 0).sum()) for n in self.state.masks}  # count_nonzero branches
-        total = self.state.num_weights
+        model, state = self._bound()
+        params = dict(model.named_parameters())
+        zeros = {n: int((params[n].detach() == 0).sum()) for n in state.masks}  # count_nonzero branches
+        total = state.num_weights
         metrics = {f"{prefix}/targets": sum(zeros.values()) / total if total else 0.0, f"{prefix}/level": self.level}
         if per_layer:
-            metrics.update({f"{prefix}/layer/{canonical_name(n)}": zeros[n] / m.numel()
-                            for n, m in self.state.masks.items()})
+            metrics.update(
+                {f"{prefix}/layer/{canonical_name(n)}": zeros[n] / m.numel() for n, m in state.masks.items()}
+            )
         return metrics
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        self._require_setup()
-        return self.state.state_dict()
+        return self._bound()[1].state_dict()
 
     def restore(self, state: SparsityState) -> None:
         """Resume from masks saved in a checkpoint (before or after ``setup``).
@@ -238,20 +238,28 @@ class Sparsifier:
         except (SparsityConfigError, TypeError):
             pass
         if saved.get("method") != current["method"] or saved.get("targets") != current["targets"]:
+
             def show(plan: dict) -> str:
                 return json.dumps({"method": plan.get("method"), "targets": plan.get("targets")}, sort_keys=True)
 
             raise SparsityConfigError(
                 f"the checkpoint's masks were made with {show(saved)}, but this run asks for {show(current)}; "
-                "resume with the same settings, or pass keep_saved_masks=True to continue with the saved masks")
+                "resume with the same settings, or pass keep_saved_masks=True to continue with the saved masks"
+            )
 
     def _reapply(self) -> None:
         """Validate restored masks against the model, zero its pruned weights, re-bind."""
-        self.state.validate(self._model, expected=self._target_names())
-        logger.info("applying saved masks: %d layers, %d of %d weights (%.2f%%) pruned", len(self.state.masks),
-                    self.state.num_pruned, self.state.num_weights, 100 * self.state.sparsity)
-        self.state.apply_(self._model)
-        self.level = float(self.state.meta.get("level", self.state.sparsity))
+        model, state = self._bound()
+        state.validate(model, expected=self._target_names())
+        logger.info(
+            "applying saved masks: %d layers, %d of %d weights (%.2f%%) pruned",
+            len(state.masks),
+            state.num_pruned,
+            state.num_weights,
+            100 * state.sparsity,
+        )
+        state.apply_(model)
+        self.level = float(state.meta.get("level", state.sparsity))
         if self._optimizer is not None:
             self.bind_optimizer(self._optimizer)
 
@@ -261,33 +269,48 @@ class Sparsifier:
         return [t.name for t in self._targets] if self.plan is not None else None
 
     def _level_at(self, step: int) -> float:
-        final = self.plan.method.target_sparsity
+        final = self._plan().method.target_sparsity
         return final if self.schedule is None else self.schedule.sparsity_at(step, final)
 
     def _prune_to(self, level: float) -> None:
         started = time.perf_counter()
         self._compute(level)
-        state = self.state
-        logger.info("pruned %d layers (%s): %d of %d weights (%.2f%%) in %.2fs", len(state.masks),
-                    self.plan.method.name, state.num_pruned, state.num_weights, 100 * state.sparsity,
-                    time.perf_counter() - started)
+        _, state = self._bound()
+        logger.info(
+            "pruned %d layers (%s): %d of %d weights (%.2f%%) in %.2fs",
+            len(state.masks),
+            self._plan().method.name,
+            state.num_pruned,
+            state.num_weights,
+            100 * state.sparsity,
+            time.perf_counter() - started,
+        )
 
     def _compute(self, level: float) -> None:
-        assert self._model is not None and self.plan is not None
-        method = self.plan.method
+        plan, model = self._plan(), self._model
+        if model is None:
+            raise RuntimeError("call Sparsifier.setup(model, optimizer) first")
+        method = plan.method
         if is_calibrated(method):  # block-wise from activations; updates weights in place
-            self.state = sparsify_(self._model, self.plan, calibration=self.calibration)
+            self.state = sparsify_(model, plan, calibration=self.calibration)
             self.state.meta["level"] = self.level = level
             return
-        if self.schedule is not None:
-            method = dataclasses.replace(method, sparsity=level)
+        if self.schedule is not None:  # only unstructured configs (with a sparsity field) get here
+            method = dataclasses.replace(method, sparsity=level)  # type: ignore[call-arg]
         current = self.state.masks if self.state is not None else None
         masks = compute_masks(self._targets, method, current=current)
         schedule = {"schedule": self.schedule.to_dict()} if self.schedule is not None else {}
-        self.state = SparsityState.from_plan(masks, self.plan, self._targets, level=level, **schedule)
+        self.state = SparsityState.from_plan(masks, plan, self._targets, level=level, **schedule)
         self.level = level
-        self.state.apply_(self._model)
+        self.state.apply_(model)
 
-    def _require_setup(self) -> None:
+    def _plan(self) -> SparsityPlan:
+        if self.plan is None:
+            raise RuntimeError("this Sparsifier enforces given masks only; it has no plan to prune with")
+        return self.plan
+
+    def _bound(self) -> tuple[nn.Module, SparsityState]:
+        """The model and masks after :meth:`setup`, or a clear error before it."""
         if self._model is None or self.state is None:
             raise RuntimeError("call Sparsifier.setup(model, optimizer) first")
+        return self._model, self.state

@@ -57,23 +57,33 @@ def sparsify_(
         if calibration is None:
             raise SparsityConfigError(
                 f"method {entry.name!r} needs calibration=: a non-empty [samples, seq_len] tensor of token ids "
-                "(the CLI's --calib)")
-        return prune_calibrated_(model, plan, calibration, masks=masks, batch_size=batch_size,
-                                 show_progress=show_progress)
+                "(the CLI's --calib)"
+            )
+        return prune_calibrated_(
+            model, plan, calibration, masks=masks, batch_size=batch_size, show_progress=show_progress
+        )
     if calibration is not None:
         raise SparsityConfigError(f"method {entry.name!r} needs no calibration: it prunes from the weights alone")
     if masks is not None:
-        raise SparsityConfigError(f"method {entry.name!r} computes its own masks; masks= refines a given mask "
-                                  "with a calibrated method such as 'sparsegpt'")
+        raise SparsityConfigError(
+            f"method {entry.name!r} computes its own masks; masks= refines a given mask "
+            "with a calibrated method such as 'sparsegpt'"
+        )
     targets = resolve_targets(model, plan.targets)
     state = SparsityState.from_plan(compute_masks(targets, plan.method, show_progress=show_progress), plan, targets)
     state.apply_(model)
     return state
 
 
-def calibrated_prune_(model: nn.Module, plan: SparsityPlan | MethodConfig, calibration: torch.Tensor,
-                      masks: SparsityState | None = None, batch_size: int = 4,
-                      show_progress: bool = False) -> SparsityState:
+def calibrated_prune_(
+    model: nn.Module,
+    plan: SparsityPlan | MethodConfig,
+    calibration: torch.Tensor,
+    masks: SparsityState | None = None,
+    batch_size: int = 4,
+    show_progress: bool = False,
+) -> SparsityState:
     """Alias of ``sparsify_(model, plan, calibration=..., masks=...)``, kept for 0.1 callers."""
-    return sparsify_(model, plan, calibration=calibration, masks=masks, batch_size=batch_size,
-                     show_progress=show_progress)
+    return sparsify_(
+        model, plan, calibration=calibration, masks=masks, batch_size=batch_size, show_progress=show_progress
+    )

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file, save
 from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
 from .errors import MaskMismatchError
@@ -33,6 +33,8 @@ def _local_view(tensor: torch.Tensor) -> torch.Tensor:
     """This rank's part of a (possibly DTensor-sharded) tensor; the tensor itself otherwise."""
     to_local = getattr(tensor, "to_local", None)
     return to_local() if callable(to_local) else tensor.data
+
+
 MASKS_VERSION = "1"
 MASKS_FILENAME = "sparsity_masks.safetensors"
 
@@ -96,8 +98,9 @@ class SparsityState:
         self._handles: list[EnforcementHandle] = []
 
     @classmethod
-    def from_plan(cls, masks: Mapping[str, torch.Tensor], plan: SparsityPlan,
-                  targets: Sequence[Target] | None = None, **meta: Any) -> "SparsityState":
+    def from_plan(
+        cls, masks: Mapping[str, torch.Tensor], plan: SparsityPlan, targets: Sequence[Target] | None = None, **meta: Any
+    ) -> "SparsityState":
         """The one way a pruning run builds its state: masks plus the plan and the targets it
         resolved (so a file that later loses a mask is refused), plus run-specific ``meta``
         (level, schedule, calibration, lottery round...)."""
@@ -167,7 +170,8 @@ class SparsityState:
         if missing:
             raise MaskMismatchError(
                 f"masks do not match the model: targets without a mask: {missing[:10]}"
-                f"{' ...' if len(missing) > 10 else ''} ({len(missing)} in all; partial masks would let them regrow)")
+                f"{' ...' if len(missing) > 10 else ''} ({len(missing)} in all; partial masks would let them regrow)"
+            )
 
     def in_order(self, names: Sequence[str]) -> "SparsityState":
         """The masks reordered to follow ``names`` (e.g. the model's parameter order)."""
@@ -180,8 +184,10 @@ class SparsityState:
         """Weights of ``model`` that are non-zero where these masks prune: 0 for a model that
         honours the masks (the invariant every adapter and test checks)."""
         params = dict(model.named_parameters())
-        return sum(int((_local_view(params[name]).detach()[~mask.to(params[name].device)] != 0).sum())
-                   for name, mask in self.masks.items())
+        return sum(
+            int((_local_view(params[name]).detach()[~mask.to(params[name].device)] != 0).sum())
+            for name, mask in self.masks.items()
+        )
 
     @torch.no_grad()
     def apply_(self, model: nn.Module) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence, Union
+from typing import Callable, Iterable, Sequence, Union, cast
 
 import torch
 from torch import nn
@@ -111,14 +111,14 @@ def _input_axis(module: nn.Module) -> int | None:
         return 1
     # transformers.pytorch_utils.Conv1D (GPT-2 style) stores weight as (in, out);
     # matched by name so the core never imports transformers.
-    if type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None:
-        if module.weight.dim() == 2:
-            return 0
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return 0
     return None
 
 
 def _block_prefixes(model: nn.Module) -> list[str]:
-    prefixes = []
+    prefixes: list[str] = []
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList):
             prefixes.extend(f"{name}.{i}." if name else f"{i}." for i in range(len(module)))
@@ -127,11 +127,7 @@ def _block_prefixes(model: nn.Module) -> list[str]:
 
 def candidate_modules(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
     """All modules whose ``weight`` this package knows how to prune, in model order."""
-    return [
-        (name, module, axis)
-        for name, module in model.named_modules()
-        if (axis := _input_axis(module)) is not None
-    ]
+    return [(name, module, axis) for name, module in model.named_modules() if (axis := _input_axis(module)) is not None]
 
 
 def _is_adapter(name: str) -> bool:
@@ -164,16 +160,12 @@ def resolve_targets(model: nn.Module, spec: TargetSpec | None = None) -> list[Ta
     for name, module, axis in candidates:
         if _is_adapter(name):
             continue
-        chosen = (
-            module_matches(spec.include, name)
-            if spec.include is not None
-            else _default_selected(name, prefixes)
-        )
+        chosen = module_matches(spec.include, name) if spec.include is not None else _default_selected(name, prefixes)
         if not chosen or module_matches(spec.exclude, name):
             continue
         if spec.filter_fn is not None and not spec.filter_fn(module, name):
             continue
-        param = module.weight
+        param = cast(nn.Parameter, module.weight)  # checked below: only registered parameters are kept
         if id(param) in seen or id(param) not in canonical:
             continue  # tied weight already chosen, or a frozen non-parameter buffer
         seen.add(id(param))

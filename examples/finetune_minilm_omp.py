@@ -43,7 +43,8 @@ def main() -> None:
         model, tok = load_classifier(model_dir, 2, seed=args.seed)
         callback = SparsityCallback("omp", sparsity=args.sparsity, scope="global")
         results[f"omp {args.sparsity:.0%}"], _ = finetune_and_evaluate(
-            model, tok, train, test, f"{tmp}/omp", callbacks=[callback], seed=args.seed)
+            model, tok, train, test, f"{tmp}/omp", callbacks=[callback], seed=args.seed
+        )
     print(build_report(model, resolve_targets(model)).format_table().splitlines()[-2])
     print(f"\n{'run':<10} {'accuracy':>8}   (train {args.train}, test {args.test}, seed {args.seed})")
     for name, metrics in results.items():

@@ -42,9 +42,19 @@ def main() -> None:
     dataset = TokenizedDataset(tok, texts, labels)
 
     def make_trainer(model, out):
-        targs = TrainingArguments(output_dir=out, use_cpu=True, num_train_epochs=1, per_device_train_batch_size=16,
-                                  learning_rate=5e-5, weight_decay=0.01, seed=args.seed, save_strategy="no",
-                                  report_to=[], disable_tqdm=True, logging_steps=10)
+        targs = TrainingArguments(
+            output_dir=out,
+            use_cpu=True,
+            num_train_epochs=1,
+            per_device_train_batch_size=16,
+            learning_rate=5e-5,
+            weight_decay=0.01,
+            seed=args.seed,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            logging_steps=10,
+        )
         return Trainer(model=model, args=targs, train_dataset=dataset)
 
     config = LotteryConfig(prune_fraction=args.prune_fraction, rounds=args.rounds)
@@ -59,7 +69,9 @@ def main() -> None:
                 t.param.data.copy_(pretrained[t.name])
             omp = compute_masks(targets, OMPConfig(record.sparsity))
             sim = mask_similarity(lth, omp).overall
-            print(f"{record.round:>5} {record.sparsity:>9.2%} {sim.cosine:>10.4f} {sim.chance['cosine']:>7.4f} {sim.iou:>6.4f}")
+            print(
+                f"{record.round:>5} {record.sparsity:>9.2%} {sim.cosine:>10.4f} {sim.chance['cosine']:>7.4f} {sim.iou:>6.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""HF Trainer callbacks: pruning with enforcement, and the near-zero-weight monitor."""
+"""HF Trainer callback: pruning with enforcement through training, checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from es_plugins.analysis.zeros import near_zero_stats
-from es_plugins.errors import SparsityConfigError
 from es_plugins.sparsifier import Sparsifier
 from es_plugins.state import MASKS_FILENAME
-from es_plugins.targets import Target, TargetSpec, resolve_targets
 
 from ._common import load_masks_from, unwrap_optimizer
 from ._hf_events import add_to_logs, checkpoint_dir, move_before_reporters
@@ -39,8 +36,9 @@ class SparsityCallback(TrainerCallback):
             any step) for a schedule that ends after ``max_steps``.
     """
 
-    def __init__(self, plan: Any = None, *, log_per_layer: bool = False, log_prefix: str = "sparsity",
-                 **sparsifier_options: Any):
+    def __init__(
+        self, plan: Any = None, *, log_per_layer: bool = False, log_prefix: str = "sparsity", **sparsifier_options: Any
+    ):
         self.sparsifier = Sparsifier(plan, **sparsifier_options)
         self.log_prefix, self.log_per_layer = log_prefix, log_per_layer
 
@@ -56,9 +54,11 @@ class SparsityCallback(TrainerCallback):
             if found is not None:
                 self.sparsifier.restore(found[0])
             else:
-                warnings.warn(f"resuming at step {state.global_step} but no {MASKS_FILENAME} was found in "
-                              f"{[str(f) for f in folders]}; masks are recomputed from the loaded weights",
-                              stacklevel=2)
+                warnings.warn(
+                    f"resuming at step {state.global_step} but no {MASKS_FILENAME} was found in "
+                    f"{[str(f) for f in folders]}; masks are recomputed from the loaded weights",
+                    stacklevel=2,
+                )
         self.sparsifier.setup(model, unwrap_optimizer(optimizer), step=state.global_step)
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -73,47 +73,3 @@ class SparsityCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.sparsifier.finalize()
-
-
-class NearZeroMonitor(TrainerCallback):
-    """Every ``every`` steps, log the fraction of targeted weights with ``|w|`` below a
-    threshold (absolute, or relative to each layer's mean |w|), per layer and overall.
-
-    Values go to ``state.log_history`` at the step they were measured, to ``self.history``,
-    and into the next regular log (so TensorBoard / W&B get them).
-    """
-
-    def __init__(self, every: int = 100, threshold: float = 1e-2, mode: str = "relative",
-                 targets: TargetSpec | None = None, per_layer: bool = True, log_prefix: str = "near_zero"):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise SparsityConfigError(f"every must be an integer >= 1, got {every!r}")
-        near_zero_stats([], threshold, mode)  # validates threshold and mode now
-        self.every, self.threshold, self.mode = every, threshold, mode
-        self.targets_spec, self.per_layer, self.log_prefix = targets, per_layer, log_prefix
-        self.history: list[dict[str, float]] = []
-        self._targets: list[Target] = []
-        self._latest: dict[str, float] = {}
-
-    def on_init_end(self, args, state, control, **kwargs):
-        move_before_reporters(self)
-
-    def measure(self, step: int) -> dict[str, float]:
-        stats = near_zero_stats(self._targets, self.threshold, self.mode)
-        row = {f"{self.log_prefix}/overall": stats.overall}
-        if self.per_layer:
-            row.update({f"{self.log_prefix}/{name}": frac for name, frac in stats.fractions().items()})
-        self.history.append({"step": step, **row})
-        return row
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._targets = resolve_targets(model, self.targets_spec)
-        self._latest = self.measure(state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self._latest = self.measure(state.global_step)
-            state.log_history.append({"step": state.global_step, **self._latest})
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None:
-            logs.update(self._latest)

@@ -25,8 +25,10 @@ class _RewindCapture(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.step > state.max_steps:
-            raise SparsityConfigError(f"rewind step {self.step} is beyond training (max_steps={state.max_steps}); "
-                                      "choose rewind='pretrained' or a step <= max_steps")
+            raise SparsityConfigError(
+                f"rewind step {self.step} is beyond training (max_steps={state.max_steps}); "
+                "choose rewind='pretrained' or a step <= max_steps"
+            )
         self.on_step_end(args, state, control, model=model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -50,9 +52,14 @@ class LotteryTicketRunner:
             ``trainer.evaluate()`` when the trainer has an eval dataset).
     """
 
-    def __init__(self, model: nn.Module, make_trainer: Callable[[nn.Module, str], Trainer],
-                 config: LotteryConfig, output_dir: str | Path,
-                 evaluate: Callable[[Trainer], dict[str, float]] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        make_trainer: Callable[[nn.Module, str], Trainer],
+        config: LotteryConfig,
+        output_dir: str | Path,
+        evaluate: Callable[[Trainer], dict[str, float]] | None = None,
+    ):
         self.model, self.make_trainer, self.evaluate = model, make_trainer, evaluate
         self.ticket = LotteryTicket(config, output_dir)
 

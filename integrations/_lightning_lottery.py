@@ -68,5 +68,7 @@ class LotteryTicketCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("round", 0) != self.ticket.current_round:
-            raise SparsityConfigError(f"checkpoint is at lottery round {state_dict.get('round')} but "
-                                      f"{self.ticket.folder} records round {self.ticket.current_round}")
+            raise SparsityConfigError(
+                f"checkpoint is at lottery round {state_dict.get('round')} but "
+                f"{self.ticket.folder} records round {self.ticket.current_round}"
+            )

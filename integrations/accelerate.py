@@ -37,10 +37,23 @@ class SparsityCheckpoint:
         self.sparsifier.load_state_dict(state_dict)
 
 
-def prepare_sparsity(accelerator, model, optimizer, plan=None, *, targets=None, schedule=None,
-                     mask_gradients: bool = True, state: SparsityState | None = None, calibration=None,
-                     step: int = 0, keep_saved_masks: bool = False, log_every: int | None = None,
-                     log_per_layer: bool = False, **options: Any) -> Sparsifier:
+def prepare_sparsity(
+    accelerator,
+    model,
+    optimizer,
+    plan=None,
+    *,
+    targets=None,
+    schedule=None,
+    mask_gradients: bool = True,
+    state: SparsityState | None = None,
+    calibration=None,
+    step: int = 0,
+    keep_saved_masks: bool = False,
+    log_every: int | None = None,
+    log_per_layer: bool = False,
+    **options: Any,
+) -> Sparsifier:
     """Prune the prepared ``model`` (every rank computes the same masks; verified by a checksum
     all-reduce), enforce them on ``optimizer`` and register them for checkpointing.
 
@@ -52,8 +65,14 @@ def prepare_sparsity(accelerator, model, optimizer, plan=None, *, targets=None, 
     if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1):
         raise SparsityConfigError(f"log_every must be an integer >= 1 or None, got {log_every!r}")
     plan = make_plan(plan, targets, **options) if plan is not None else None
-    sparsifier = Sparsifier(plan, schedule=schedule, mask_gradients=mask_gradients, state=state,
-                            calibration=calibration, keep_saved_masks=keep_saved_masks)
+    sparsifier = Sparsifier(
+        plan,
+        schedule=schedule,
+        mask_gradients=mask_gradients,
+        state=state,
+        calibration=calibration,
+        keep_saved_masks=keep_saved_masks,
+    )
     sparsifier.setup(accelerator.unwrap_model(model), unwrap_optimizer(optimizer), step=step)
     accelerator.register_for_checkpointing(SparsityCheckpoint(sparsifier))
     if log_every is not None:

@@ -37,16 +37,25 @@ class SparsityCallback(pl.Callback):
         log_prefix: prefix of the logged keys.
     """
 
-    def __init__(self, plan: Any = None, *, mask_gradients: bool = True, log_per_layer: bool = False,
-                 log_prefix: str = "sparsity", **sparsifier_options: Any):
+    def __init__(
+        self,
+        plan: Any = None,
+        *,
+        mask_gradients: bool = True,
+        log_per_layer: bool = False,
+        log_prefix: str = "sparsity",
+        **sparsifier_options: Any,
+    ):
         self.sparsifier = Sparsifier(plan, mask_gradients=False, **sparsifier_options)
         self.mask_gradients, self.log_per_layer, self.log_prefix = mask_gradients, log_per_layer, log_prefix
 
     @property
     def state_key(self) -> str:
         # Lightning names the callbacks a resume lacks by this key: it says what is at stake.
-        return (f"es_plugins.SparsityCallback[{self.log_prefix}] (pruned model: resume WITH this callback, "
-                "or every pruned weight regrows)")
+        return (
+            f"es_plugins.SparsityCallback[{self.log_prefix}] (pruned model: resume WITH this callback, "
+            "or every pruned weight regrows)"
+        )
 
     @property
     def _legacy_state_key(self) -> str:  # checkpoints written before the key explained itself

@@ -48,12 +48,24 @@ class ExportCommand(_EsPluginsCommand):
 class SparsityCommand(BaseOptimumCLICommand):
     COMMAND = CommandInfo(name="sparsity", help="es-plugins: prune, inspect, compress and export sparse models")
     SUBCOMMANDS = (
-        CommandInfo(name="prune", help="prune a local checkpoint (same options as es-plugins prune)",
-                    subcommand_class=PruneCommand),
-        CommandInfo(name="inspect", help="sparsity, 2:4 compliance and sparse-kernel eligibility of a checkpoint "
-                                         "or .onnx file", subcommand_class=InspectCommand),
-        CommandInfo(name="compress", help="compressed checkpoint (bitmask / 2:4) or sparse ONNX initializers",
-                    subcommand_class=CompressCommand),
-        CommandInfo(name="export", help="optimum ONNX export of a pruned checkpoint, verified: weights, outputs, 2:4",
-                    subcommand_class=ExportCommand),
+        CommandInfo(
+            name="prune",
+            help="prune a local checkpoint (same options as es-plugins prune)",
+            subcommand_class=PruneCommand,
+        ),
+        CommandInfo(
+            name="inspect",
+            help="sparsity, 2:4 compliance and sparse-kernel eligibility of a checkpoint or .onnx file",
+            subcommand_class=InspectCommand,
+        ),
+        CommandInfo(
+            name="compress",
+            help="compressed checkpoint (bitmask / 2:4) or sparse ONNX initializers",
+            subcommand_class=CompressCommand,
+        ),
+        CommandInfo(
+            name="export",
+            help="optimum ONNX export of a pruned checkpoint, verified: weights, outputs, 2:4",
+            subcommand_class=ExportCommand,
+        ),
     )

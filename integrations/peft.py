@@ -15,10 +15,8 @@ When the merge discards more than ``DISCARD_WARNING_FRACTION`` (10 %) of the upd
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
 from torch import nn
 
 from es_plugins.errors import SparsityConfigError
@@ -28,76 +26,22 @@ from es_plugins.naming import match_names
 from es_plugins.state import SparsityState
 from es_plugins.targets import resolve_targets
 
-__all__ = ["DISCARD_WARNING_FRACTION", "MaskedLoRA", "MergeReport", "mask_lora_", "merge_and_unload_sparse",
-           "merged_name"]
+from ._peft_masked import MaskedLoRA, mask_lora_
+
+__all__ = [
+    "DISCARD_WARNING_FRACTION",
+    "MaskedLoRA",
+    "MergeReport",
+    "mask_lora_",
+    "merge_and_unload_sparse",
+    "merged_name",
+]
+
 
 def merged_name(peft_name: str) -> str:
     """Parameter name after ``merge_and_unload``: no ``base_model.model.`` prefix, no ``.base_layer``."""
     name = peft_name.removeprefix("base_model.model.")
     return name.replace(".base_layer.", ".")
-
-
-@dataclass
-class MaskedLoRA:
-    """Handle of :func:`mask_lora_`: the LoRA layers whose update is masked; ``remove()`` undoes it."""
-
-    layers: dict[str, nn.Module] = field(default_factory=dict)
-
-    def remove(self) -> None:
-        for module in self.layers.values():
-            module.__dict__.pop("forward", None)
-            module.__dict__.pop("_es_plugins_mask", None)
-        self.layers.clear()
-
-
-def mask_lora_(peft_model: nn.Module, state: SparsityState) -> MaskedLoRA:
-    """Train LoRA *inside* the base mask: each adapted layer computes
-    ``base(x) + x @ (ΔW ⊙ M)ᵀ`` instead of ``base(x) + x @ ΔWᵀ``.
-
-    The model then never uses the part of the update the mask removes, so
-    :func:`merge_and_unload_sparse` discards nothing (its report shows 0) and the merged
-    model computes exactly what was trained. Costs one ``B @ A`` product per adapted layer
-    and forward.
-
-    Example:
-        >>> state = sparsify_(peft_model, OMPConfig(0.5))               # doctest: +SKIP
-        >>> handle = mask_lora_(peft_model, state)                      # doctest: +SKIP
-        >>> trainer = Trainer(peft_model, ..., callbacks=[SparsityCallback(state=state)])  # doctest: +SKIP
-    """
-    state.validate(peft_model)
-    handle = MaskedLoRA()
-    for name, module in peft_model.named_modules():
-        base = getattr(module, "base_layer", None)
-        lora_a = getattr(module, "lora_A", None)
-        key = f"{name}.base_layer.weight"
-        if base is None or lora_a is None or key not in state.masks:
-            continue
-        module._es_plugins_mask = state.masks[key]
-        module.forward = _masked_forward(module)
-        handle.layers[name] = module
-    if not handle.layers:
-        raise SparsityConfigError("no LoRA layer of the model has a masked base weight; prune the base first")
-    return handle
-
-
-def _masked_forward(module: nn.Module) -> Callable:
-    original = type(module).forward
-
-    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if module.disable_adapters or module.merged or args or kwargs:
-            return original(module, x, *args, **kwargs)
-        result = module.base_layer(x)
-        mask = module._es_plugins_mask.to(result.device)
-        for adapter in module.active_adapters:
-            if adapter not in module.lora_A:
-                continue
-            delta = module.get_delta_weight(adapter) * mask  # base weight layout, scaling included
-            weight = delta.T if getattr(module, "fan_in_fan_out", False) else delta
-            dropped = module.lora_dropout[adapter](x).to(weight.dtype)
-            result = result + torch.nn.functional.linear(dropped, weight).to(result.dtype)
-        return result
-
-    return forward
 
 
 def merge_and_unload_sparse(
@@ -121,25 +65,43 @@ def merge_and_unload_sparse(
     """
     if pattern is not None:
         parse_pattern(pattern)  # a bad pattern fails before the merge changes the model
-    masked_training = {merged_name(f"{n}.base_layer.weight") for n, m in peft_model.named_modules()
-                       if hasattr(m, "_es_plugins_mask")}
+    masked_training = {
+        merged_name(f"{n}.base_layer.weight") for n, m in peft_model.named_modules() if hasattr(m, "_es_plugins_mask")
+    }
     before = float(evaluate(peft_model)) if evaluate is not None else None
     base = {merged_name(t.name): t.param.detach().clone() for t in resolve_targets(peft_model)}
     if not base:
         raise SparsityConfigError("no targeted base weights found in the PEFT model")
-    masks = ({merged_name(n): m for n, m in state.masks.items()} if state is not None
-             else {name: weight != 0 for name, weight in base.items()})
+    masks = (
+        {merged_name(n): m for n, m in state.masks.items()}
+        if state is not None
+        else {name: weight != 0 for name, weight in base.items()}
+    )
     merged = peft_model.merge_and_unload()
     params = dict(merged.named_parameters())
-    mapping = match_names({n: tuple(m.shape) for n, m in masks.items()},
-                          {n: tuple(p.shape) for n, p in params.items()}, what="masks do not match the merged model")
+    mapping = match_names(
+        {n: tuple(m.shape) for n, m in masks.items()},
+        {n: tuple(p.shape) for n, p in params.items()},
+        what="masks do not match the merged model",
+    )
     base = {mapping.get(n, n): w for n, w in base.items()}
     in_axes = {t.name: t.in_axis for t in resolve_targets(merged)}
-    layers = {mapping[n]: MergedLayer(params[mapping[n]].data, base.get(mapping[n], params[mapping[n]].detach()), m,
-                                      in_axes.get(mapping[n], 1), mapping[n] in masked_training)
-              for n, m in masks.items()}
-    report = sparsify_merged_(layers, pattern, warn_hint="train with the mask instead "
-                              "(es_plugins.integrations.peft.mask_lora_(peft_model, state)) and the merge discards nothing")
+    layers = {
+        mapping[n]: MergedLayer(
+            params[mapping[n]].data,
+            base.get(mapping[n], params[mapping[n]].detach()),
+            m,
+            in_axes.get(mapping[n], 1),
+            mapping[n] in masked_training,
+        )
+        for n, m in masks.items()
+    }
+    report = sparsify_merged_(
+        layers,
+        pattern,
+        warn_hint="train with the mask instead "
+        "(es_plugins.integrations.peft.mask_lora_(peft_model, state)) and the merge discards nothing",
+    )
     report.metric_before = before
     if evaluate is not None:
         report.metric_after = float(evaluate(merged))

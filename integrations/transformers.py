@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from ._hf_callbacks import NearZeroMonitor, SparsityCallback
+from ._hf_callbacks import SparsityCallback
 from ._hf_events import add_callback_first, move_before_reporters
 from ._hf_lottery import LotteryTicketRunner
+from ._hf_monitor import NearZeroMonitor
 
 __all__ = ["LotteryTicketRunner", "NearZeroMonitor", "SparsityCallback", "add_callback_first", "move_before_reporters"]

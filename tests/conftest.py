@@ -51,8 +51,13 @@ def make_tiny_bert(num_labels: int = 2):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
     )
     return BertForSequenceClassification(config).eval()
 
@@ -82,8 +87,10 @@ def tiny_bert_dir(tmp_path, tiny_bert):
     return path
 
 
-WORDS = ("the a film movie good bad great dull plot cast story scene actor music long short fun boring "
-         "best worst love hate very not really quite funny sad slow fast news market game team vote").split()
+WORDS = (
+    "the a film movie good bad great dull plot cast story scene actor music long short fun boring "
+    "best worst love hate very not really quite funny sad slow fast news market game team vote"
+).split()
 
 
 def word_tokenizer():

@@ -32,10 +32,28 @@ from .zeros import near_zero_stats
 
 # Presets measured on the 2-core machine: a MiniLM fine-tune of 1,000 sentences x 2 epochs
 # (max length 48) takes ~45 s and reaches ~0.77-0.80 dense accuracy; 400 x 2 at lr 2e-4 ~27 s.
-QUICK = {"tokens": 1024, "seq_len": 256, "train": 400, "test": 200, "epochs": 2.0, "lr": 2e-4,
-         "ft_levels": (0.4, 0.8), "resolution": 0.2, "lm_resolution": 0.05}
-FULL = {"tokens": 4096, "seq_len": 512, "train": 1000, "test": 2000, "epochs": 2.0, "lr": 1e-4,
-        "ft_levels": DEFAULT_LEVELS, "resolution": 0.025, "lm_resolution": 0.025}
+QUICK = {
+    "tokens": 1024,
+    "seq_len": 256,
+    "train": 400,
+    "test": 200,
+    "epochs": 2.0,
+    "lr": 2e-4,
+    "ft_levels": (0.4, 0.8),
+    "resolution": 0.2,
+    "lm_resolution": 0.05,
+}
+FULL = {
+    "tokens": 4096,
+    "seq_len": 512,
+    "train": 1000,
+    "test": 2000,
+    "epochs": 2.0,
+    "lr": 1e-4,
+    "ft_levels": DEFAULT_LEVELS,
+    "resolution": 0.025,
+    "lm_resolution": 0.025,
+}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +62,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--task", choices=("perplexity", "finetune"), help="how a level is evaluated (with --model)")
     sweep.add_argument("--quick", action="store_true", help="smaller data and grid (~2 minutes for the defaults)")
     sweep.add_argument("--output", default="runs/essential-sparsity", help="report folder (resumes if it exists)")
-    sweep.add_argument("--method", default="omp", choices=sweepable_methods(calibrated=True),
-                       help="calibrated methods (wanda, sparsegpt): perplexity task only, with --calib")
+    sweep.add_argument(
+        "--method",
+        default="omp",
+        choices=sweepable_methods(calibrated=True),
+        help="calibrated methods (wanda, sparsegpt): perplexity task only, with --calib",
+    )
     sweep.add_argument("--scope", default="global", choices=("global", "layer"))
     sweep.add_argument("--levels", type=float, nargs="+", help="sparsity grid (default 0.0 ... 0.9)")
     sweep.add_argument("--tolerance", type=float, default=0.01, help="allowed degradation (default 0.01 = 1 %%)")
@@ -56,11 +78,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--text", help="a .txt file or a folder of .txt files")
     lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
     lm.add_argument("--seq-len", type=int, help="sequence length (default 512; quick 256)")
-    lm.add_argument("--calib", help="calibration text for wanda/sparsegpt (default for the packaged run: packaged:bbc-calib)")
+    lm.add_argument(
+        "--calib", help="calibration text for wanda/sparsegpt (default for the packaged run: packaged:bbc-calib)"
+    )
     lm.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
     ft = sweep.add_argument_group("fine-tune task")
-    ft.add_argument("--data", help="CSV, JSON/JSONL, a folder of class folders of .txt files, or "
-                                   "packaged:rotten-tomatoes / packaged:bbc-news")
+    ft.add_argument(
+        "--data",
+        help="CSV, JSON/JSONL, a folder of class folders of .txt files, or "
+        "packaged:rotten-tomatoes / packaged:bbc-news",
+    )
     ft.add_argument("--text-column", default="text")
     ft.add_argument("--label-column", default="label")
     ft.add_argument("--train", type=int, help="training examples (default 1000; quick 300)")
@@ -81,23 +108,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     zeros.add_argument("checkpoints", nargs="+", help="HF checkpoint folders (or packaged:NAME)")
     zeros.add_argument("--threshold", type=float, default=0.01)
     zeros.add_argument("--mode", default="relative", choices=("absolute", "relative"))
-    zeros.add_argument("--exclude-masked", action="store_true",
-                       help="leave out weights a checkpoint's sparsity_masks.safetensors prunes")
+    zeros.add_argument(
+        "--exclude-masked",
+        action="store_true",
+        help="leave out weights a checkpoint's sparsity_masks.safetensors prunes",
+    )
     zeros.add_argument("--json", action="store_true")
     zeros.add_argument("--output", help="also write JSON, CSV and a plot across checkpoints into this new folder")
     zeros.add_argument("--overwrite", action="store_true", help="replace an --output folder es-plugins wrote before")
 
 
 # --------------------------------------------------------------------- sweep
-def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str, command: str,
-               identity: dict, similarity_fn=None, notes_fn=None, similarity_label: str = "") -> SweepResult:
+def _sweep_one(
+    name: str,
+    task: Any,
+    config: SweepConfig,
+    out: Path,
+    title: str,
+    command: str,
+    identity: dict,
+    similarity_fn=None,
+    notes_fn=None,
+    similarity_label: str = "",
+) -> SweepResult:
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)  # the --output folder, claimed once the inputs are valid
     write_marker(out.parent, "sweep")
 
     def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
-        log(f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
-             f"{' (refinement)' if refined else ''}  [{time.perf_counter() - started:.0f}s]")
+        log(
+            f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
+            f"{' (refinement)' if refined else ''}  [{time.perf_counter() - started:.0f}s]"
+        )
 
     result = run_sweep(task.evaluate, config, out / "evaluations.json", identity, on_result=progress)
     at = result.essential_sparsity or 0.0
@@ -106,18 +148,33 @@ def _sweep_one(name: str, task: Any, config: SweepConfig, out: Path, title: str,
     notes = notes_fn(result) if notes_fn else []
     for note in notes:
         log(f"[{name}] note: {note}")
-    write_sweep_report(out, result, title, command, layers, similarity,
-                       meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes},
-                       similarity_label=similarity_label)
-    log(f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
-         f"report: {out / 'summary.md'}")
+    write_sweep_report(
+        out,
+        result,
+        title,
+        command,
+        layers,
+        similarity,
+        meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes},
+        similarity_label=similarity_label,
+    )
+    log(
+        f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
+        f"report: {out / 'summary.md'}"
+    )
     return result
 
 
 def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, resolution: float) -> SweepConfig:
-    return SweepConfig(levels=tuple(args.levels) if args.levels else tuple(levels), tolerance=args.tolerance,
-                       tolerance_kind=args.tolerance_kind, higher_is_better=higher,
-                       resolution=args.resolution or resolution, seeds=tuple(args.seeds), metric=metric)
+    return SweepConfig(
+        levels=tuple(args.levels) if args.levels else tuple(levels),
+        tolerance=args.tolerance,
+        tolerance_kind=args.tolerance_kind,
+        higher_is_better=higher,
+        resolution=args.resolution or resolution,
+        seeds=tuple(args.seeds),
+        metric=metric,
+    )
 
 
 def _perplexity_sweep(args, preset, model, texts, name, title, out, command, default_calib=None) -> SweepResult:
@@ -125,11 +182,25 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
     calib = (args.calib or default_calib) if is_calibrated(args.method) else None
     log(f"[{name}] loading {model}")
-    task = PerplexityTask(model, texts, tokens, seq_len, args.method, args.scope,
-                          calib_texts=resolve_texts(calib) if calib else None, calib_samples=args.calib_samples)
-    identity = {"task": "perplexity", "model": str(model), "tokens": tokens, "seq_len": seq_len,
-                "method": args.method, "scope": args.scope,
-                **({"calib": str(calib), "calib_samples": args.calib_samples} if calib else {})}
+    task = PerplexityTask(
+        model,
+        texts,
+        tokens,
+        seq_len,
+        args.method,
+        args.scope,
+        calib_texts=resolve_texts(calib) if calib else None,
+        calib_samples=args.calib_samples,
+    )
+    identity = {
+        "task": "perplexity",
+        "model": str(model),
+        "tokens": tokens,
+        "seq_len": seq_len,
+        "method": args.method,
+        "scope": args.scope,
+        **({"calib": str(calib), "calib_samples": args.calib_samples} if calib else {}),
+    }
     return _sweep_one(name, task, config, out / name, title, command, identity)
 
 
@@ -138,15 +209,38 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
     n_train, n_test = args.train or preset["train"], args.test or preset["test"]
     if n_train + n_test > len(texts):
         raise SparsityConfigError(f"--train {n_train} + --test {n_test} exceeds the {len(texts)} examples available")
-    train, test = (texts[:n_train], labels[:n_train]), (texts[n_train:n_train + n_test], labels[n_train:n_train + n_test])
+    train, test = (
+        (texts[:n_train], labels[:n_train]),
+        (texts[n_train : n_train + n_test], labels[n_train : n_train + n_test]),
+    )
     config = _sweep_config(args, f"accuracy ({n_test} test examples)", True, preset["ft_levels"], preset["resolution"])
     dense_weights = out / name / "dense_finetuned_targets.safetensors"
     epochs, lr = args.epochs or preset["epochs"], args.lr or preset["lr"]
-    task = sweep_task("finetune")(model, train, test, len(names), args.method, args.scope, epochs, args.batch_size,
-                        lr, args.max_length, keep_dense_weights=dense_weights)
-    identity = {"task": "finetune", "model": str(model), "train": n_train, "test": n_test, "epochs": epochs,
-                "lr": lr, "batch_size": args.batch_size, "max_length": args.max_length,
-                "method": args.method, "scope": args.scope}
+    task = sweep_task("finetune")(
+        model,
+        train,
+        test,
+        len(names),
+        args.method,
+        args.scope,
+        epochs,
+        args.batch_size,
+        lr,
+        args.max_length,
+        keep_dense_weights=dense_weights,
+    )
+    identity = {
+        "task": "finetune",
+        "model": str(model),
+        "train": n_train,
+        "test": n_test,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "method": args.method,
+        "scope": args.scope,
+    }
 
     def omp_vs_one_imp_round(sparsity: float):
         """OMP of the pre-trained weights vs OMP of the fine-tuned dense weights (= the mask
@@ -169,19 +263,33 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
         if slack >= 2 * se:
             return []
-        return [f"the tolerance ({slack:.4f} accuracy) is below twice the test set's standard error "
-                f"({se:.4f} for {n_test} examples): with {len(config.seeds)} seed(s) the essential sparsity is "
-                "within evaluation noise; the knee is the steadier number. Add --seeds, a larger --test, "
-                "or a wider --tolerance."]
+        return [
+            f"the tolerance ({slack:.4f} accuracy) is below twice the test set's standard error "
+            f"({se:.4f} for {n_test} examples): with {len(config.seeds)} seed(s) the essential sparsity is "
+            "within evaluation noise; the knee is the steadier number. Add --seeds, a larger --test, "
+            "or a wider --tolerance."
+        ]
 
-    label = ("OMP of the pre-trained weights vs OMP of the fine-tuned dense weights — the mask one IMP round "
-             "would choose — at the essential sparsity")
-    return _sweep_one(name, task, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label)
+    label = (
+        "OMP of the pre-trained weights vs OMP of the fine-tuned dense weights — the mask one IMP round "
+        "would choose — at the essential sparsity"
+    )
+    return _sweep_one(
+        name, task, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label
+    )
 
 
-_POSITIVE = {"tokens": "--tokens", "seq_len": "--seq-len", "calib_samples": "--calib-samples", "train": "--train",
-             "test": "--test", "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size",
-             "max_length": "--max-length"}
+_POSITIVE = {
+    "tokens": "--tokens",
+    "seq_len": "--seq-len",
+    "calib_samples": "--calib-samples",
+    "train": "--train",
+    "test": "--test",
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "max_length": "--max-length",
+}
 
 
 def _check_positive(args: argparse.Namespace) -> None:
@@ -203,14 +311,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.task or args.text or args.data:
             raise SparsityConfigError("--task/--text/--data need --model (without it the packaged defaults run)")
         texts, labels = rotten_tomatoes(seed=0)
-        results.append(("smollm2-perplexity", _perplexity_sweep(
-            args, preset, resolve_model_path("packaged:smollm2"), bbc_news("eval"), "smollm2-perplexity",
-            f"SmolLM2-135M, BBC News perplexity, {args.method}", out, command, default_calib="packaged:bbc-calib")))
+        results.append(
+            (
+                "smollm2-perplexity",
+                _perplexity_sweep(
+                    args,
+                    preset,
+                    resolve_model_path("packaged:smollm2"),
+                    bbc_news("eval"),
+                    "smollm2-perplexity",
+                    f"SmolLM2-135M, BBC News perplexity, {args.method}",
+                    out,
+                    command,
+                    default_calib="packaged:bbc-calib",
+                ),
+            )
+        )
         if not is_calibrated(args.method):
-            results.append(("minilm-finetune", _finetune_sweep(
-                args, preset, resolve_model_path("packaged:minilm"), (texts, labels, ["rotten", "fresh"]),
-                "minilm-finetune", f"all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, {args.method}",
-                out, command)))
+            results.append(
+                (
+                    "minilm-finetune",
+                    _finetune_sweep(
+                        args,
+                        preset,
+                        resolve_model_path("packaged:minilm"),
+                        (texts, labels, ["rotten", "fresh"]),
+                        "minilm-finetune",
+                        f"all-MiniLM-L6-v2, Rotten Tomatoes accuracy after fine-tuning, {args.method}",
+                        out,
+                        command,
+                    ),
+                )
+            )
         else:
             log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
     else:
@@ -220,21 +352,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.task == "perplexity":
             if not args.text:
                 raise SparsityConfigError("--task perplexity needs --text PATH (a .txt file or a folder of them)")
-            results.append((name, _perplexity_sweep(args, preset, model, read_texts(args.text), name,
-                                                    f"{model.name}, perplexity", out, command)))
+            results.append(
+                (
+                    name,
+                    _perplexity_sweep(
+                        args, preset, model, read_texts(args.text), name, f"{model.name}, perplexity", out, command
+                    ),
+                )
+            )
         elif args.task == "finetune":
             if not args.data:
                 raise SparsityConfigError("--task finetune needs --data PATH (CSV, JSON or a folder of class folders)")
             data = load_labeled(args.data, args.text_column, args.label_column)
-            results.append((name, _finetune_sweep(args, preset, model, data, name, f"{model.name}, accuracy", out, command)))
+            results.append(
+                (name, _finetune_sweep(args, preset, model, data, name, f"{model.name}, accuracy", out, command))
+            )
         else:
             raise SparsityConfigError("--model needs --task perplexity or --task finetune")
-    lines = ["# Essential sparsity", "", f"Command: `{command}`", "",
-             "| run | metric | dense | essential sparsity | first failing | knee | report |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Essential sparsity",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| run | metric | dense | essential sparsity | first failing | knee | report |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(x: float | None) -> str:
+        return "–" if x is None else f"{x:.1%}"
+
     for name, r in results:
-        fmt = lambda x: "–" if x is None else f"{x:.1%}"
-        lines.append(f"| {name} | {r.config.metric} | {r.dense:.4g} | **{fmt(r.essential_sparsity)}** | "
-                     f"{fmt(r.first_failing)} | {fmt(r.knee)} | [{name}/summary.md]({name}/summary.md) |")
+        lines.append(
+            f"| {name} | {r.config.metric} | {r.dense:.4g} | **{fmt(r.essential_sparsity)}** | "
+            f"{fmt(r.first_failing)} | {fmt(r.knee)} | [{name}/summary.md]({name}/summary.md) |"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     emit("\n".join(lines[4:]))
@@ -254,12 +405,19 @@ def cmd_compare_masks(args: argparse.Namespace) -> int:
     similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
     emit(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
     if args.output:
+
         def write(out: Path) -> None:
             (out / "mask_similarity.json").write_text(json.dumps(similarity.to_dict(), indent=2))
             plot_similarity(similarity, out / "mask_similarity.png", f"{Path(args.a).name} vs {Path(args.b).name}")
 
-        write_folder_atomically(args.output, write, inputs=[args.a, args.b], overwrite=args.overwrite,
-                                command="compare-masks", flag="--output")
+        write_folder_atomically(
+            args.output,
+            write,
+            inputs=[args.a, args.b],
+            overwrite=args.overwrite,
+            command="compare-masks",
+            flag="--output",
+        )
     return 0
 
 
@@ -286,6 +444,7 @@ def cmd_zeros(args: argparse.Namespace) -> int:
         for spec, s in stats.items():
             emit(f"  {s.overall:8.3%}  {spec}  ({len(s.layers)} targeted layers)")
     if args.output:
+
         def write(out: Path) -> None:
             (out / "near_zero.json").write_text(json.dumps(data, indent=2))
             with open(out / "near_zero.csv", "w", newline="") as handle:
@@ -294,11 +453,15 @@ def cmd_zeros(args: argparse.Namespace) -> int:
                 for spec, s in stats.items():
                     writer.writerow([spec, "overall", s.overall])
                     writer.writerows([spec, name, frac] for name, frac in s.fractions().items())
-            plot_near_zero({spec: s.overall for spec, s in stats.items()}, out / "near_zero.png",
-                           f"near-zero weights (|w| < {args.threshold:g}, {args.mode})")
+            plot_near_zero(
+                {spec: s.overall for spec, s in stats.items()},
+                out / "near_zero.png",
+                f"near-zero weights (|w| < {args.threshold:g}, {args.mode})",
+            )
 
-        write_folder_atomically(args.output, write, inputs=sources, overwrite=args.overwrite, command="zeros",
-                                flag="--output")
+        write_folder_atomically(
+            args.output, write, inputs=sources, overwrite=args.overwrite, command="zeros", flag="--output"
+        )
     return 0
 
 

@@ -27,25 +27,49 @@ def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ok = [lv for lv in result.levels if not lv.flagged]
     xs = [100 * lv.sparsity for lv in ok]
-    ax.errorbar(xs, [lv.mean for lv in ok], yerr=[lv.std for lv in ok], marker="o", ms=4, capsize=3,
-                label=f"{config.metric} (mean ± sd over {len(config.seeds)} seed{'s' * (len(config.seeds) > 1)})")
+    ax.errorbar(
+        xs,
+        [lv.mean for lv in ok],
+        yerr=[lv.std for lv in ok],
+        marker="o",
+        ms=4,
+        capsize=3,
+        label=f"{config.metric} (mean ± sd over {len(config.seeds)} seed{'s' * (len(config.seeds) > 1)})",
+    )
     refined = [lv for lv in ok if lv.refined]
     if refined:
-        ax.scatter([100 * lv.sparsity for lv in refined], [lv.mean for lv in refined], s=40, facecolors="none",
-                   edgecolors="tab:orange", zorder=3, label="refinement points")
+        ax.scatter(
+            [100 * lv.sparsity for lv in refined],
+            [lv.mean for lv in refined],
+            s=40,
+            facecolors="none",
+            edgecolors="tab:orange",
+            zorder=3,
+            label="refinement points",
+        )
     slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
     band = (dense - slack, dense) if config.higher_is_better else (dense, dense + slack)
     ax.axhline(dense, color="gray", lw=1, label=f"dense = {dense:.4g}")
-    ax.axhspan(*band, color="tab:green", alpha=0.15,
-               label=f"tolerance {config.tolerance:g}{' (relative)' if config.tolerance_kind == 'relative' else ''}")
+    ax.axhspan(
+        *band,
+        color="tab:green",
+        alpha=0.15,
+        label=f"tolerance {config.tolerance:g}{' (relative)' if config.tolerance_kind == 'relative' else ''}",
+    )
     if result.essential_sparsity is not None:
-        ax.axvline(100 * result.essential_sparsity, color="tab:green", ls="--",
-                   label=f"essential sparsity {result.essential_sparsity:.1%}")
+        ax.axvline(
+            100 * result.essential_sparsity,
+            color="tab:green",
+            ls="--",
+            label=f"essential sparsity {result.essential_sparsity:.1%}",
+        )
     if result.knee is not None:
         ax.axvline(100 * result.knee, color="tab:red", ls=":", label=f"knee {result.knee:.1%}")
     flagged = [lv for lv in result.levels if lv.flagged]
     for lv in flagged:
-        ax.annotate("NaN", (100 * lv.sparsity, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", color="red")
+        ax.annotate(
+            "NaN", (100 * lv.sparsity, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", color="red"
+        )
     if not config.higher_is_better and ok and max(lv.mean for lv in ok) / max(min(lv.mean for lv in ok), 1e-12) > 20:
         ax.set_yscale("log")
     ax.set_xlabel("sparsity of targeted weights (%)")
@@ -83,8 +107,15 @@ def plot_similarity(similarity: MaskSimilarity, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.16 * len(names) + 1)))
     ys = range(len(names))
     ax.barh(ys, [similarity.layers[n].cosine for n in names], color="tab:blue", label="cosine")
-    ax.scatter([similarity.layers[n].chance["cosine"] for n in names], ys, color="tab:red", marker="|", s=60,
-               label="chance (random masks)", zorder=3)
+    ax.scatter(
+        [similarity.layers[n].chance["cosine"] for n in names],
+        ys,
+        color="tab:red",
+        marker="|",
+        s=60,
+        label="chance (random masks)",
+        zorder=3,
+    )
     ax.set_yticks(list(ys), [n.removesuffix(".weight") for n in names], fontsize=6)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.0)

@@ -46,12 +46,22 @@ class PairStats:
     def chance(self) -> dict[str, float]:
         a, b = self.kept_a / self.numel, self.kept_b / self.numel
         union = a + b - a * b
-        return {"cosine": math.sqrt(a * b), "iou": a * b / union if union else float("nan"),
-                "hamming": a * (1 - b) + b * (1 - a)}
+        return {
+            "cosine": math.sqrt(a * b),
+            "iou": a * b / union if union else float("nan"),
+            "hamming": a * (1 - b) + b * (1 - a),
+        }
 
     def to_dict(self) -> dict:
-        return {"numel": self.numel, "density_a": self.kept_a / self.numel, "density_b": self.kept_b / self.numel,
-                "cosine": self.cosine, "iou": self.iou, "hamming": self.hamming, "chance": self.chance}
+        return {
+            "numel": self.numel,
+            "density_a": self.kept_a / self.numel,
+            "density_b": self.kept_b / self.numel,
+            "cosine": self.cosine,
+            "iou": self.iou,
+            "hamming": self.hamming,
+            "chance": self.chance,
+        }
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,9 @@ class MaskSimilarity:
         for name, s in [*self.layers.items(), ("overall", self.overall)]:
             if name == "overall":
                 rows.append("-" * len(head))
-            rows.append(f"{name:<{width}}  {s.cosine:>7.4f}  {s.chance['cosine']:>7.4f}  {s.iou:>6.4f}  {s.hamming:>7.4f}")
+            rows.append(
+                f"{name:<{width}}  {s.cosine:>7.4f}  {s.chance['cosine']:>7.4f}  {s.iou:>6.4f}  {s.hamming:>7.4f}"
+            )
         return "\n".join(rows)
 
 
@@ -81,8 +93,11 @@ def mask_similarity(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]
     (:func:`es_plugins.naming.match_names`); layers are listed in A's order.
     """
     if set(a) != set(b):
-        mapping = match_names({n: tuple(m.shape) for n, m in b.items()}, {n: tuple(m.shape) for n, m in a.items()},
-                              what="mask set B does not match mask set A")
+        mapping = match_names(
+            {n: tuple(m.shape) for n, m in b.items()},
+            {n: tuple(m.shape) for n, m in a.items()},
+            what="mask set B does not match mask set A",
+        )
         b = {mapping[n]: m for n, m in b.items()}
         if len(b) != len(a):
             raise MaskMismatchError(f"mask sets differ: only in A {sorted(set(a) - set(b))[:5]}")

@@ -36,13 +36,13 @@ DEFAULT_LEVELS = tuple(round(0.1 * i, 10) for i in range(10))
 @dataclass(frozen=True)
 class SweepConfig:
     """Args:
-        levels: grid of sparsities, each in [0, 1); 0 (dense) is always added.
-        tolerance: allowed degradation from dense (0.01 = 1 %, the paper's choice).
-        tolerance_kind: ``"relative"`` or ``"absolute"``.
-        higher_is_better: True for accuracy, False for perplexity or loss.
-        resolution: refine until the last passing and first failing levels are this close.
-        seeds: evaluation seeds; the decision uses their mean.
-        metric: name of the metric (for reports).
+    levels: grid of sparsities, each in [0, 1); 0 (dense) is always added.
+    tolerance: allowed degradation from dense (0.01 = 1 %, the paper's choice).
+    tolerance_kind: ``"relative"`` or ``"absolute"``.
+    higher_is_better: True for accuracy, False for perplexity or loss.
+    resolution: refine until the last passing and first failing levels are this close.
+    seeds: evaluation seeds; the decision uses their mean.
+    metric: name of the metric (for reports).
     """
 
     levels: tuple[float, ...] = DEFAULT_LEVELS
@@ -62,7 +62,9 @@ class SweepConfig:
         limit = 1.0 if self.tolerance_kind == "relative" else math.inf
         if not (isinstance(self.tolerance, (int, float)) and 0.0 <= self.tolerance < limit):
             allowed = "[0, 1)" if self.tolerance_kind == "relative" else "[0, inf)"
-            raise SparsityConfigError(f"tolerance must be in {allowed} for {self.tolerance_kind} tolerance, got {self.tolerance!r}")
+            raise SparsityConfigError(
+                f"tolerance must be in {allowed} for {self.tolerance_kind} tolerance, got {self.tolerance!r}"
+            )
         if not 0.0 < self.resolution < 1.0:
             raise SparsityConfigError(f"resolution must be in (0, 1), got {self.resolution!r}")
         seeds = tuple(self.seeds)
@@ -130,9 +132,15 @@ class SweepResult:
             "knee": self.knee,
             "evaluations": self.evaluations,
             "levels": [
-                {"sparsity": lv.sparsity, "mean": lv.mean, "std": lv.std, "refined": lv.refined,
-                 "flagged_nan": lv.flagged, "within_tolerance": self.config.within(lv.mean, self.dense),
-                 "values": {str(k): v for k, v in lv.values.items()}}
+                {
+                    "sparsity": lv.sparsity,
+                    "mean": lv.mean,
+                    "std": lv.std,
+                    "refined": lv.refined,
+                    "flagged_nan": lv.flagged,
+                    "within_tolerance": self.config.within(lv.mean, self.dense),
+                    "values": {str(k): v for k, v in lv.values.items()},
+                }
                 for lv in self.levels
             ],
         }
@@ -165,8 +173,9 @@ class SweepStore:
                 data = json.loads(self.path.read_text())
                 rows = data["evaluations"]
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-                raise SparsityConfigError(f"{self.path} is not a sweep store this version can resume ({exc}); "
-                                          "use a new --output folder") from None
+                raise SparsityConfigError(
+                    f"{self.path} is not a sweep store this version can resume ({exc}); use a new --output folder"
+                ) from None
             if data.get("identity") != json.loads(json.dumps(self.identity)):
                 raise SparsityConfigError(
                     f"{self.path} belongs to a different sweep ({data.get('identity')}); "
@@ -185,10 +194,13 @@ class SweepStore:
         if refined:
             self.refined.add(sparsity)
         if self.path:
-            rows = [{"sparsity": s, "seed": k, "value": v, "refined": s in self.refined}
-                    for (s, k), v in sorted(self.values.items())]
-            atomic_write_text(self.path, json.dumps({"identity": self.identity, "evaluations": rows},
-                                                    indent=1, allow_nan=True))
+            rows = [
+                {"sparsity": s, "seed": k, "value": v, "refined": s in self.refined}
+                for (s, k), v in sorted(self.values.items())
+            ]
+            atomic_write_text(
+                self.path, json.dumps({"identity": self.identity, "evaluations": rows}, indent=1, allow_nan=True)
+            )
 
 
 def run_sweep(
@@ -222,7 +234,9 @@ def run_sweep(
         measure(sparsity, refined=False)
     dense = levels[0.0].mean
     if not math.isfinite(dense):
-        raise SparsityConfigError(f"the dense model's {config.metric} is not finite ({dense}); cannot define a tolerance")
+        raise SparsityConfigError(
+            f"the dense model's {config.metric} is not finite ({dense}); cannot define a tolerance"
+        )
 
     def bracket() -> tuple[float, float | None]:
         ordered = sorted(levels)

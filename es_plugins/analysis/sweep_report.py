@@ -44,20 +44,26 @@ def write_sweep_report(
     config = result.config
     with open(folder / "results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["sparsity", "seed", config.metric, "level_mean", "level_std", "within_tolerance",
-                         "refined", "flagged_nan"])
+        writer.writerow(
+            ["sparsity", "seed", config.metric, "level_mean", "level_std", "within_tolerance", "refined", "flagged_nan"]
+        )
         for level in result.levels:
             within = config.within(level.mean, result.dense)
             for seed, value in sorted(level.values.items()):
-                writer.writerow([level.sparsity, seed, value, level.mean, level.std, within, level.refined, level.flagged])
+                writer.writerow(
+                    [level.sparsity, seed, value, level.mean, level.std, within, level.refined, level.flagged]
+                )
 
     plots = {"metric vs sparsity": plot_sweep(result, folder / "metric_vs_sparsity.png", title)}
     if layer_sparsity:
         at = result.essential_sparsity or 0.0
         plots["per-layer sparsity"] = plot_layer_sparsity(
-            layer_sparsity, folder / "per_layer_sparsity.png", f"{title}: per-layer sparsity at {at:.1%} (global OMP)")
+            layer_sparsity, folder / "per_layer_sparsity.png", f"{title}: per-layer sparsity at {at:.1%} (global OMP)"
+        )
     if similarity is not None:
-        plots["mask similarity"] = plot_similarity(similarity, folder / "mask_similarity.png", f"{title}: mask similarity")
+        plots["mask similarity"] = plot_similarity(
+            similarity, folder / "mask_similarity.png", f"{title}: mask similarity"
+        )
 
     direction = "higher" if config.higher_is_better else "lower"
     lines = [
@@ -71,24 +77,31 @@ def write_sweep_report(
         f"- **essential sparsity: {_fmt(result.essential_sparsity, True)}** — largest level of the contiguous "
         f"within-tolerance run from dense; first failing level: {_fmt(result.first_failing, True)} "
         f"(resolution {config.resolution:.1%})",
-        f"- knee (Kneedle, max distance below the chord of the normalised degradation curve): {_fmt(result.knee, True)}",
+        "- knee (Kneedle, max distance below the chord of the normalised degradation curve): "
+        f"{_fmt(result.knee, True)}",
         f"- seeds: {list(config.seeds)}; evaluations run: {result.evaluations} (others reused from an earlier run)"
-        if result.evaluations < sum(len(lv.values) for lv in result.levels) else
-        f"- seeds: {list(config.seeds)}; evaluations: {result.evaluations}",
+        if result.evaluations < sum(len(lv.values) for lv in result.levels)
+        else f"- seeds: {list(config.seeds)}; evaluations: {result.evaluations}",
         "",
         f"| sparsity | {config.metric} mean | sd | within tolerance | note |",
         "|---|---|---|---|---|",
     ]
     for level in result.levels:
         note = ", ".join(x for x in ("refined" if level.refined else "", "NaN flagged" if level.flagged else "") if x)
-        lines.append(f"| {level.sparsity:.2%} | {_fmt(level.mean)} | {level.std:.3g} | "
-                     f"{'yes' if config.within(level.mean, result.dense) else 'no'} | {note} |")
+        lines.append(
+            f"| {level.sparsity:.2%} | {_fmt(level.mean)} | {level.std:.3g} | "
+            f"{'yes' if config.within(level.mean, result.dense) else 'no'} | {note} |"
+        )
     for note in (meta or {}).get("notes", []):
         lines += ["", f"> **Note:** {note}"]
     if similarity is not None:
         overall = similarity.overall
-        lines += ["", f"Mask similarity ({similarity_label}): cosine {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f}), "
-                      f"IoU {overall.iou:.4f}, Hamming {overall.hamming:.4f}"]
+        lines += [
+            "",
+            f"Mask similarity ({similarity_label}): cosine {overall.cosine:.4f} "
+            f"(chance {overall.chance['cosine']:.4f}), "
+            f"IoU {overall.iou:.4f}, Hamming {overall.hamming:.4f}",
+        ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in plots.items()], ""]
     (folder / "summary.md").write_text("\n".join(lines))
     return folder

@@ -24,7 +24,7 @@ from ..sparsify import sparsify_
 from ..targets import TargetSpec, resolve_targets
 
 # Sweep tasks that need a training framework are plugins: an adapter package declares them
-# under this entry-point group (es-plugins' own fine-tune task: es_plugins.integrations.hf_recipes),
+# under this entry-point group (es-plugins' own fine-tune task: es_plugins.integrations.hf_sweep),
 # so this framework-free core never imports an adapter.
 TASK_ENTRY_POINTS = "es_plugins.sweep_tasks"
 
@@ -33,18 +33,23 @@ def sweep_task(name: str) -> Any:
     """The sweep task class registered under ``name`` by an installed adapter."""
     # Every installed distribution, not the name-deduplicated view: a stale egg-info in the
     # working directory must not hide the installed package's entry points.
-    found = [ep for dist in distributions() for ep in dist.entry_points
-             if ep.group == TASK_ENTRY_POINTS and ep.name == name]
+    found = [
+        ep for dist in distributions() for ep in dist.entry_points if ep.group == TASK_ENTRY_POINTS and ep.name == name
+    ]
     if not found:
-        raise ImportError(f"no sweep task {name!r} is installed; the fine-tune task needs the hf extra "
-                          "(pip install 'es-plugins[hf]')")
+        raise ImportError(
+            f"no sweep task {name!r} is installed; the fine-tune task needs the hf extra (pip install 'es-plugins[hf]')"
+        )
     return found[0].load()
 
 
 def sweepable_methods(calibrated: bool) -> tuple[str, ...]:
     """Methods whose sparsity can be swept (N:M fixes it); calibrated ones only if asked."""
-    return tuple(name for name in method_names()
-                 if "sparsity" in entry_for(name).options and (calibrated or not entry_for(name).calibrated))
+    return tuple(
+        name
+        for name in method_names()
+        if "sparsity" in entry_for(name).options and (calibrated or not entry_for(name).calibrated)
+    )
 
 
 def method_at(method: str, sparsity: float, scope: str, seed: int, allow_calibrated: bool = False) -> MethodConfig:
@@ -53,12 +58,15 @@ def method_at(method: str, sparsity: float, scope: str, seed: int, allow_calibra
     if method not in allowed:
         raise SparsityConfigError(
             f"sweep method must be one of {', '.join(allowed)} (N:M fixes the sparsity"
-            f"{'' if allow_calibrated else '; calibrated methods sweep the perplexity task'}); got {method!r}")
+            f"{'' if allow_calibrated else '; calibrated methods sweep the perplexity task'}); got {method!r}"
+        )
     offered = {"sparsity": sparsity, "scope": scope, "seed": seed}
     return config_from_dict({"method": method, **{k: v for k, v in offered.items() if k in entry_for(method).options}})
 
 
-def layer_sparsity_at(model, method: str, sparsity: float, scope: str, targets: TargetSpec | None = None) -> dict[str, float]:
+def layer_sparsity_at(
+    model, method: str, sparsity: float, scope: str, targets: TargetSpec | None = None
+) -> dict[str, float]:
     """Per-layer sparsity the method gives at ``sparsity`` (computed on a copy of the masks only)."""
     resolved = resolve_targets(model, targets)
     masks = compute_masks(resolved, method_at(method, sparsity, scope, 0))
@@ -72,9 +80,19 @@ class PerplexityTask:
         SparsityConfigError: ``seq_len`` beyond the model's maximum, or a model without logits.
     """
 
-    def __init__(self, model_dir: str | Path, texts: Sequence[str], num_tokens: int = 4096, seq_len: int = 512,
-                 method: str = "omp", scope: str = "global", targets: TargetSpec | None = None, batch_size: int = 2,
-                 calib_texts: Sequence[str] | None = None, calib_samples: int = 32):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        texts: Sequence[str],
+        num_tokens: int = 4096,
+        seq_len: int = 512,
+        method: str = "omp",
+        scope: str = "global",
+        targets: TargetSpec | None = None,
+        batch_size: int = 2,
+        calib_texts: Sequence[str] | None = None,
+        calib_samples: int = 32,
+    ):
         from transformers import AutoTokenizer  # the hf extra
 
         calibrated = entry_for(method_at(method, 0.0, scope, 0, allow_calibrated=True)).calibrated  # validates early
@@ -86,8 +104,11 @@ class PerplexityTask:
             raise SparsityConfigError(f"seq_len={seq_len} is larger than the model's maximum ({limit})")
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.blocks = token_blocks(tokenizer, texts, num_tokens, seq_len)
-        self.calibration = (calibration_blocks(tokenizer, calib_texts, calib_samples, seq_len, seed=0)
-                            if calibrated else None)
+        self.calibration = (
+            calibration_blocks(tokenizer, calib_texts, calib_samples, seq_len, seed=0)
+            if calibrated and calib_texts
+            else None
+        )
         self.method, self.scope, self.targets, self.batch_size = method, scope, targets, batch_size
         self._original = {t.name: t.param.detach().clone() for t in resolve_targets(self.model, targets)}
 
@@ -100,8 +121,9 @@ class PerplexityTask:
     def evaluate(self, sparsity: float, seed: int) -> float:
         self.restore()
         if sparsity > 0:
-            plan = SparsityPlan(method_at(self.method, sparsity, self.scope, seed, allow_calibrated=True),
-                                self.targets or TargetSpec())
+            plan = SparsityPlan(
+                method_at(self.method, sparsity, self.scope, seed, allow_calibrated=True), self.targets or TargetSpec()
+            )
             sparsify_(self.model, plan, calibration=self.calibration)
         try:
             return perplexity(self.model, self.blocks, self.batch_size)
@@ -112,7 +134,9 @@ class PerplexityTask:
         self.restore()
         if self.calibration is None:
             return layer_sparsity_at(self.model, self.method, sparsity, self.scope, self.targets)
-        plan = SparsityPlan(method_at(self.method, sparsity, self.scope, 0, allow_calibrated=True), self.targets or TargetSpec())
+        plan = SparsityPlan(
+            method_at(self.method, sparsity, self.scope, 0, allow_calibrated=True), self.targets or TargetSpec()
+        )
         state = sparsify_(self.model, plan, calibration=self.calibration)
         self.restore()
         return {name: float((~mask).float().mean()) for name, mask in state.masks.items()}

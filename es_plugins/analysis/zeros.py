@@ -39,8 +39,12 @@ class NearZeroStats:
 
 
 @torch.no_grad()
-def near_zero_stats(targets: Sequence[Target], threshold: float = 1e-2, mode: str = "relative",
-                    masks: Mapping[str, torch.Tensor] | None = None) -> NearZeroStats:
+def near_zero_stats(
+    targets: Sequence[Target],
+    threshold: float = 1e-2,
+    mode: str = "relative",
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> NearZeroStats:
     """Count weights with ``|w| < threshold`` (absolute) or ``|w| < threshold * mean|w|``
     of their layer (relative).
 

@@ -14,9 +14,13 @@ from ..errors import SparsityConfigError
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The largest ``nn.ModuleList`` of the model: its transformer blocks (Llama ``model.layers``,
     GPT-2 ``transformer.h``, OPT ``decoder.layers``, BERT ``encoder.layer``)."""
-    lists = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module)]
+    lists = [
+        (name, module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module)
+    ]
     if not lists:
-        raise SparsityConfigError("calibration methods need a model with transformer blocks (an nn.ModuleList); none found")
+        raise SparsityConfigError(
+            "calibration methods need a model with transformer blocks (an nn.ModuleList); none found"
+        )
     return max(lists, key=lambda item: (sum(p.numel() for p in item[1].parameters()), -len(item[0])))
 
 
@@ -25,7 +29,9 @@ class _Captured(Exception):
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, first_block: nn.Module, batches: list[torch.Tensor]) -> list[tuple[tuple, dict]]:
+def capture_block_inputs(
+    model: nn.Module, first_block: nn.Module, batches: list[torch.Tensor]
+) -> list[tuple[tuple, dict]]:
     """Run the model on each batch until the first block, recording its ``(args, kwargs)``."""
     captured: list[tuple[tuple, dict]] = []
 

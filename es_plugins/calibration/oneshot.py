@@ -49,15 +49,20 @@ def check_calibration(model: nn.Module, calibration: object) -> torch.Tensor:
         raise SparsityConfigError("calibration data must be a non-empty [samples, seq_len] tensor of token ids")
     if calibration.dtype.is_floating_point or calibration.dtype == torch.bool or calibration.is_complex():
         raise SparsityConfigError(f"calibration must hold integer token ids, got dtype {calibration.dtype}")
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    getter = getattr(model, "get_input_embeddings", None)
+    embeddings = getter() if callable(getter) else None
     vocab = getattr(embeddings, "num_embeddings", None)
     low, high = int(calibration.min()), int(calibration.max())
     if low < 0 or (vocab is not None and high >= vocab):
-        raise SparsityConfigError(f"calibration token ids must be in [0, {vocab}) (the model's vocabulary); "
-                                  f"got ids from {low} to {high}: was it tokenised with another tokenizer?")
+        raise SparsityConfigError(
+            f"calibration token ids must be in [0, {vocab}) (the model's vocabulary); "
+            f"got ids from {low} to {high}: was it tokenised with another tokenizer?"
+        )
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if limit is not None and calibration.shape[1] > limit:
-        raise SparsityConfigError(f"calibration seq_len={calibration.shape[1]} is larger than the model's maximum ({limit})")
+        raise SparsityConfigError(
+            f"calibration seq_len={calibration.shape[1]} is larger than the model's maximum ({limit})"
+        )
     return calibration
 
 
@@ -111,7 +116,9 @@ def prune_calibrated_(
             warnings.warn(
                 "every weight the given mask prunes is already zero: SparseGPT refinement reconstructs from the "
                 "*dense* weights (it compensates the error of removing them), so load the unpruned checkpoint "
-                "and pass the mask; here it can only keep the weights as they are", stacklevel=3)
+                "and pass the mask; here it can only keep the weights as they are",
+                stacklevel=3,
+            )
 
     was_training = model.training
     model.eval()
@@ -143,6 +150,9 @@ def prune_calibrated_(
     finally:
         model.train(was_training)
     return SparsityState.from_plan(
-        keep, plan, all_targets,
+        keep,
+        plan,
+        all_targets,
         calibration={"samples": int(calibration.shape[0]), "seq_len": int(calibration.shape[1])},
-        refined_from=(masks.meta.get("plan") if masks is not None else None))
+        refined_from=(masks.meta.get("plan") if masks is not None else None),
+    )

@@ -4,6 +4,7 @@ verified Optimum ``export`` (also ``optimum-cli sparsity export``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,15 +38,29 @@ def is_onnx_path(path: str) -> bool:
 
 def add_onnx_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ONNX files")
-    group.add_argument("--rewrite-gemm", metavar="OUT.onnx",
-                       help="write a copy where N:M MatMul(+Add) layers become Gemm (eligible for TensorRT sparse "
-                            "kernels); outputs are checked equal first")
-    group.add_argument("--reference", metavar="CHECKPOINT",
-                       help="PyTorch checkpoint the ONNX was exported from: every weight must match it bit for bit")
-    group.add_argument("--min-channels", type=int, default=64,
-                       help="channel count below which a layer is reported as not worth a sparse kernel (default 64)")
-    group.add_argument("--precision", default="fp16", choices=("fp16", "int8", "best", "fp32"),
-                       help="precision for the printed trtexec command (default fp16)")
+    group.add_argument(
+        "--rewrite-gemm",
+        metavar="OUT.onnx",
+        help="write a copy where N:M MatMul(+Add) layers become Gemm (eligible for TensorRT sparse "
+        "kernels); outputs are checked equal first",
+    )
+    group.add_argument(
+        "--reference",
+        metavar="CHECKPOINT",
+        help="PyTorch checkpoint the ONNX was exported from: every weight must match it bit for bit",
+    )
+    group.add_argument(
+        "--min-channels",
+        type=int,
+        default=64,
+        help="channel count below which a layer is reported as not worth a sparse kernel (default 64)",
+    )
+    group.add_argument(
+        "--precision",
+        default="fp16",
+        choices=("fp16", "int8", "best", "fp32"),
+        help="precision for the printed trtexec command (default fp16)",
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing --rewrite-gemm file")
 
 
@@ -61,8 +76,9 @@ def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
     if args.min_channels < 1:
         raise SparsityConfigError(f"--min-channels must be >= 1, got {args.min_channels}")
     if args.rewrite_gemm:
-        check_output(args.rewrite_gemm, inputs=[args.path], overwrite=args.overwrite, kind="file",
-                     flag="--rewrite-gemm")
+        check_output(
+            args.rewrite_gemm, inputs=[args.path], overwrite=args.overwrite, kind="file", flag="--rewrite-gemm"
+        )
     model = load_onnx(args.path)
     report = inspect_onnx(model, pattern, args.min_channels)
     report.meta["source"] = args.path
@@ -72,19 +88,32 @@ def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
         expected = [t.name for t in resolve_targets(reference)]
         comparison = compare_with_pytorch(model, dict(reference.named_parameters()), expected)
         problems = list(comparison.problems)
-        report.meta["reference"] = {"checkpoint": args.reference, "mismatches": problems,
-                                    "compared": comparison.compared, "targets": comparison.expected}
+        report.meta["reference"] = {
+            "checkpoint": args.reference,
+            "mismatches": problems,
+            "compared": comparison.compared,
+            "targets": comparison.expected,
+        }
     target = args.rewrite_gemm or args.path
     if args.rewrite_gemm:
         import onnx  # optional heavy dependency (the onnx extra)
 
         rewrite = rewrite_and_check(model, pattern)
-        write_file_atomically(args.rewrite_gemm, lambda tmp: onnx.save(rewrite.model, str(tmp)), inputs=[args.path],
-                              overwrite=args.overwrite, flag="--rewrite-gemm")
+        write_file_atomically(
+            args.rewrite_gemm,
+            lambda tmp: onnx.save(rewrite.model, str(tmp)),
+            inputs=[args.path],
+            overwrite=args.overwrite,
+            flag="--rewrite-gemm",
+        )
         after = inspect_onnx(rewrite.model, pattern, args.min_channels)
-        report.meta["rewrite"] = {"output": args.rewrite_gemm, "layers": list(rewrite.rewritten),
-                                  "bias_folded": rewrite.with_bias, "max_abs_diff": rewrite.check.max_abs_diff,
-                                  "eligible_after": len(after.eligible)}
+        report.meta["rewrite"] = {
+            "output": args.rewrite_gemm,
+            "layers": list(rewrite.rewritten),
+            "bias_folded": rewrite.with_bias,
+            "max_abs_diff": rewrite.max_abs_diff,
+            "eligible_after": len(after.eligible),
+        }
     eligible = len(report.eligible) if not args.rewrite_gemm else report.meta["rewrite"]["eligible_after"]
     if eligible and not problems:  # never suggest sparse kernels for a graph that failed its check
         report.meta["trtexec"] = trtexec_command(target, args.precision)
@@ -94,40 +123,69 @@ def cmd_inspect_onnx(args: argparse.Namespace, pattern: tuple[int, int]) -> int:
         emit(report.format_table())
         if args.reference:
             info = report.meta["reference"]
-            emit(f"weights vs {args.reference}: " + (
-                f"all {info['compared']} targeted weights bit-identical" if not problems else
-                f"FAILED ({info['compared']} of {info['targets']} targeted weights compared):\n  " + "\n  ".join(problems)))
+            emit(
+                f"weights vs {args.reference}: "
+                + (
+                    f"all {info['compared']} targeted weights bit-identical"
+                    if not problems
+                    else f"FAILED ({info['compared']} of {info['targets']} targeted weights compared):\n  "
+                    + "\n  ".join(problems)
+                )
+            )
         if args.rewrite_gemm:
             info = report.meta["rewrite"]
-            emit(f"rewrote {len(info['layers'])} MatMul layers to Gemm ({info['bias_folded']} with bias folded); "
-                 f"outputs max |diff| {info['max_abs_diff']:.3g}; eligible now: {info['eligible_after']}/"
-                 f"{len(report.layers)}; wrote {args.rewrite_gemm}")
+            emit(
+                f"rewrote {len(info['layers'])} MatMul layers to Gemm ({info['bias_folded']} with bias folded); "
+                f"outputs max |diff| {info['max_abs_diff']:.3g}; eligible now: {info['eligible_after']}/"
+                f"{len(report.layers)}; wrote {args.rewrite_gemm}"
+            )
         if "trtexec" in report.meta:
             emit("TensorRT engine with 2:4 sparse kernels allowed:\n  " + report.meta["trtexec"])
-            emit("ONNX Runtime: es_plugins.export.tensorrt.tensorrt_sparse_session(path) "
-                 "(TensorrtExecutionProvider, trt_sparsity_enable=True)")
+            emit(
+                "ONNX Runtime: es_plugins.export.tensorrt.tensorrt_sparse_session(path) "
+                "(TensorrtExecutionProvider, trt_sparsity_enable=True)"
+            )
         else:
-            emit("no TensorRT sparse-kernel command: " + ("the weight check failed" if problems else
-                                                           "no layer is eligible for 2:4 sparse kernels"))
+            emit(
+                "no TensorRT sparse-kernel command: "
+                + ("the weight check failed" if problems else "no layer is eligible for 2:4 sparse kernels")
+            )
     return 1 if problems else 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    add_compress_arguments(sub.add_parser(
-        "compress", help="write a smaller file: compressed HF checkpoint (bitmask / 2:4) or sparse ONNX initializers"))
-    add_decompress_arguments(sub.add_parser(
-        "decompress", help="turn a compressed checkpoint back into a plain one (loads without this package)"))
-    add_export_arguments(sub.add_parser(
-        "export", help="Optimum ONNX export of a pruned checkpoint, verified (same as optimum-cli sparsity export)"))
+    add_compress_arguments(
+        sub.add_parser(
+            "compress",
+            help="write a smaller file: compressed HF checkpoint (bitmask / 2:4) or sparse ONNX initializers",
+        )
+    )
+    add_decompress_arguments(
+        sub.add_parser(
+            "decompress", help="turn a compressed checkpoint back into a plain one (loads without this package)"
+        )
+    )
+    add_export_arguments(
+        sub.add_parser(
+            "export", help="Optimum ONNX export of a pruned checkpoint, verified (same as optimum-cli sparsity export)"
+        )
+    )
 
 
 def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="pruned HF checkpoint folder, or an .onnx file")
     parser.add_argument("out", help="output folder (checkpoint) or .onnx file")
-    parser.add_argument("--format", default="auto", choices=("auto", "bitmask", "2:4"),
-                        help="checkpoint layout: auto picks 2:4 when every target is 2:4, else bitmask")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an output that an earlier es-plugins run wrote (never any other folder)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "bitmask", "2:4"),
+        help="checkpoint layout: auto picks 2:4 when every target is 2:4, else bitmask",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output that an earlier es-plugins run wrote (never any other folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print the size summary as JSON")
     add_target_args(parser)
 
@@ -135,8 +193,11 @@ def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
 def add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="compressed HF checkpoint folder")
     parser.add_argument("out", help="output folder for the plain checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an output folder that an earlier es-plugins run wrote (never any other folder)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output folder that an earlier es-plugins run wrote (never any other folder)",
+    )
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -152,8 +213,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         save_hf_checkpoint(model, src, tmp)
         summaries.append(save_compressed(model, tmp, args.format, spec))
 
-    out = write_folder_atomically(args.out, write, inputs=[src], overwrite=args.overwrite, command="compress",
-                                  flag="OUT")
+    out = write_folder_atomically(
+        args.out, write, inputs=[src], overwrite=args.overwrite, command="compress", flag="OUT"
+    )
     summary = summaries[0]
     if args.json:
         emit(json.dumps({**summary.__dict__, "ratio": summary.ratio, "targets_ratio": summary.targets_ratio}, indent=2))
@@ -168,14 +230,17 @@ def _compress_onnx(args: argparse.Namespace) -> int:
         raise SparsityConfigError("--format applies to HF checkpoints; ONNX files get sparse initializers")
     if Path(args.out).suffix != ".onnx":
         raise SparsityConfigError(f"the output for an ONNX input must be an .onnx file, got {args.out!r}")
-    result = write_file_atomically(args.out, lambda tmp: compress_onnx(args.src, tmp), inputs=[args.src],
-                                   overwrite=args.overwrite)
+    result = write_file_atomically(
+        args.out, lambda tmp: compress_onnx(args.src, tmp), inputs=[args.src], overwrite=args.overwrite
+    )
     if args.json:
         emit(json.dumps({**result.__dict__, "ratio": result.ratio}, indent=2))
     else:
-        emit(f"sparse initializers: {len(result.converted)} tensors; kept dense (sparse form would be larger with "
-             f"int64 indices, i.e. below 2/3 sparsity in fp32): {len(result.kept_dense)}; file "
-             f"{result.compressed_file_bytes / 2**20:.2f} MiB = {result.ratio:.3f}x dense")
+        emit(
+            f"sparse initializers: {len(result.converted)} tensors; kept dense (sparse form would be larger with "
+            f"int64 indices, i.e. below 2/3 sparsity in fp32): {len(result.kept_dense)}; file "
+            f"{result.compressed_file_bytes / 2**20:.2f} MiB = {result.ratio:.3f}x dense"
+        )
     return 0
 
 
@@ -183,8 +248,14 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     src = resolve_model_path(args.src)
     check_output(args.out, inputs=[src], overwrite=args.overwrite, flag="OUT")
     model = load_compressed(src)
-    out = write_folder_atomically(args.out, lambda tmp: save_hf_checkpoint(model, src, tmp), inputs=[src],
-                                  overwrite=args.overwrite, command="decompress", flag="OUT")
+    out = write_folder_atomically(
+        args.out,
+        lambda tmp: save_hf_checkpoint(model, src, tmp),
+        inputs=[src],
+        overwrite=args.overwrite,
+        command="decompress",
+        flag="OUT",
+    )
     log(f"wrote plain checkpoint {out}")
     return 0
 
@@ -194,28 +265,42 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", required=True, help="pruned HF checkpoint folder, or packaged:minilm")
     parser.add_argument("output", help="output folder for model.onnx")
     parser.add_argument("--task", default="auto", help="Optimum task (default: inferred from the checkpoint)")
-    parser.add_argument("--opset", type=int, default=None,
-                        help="ONNX opset (>= 14; default: the one Optimum recommends for the architecture)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help="ONNX opset (>= 14; default: the one Optimum recommends for the architecture)",
+    )
     parser.add_argument("--device", default="cpu", help="device the export runs on (Optimum's --device)")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
-                        help="precision of the export (Optimum's --dtype; default fp32)")
-    parser.add_argument("--optimize", choices=("O1", "O2", "O3", "O4"), default=None,
-                        help="ONNX Runtime optimization level (Optimum's --optimize); fused weights are then "
-                             "checked through the outputs only")
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "fp16", "bf16"),
+        default=None,
+        help="precision of the export (Optimum's --dtype; default fp32)",
+    )
+    parser.add_argument(
+        "--optimize",
+        choices=("O1", "O2", "O3", "O4"),
+        default=None,
+        help="ONNX Runtime optimization level (Optimum's --optimize); fused weights are then "
+        "checked through the outputs only",
+    )
     parser.add_argument("--library-name", default=None, help="Optimum's --library-name (default: inferred)")
     parser.add_argument("--trust-remote-code", action="store_true", help="Optimum's --trust-remote-code")
-    parser.add_argument("--rewrite-gemm", action="store_true",
-                        help="rewrite 2:4 MatMul layers to Gemm so TensorRT may use sparse kernels")
+    parser.add_argument(
+        "--rewrite-gemm",
+        action="store_true",
+        help="rewrite 2:4 MatMul layers to Gemm so TensorRT may use sparse kernels",
+    )
     parser.add_argument("--atol", type=float, default=1e-4, help="PyTorch vs ONNX Runtime tolerance")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an output folder that an earlier es-plugins export wrote")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an output folder that an earlier es-plugins export wrote"
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Optimum's ONNX export into OUT, published only once every check passed."""
-    options = ExportOptions(task=args.task, opset=args.opset, device=args.device, dtype=args.dtype,
-                            optimize=args.optimize, library_name=args.library_name,
-                            trust_remote_code=args.trust_remote_code)
+    options = ExportOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ExportOptions)})
     model = resolve_model_path(args.model)
     check_output(args.output, inputs=[model], overwrite=args.overwrite, flag="output")
     results = []
@@ -223,22 +308,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     def write(tmp: Path) -> None:
         results.append(export_and_verify(model, tmp, options, args.rewrite_gemm, args.atol))
 
-    out = write_folder_atomically(args.output, write, inputs=[model], overwrite=args.overwrite,
-                                  command="optimum-cli sparsity export", flag="output")
+    out = write_folder_atomically(
+        args.output,
+        write,
+        inputs=[model],
+        overwrite=args.overwrite,
+        command="optimum-cli sparsity export",
+        flag="output",
+    )
     summary = results[0]
     summary["onnx"] = str(out / "model.onnx")
     emit(summary["report"].format_table())
-    compared = (f"all {summary['weights_compared']} targeted weights bit-identical to {args.model}"
-                if summary["weights_compared"] else "weights checked through the outputs (--optimize)")
+    compared = (
+        f"all {summary['weights_compared']} targeted weights bit-identical to {args.model}"
+        if summary["weights_compared"]
+        else "weights checked through the outputs (--optimize)"
+    )
     emit(f"{compared}; ONNX Runtime vs PyTorch max |diff| {summary['max_abs_diff']:.3g}")
     if "gemm_rewrite" in summary:
-        emit(f"MatMul->Gemm: {summary['gemm_rewrite']['layers']} layers, outputs max |diff| "
-             f"{summary['gemm_rewrite']['max_abs_diff']:.3g}")
+        emit(
+            f"MatMul->Gemm: {summary['gemm_rewrite']['layers']} layers, outputs max |diff| "
+            f"{summary['gemm_rewrite']['max_abs_diff']:.3g}"
+        )
     if summary["report"].eligible:
         emit("TensorRT: " + trtexec_command(summary["onnx"]))
     else:
-        emit("TensorRT: no layer is eligible for 2:4 sparse kernels (see the table), so no "
-             "--sparsity=enable command is suggested")
+        emit(
+            "TensorRT: no layer is eligible for 2:4 sparse kernels (see the table), so no "
+            "--sparsity=enable command is suggested"
+        )
     return 0
 
 

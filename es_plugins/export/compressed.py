@@ -16,14 +16,13 @@ random weights without an error), so the version is checked before reading or wr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SparsityConfigError
 from ..hf_config import model_class, read_config
 from ..masks.nm import nm_compliance
 from ..targets import Target, TargetSpec, resolve_targets
@@ -54,8 +53,10 @@ class CompressionSummary:
         return self.targets_compressed_bytes / self.targets_dense_bytes if self.targets_dense_bytes else 1.0
 
     def format_line(self) -> str:
-        return (f"{self.format}: {self.layers} layers; file {self.file_bytes / 2**20:.2f} MiB = {self.ratio:.3f}x dense "
-                f"({self.dense_bytes / 2**20:.2f} MiB); compressed weights {self.targets_ratio:.3f}x their dense bytes")
+        return (
+            f"{self.format}: {self.layers} layers; file {self.file_bytes / 2**20:.2f} MiB = {self.ratio:.3f}x dense "
+            f"({self.dense_bytes / 2**20:.2f} MiB); compressed weights {self.targets_ratio:.3f}x their dense bytes"
+        )
 
 
 def _compressed_tensors():
@@ -65,16 +66,21 @@ def _compressed_tensors():
         raise ImportError(f"compressed checkpoints need {SUPPORTED}: pip install 'es-plugins[onnx]'") from None
     major, minor = (int(x) for x in compressed_tensors.__version__.split(".")[:2])
     if (major, minor) >= (0, 20) or (major, minor) < (0, 9):
-        raise ImportError(f"compressed-tensors {compressed_tensors.__version__} is installed; sparse checkpoints need "
-                          f"{SUPPORTED} (0.20 removed the sparse compressors and would give random weights)")
+        raise ImportError(
+            f"compressed-tensors {compressed_tensors.__version__} is installed; sparse checkpoints need "
+            f"{SUPPORTED} (0.20 removed the sparse compressors and would give random weights)"
+        )
     return compressed_tensors
 
 
 def is_compressed_config(config: dict) -> bool:
     """True when a parsed ``config.json`` declares a compressed-tensors sparsity format."""
     data = config.get("quantization_config") or {}
-    return isinstance(data, dict) and data.get("quant_method") == "compressed-tensors" and bool(
-        data.get("sparsity_config"))
+    return (
+        isinstance(data, dict)
+        and data.get("quant_method") == "compressed-tensors"
+        and bool(data.get("sparsity_config"))
+    )
 
 
 def is_compressed_checkpoint(path: str | Path) -> bool:
@@ -98,11 +104,13 @@ def _two_four_problems(targets: list[Target]) -> list[str]:
 def choose_format(targets: list[Target], fmt: str) -> str:
     """Validate ``fmt`` (``auto``, ``bitmask``, ``2:4``); ``auto`` picks 2:4 when every target allows it."""
     if fmt not in ("auto", *FORMATS):
-        raise ValueError(f"format must be one of auto, {', '.join(FORMATS)}; got {fmt!r}")
+        raise SparsityConfigError(f"format must be one of auto, {', '.join(FORMATS)}; got {fmt!r}")
     problems = _two_four_problems(targets)
     if fmt == "2:4" and problems:
-        raise ValueError(f"--format 2:4 needs every targeted weight to be 2:4 along its input axis; not: "
-                         f"{'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Use --format bitmask")
+        raise SparsityConfigError(
+            f"--format 2:4 needs every targeted weight to be 2:4 along its input axis; not: "
+            f"{'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Use --format bitmask"
+        )
     if fmt == "auto":
         return "bitmask" if problems else "2:4"
     return fmt
@@ -121,8 +129,9 @@ def _unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_compressed(model: nn.Module, out_dir: str | Path, fmt: str = "auto",
-                    targets: TargetSpec | None = None) -> CompressionSummary:
+def save_compressed(
+    model: nn.Module, out_dir: str | Path, fmt: str = "auto", targets: TargetSpec | None = None
+) -> CompressionSummary:
     """Write ``model``'s weights to ``out_dir/model.safetensors`` in a compressed-tensors sparse
     format and record it in ``config.json`` (``out_dir`` must already hold the config)."""
     _compressed_tensors()
@@ -137,8 +146,11 @@ def save_compressed(model: nn.Module, out_dir: str | Path, fmt: str = "auto",
     zeros = sum(int((t.param == 0).sum()) for t in chosen)
     numel = sum(t.param.numel() for t in chosen)
     config = SparsityCompressionConfig.load_from_registry(
-        FORMATS[fmt], targets=modules, global_sparsity=zeros / numel,
-        sparsity_structure="2:4" if fmt == "2:4" else "unstructured")
+        FORMATS[fmt],
+        targets=modules,
+        global_sparsity=zeros / numel,
+        sparsity_structure="2:4" if fmt == "2:4" else "unstructured",
+    )
     compressor = ModelCompressor(sparsity_config=config)
     dense = _unique_state_dict(model)
     compressed = compressor.compress(model, state_dict=dict(dense))
@@ -149,12 +161,14 @@ def save_compressed(model: nn.Module, out_dir: str | Path, fmt: str = "auto",
     target_keys = {t.name for t in chosen}
     prefixes = tuple(f"{m}." for m in modules)
     return CompressionSummary(
-        format=fmt, layers=len(modules),
+        format=fmt,
+        layers=len(modules),
         dense_bytes=sum(t.numel() * t.element_size() for t in dense.values()),
         file_bytes=(out / WEIGHTS_FILE).stat().st_size,
         targets_dense_bytes=sum(dense[k].numel() * dense[k].element_size() for k in target_keys if k in dense),
-        targets_compressed_bytes=sum(v.numel() * v.element_size() for k, v in compressed.items()
-                                     if k.startswith(prefixes) and k not in dense),
+        targets_compressed_bytes=sum(
+            v.numel() * v.element_size() for k, v in compressed.items() if k.startswith(prefixes) and k not in dense
+        ),
     )
 
 
@@ -170,12 +184,16 @@ def load_compressed(path: str | Path, dtype: torch.dtype | None = None) -> nn.Mo
 
     path = Path(path)
     if not is_compressed_checkpoint(path):
-        raise CheckpointError(f"{path} is not a compressed-tensors sparse checkpoint (no sparsity_config in config.json)")
+        raise CheckpointError(
+            f"{path} is not a compressed-tensors sparse checkpoint (no sparsity_config in config.json)"
+        )
     raw = read_config(path)
     stored = (raw["quantization_config"].get("sparsity_config") or {}).get("format")
     if stored not in LOADABLE_FORMATS:
-        raise CheckpointError(f"{str(path / 'config.json')!r}: sparsity format {stored!r} cannot be decompressed; "
-                              f"supported: {', '.join(LOADABLE_FORMATS)}")
+        raise CheckpointError(
+            f"{str(path / 'config.json')!r}: sparsity format {stored!r} cannot be decompressed; "
+            f"supported: {', '.join(LOADABLE_FORMATS)}"
+        )
     if not raw.get("architectures"):
         raise CheckpointError(f"{path}/config.json names no transformers architecture")
     model_cls = model_class(path, raw)
@@ -195,7 +213,8 @@ def load_compressed(path: str | Path, dtype: torch.dtype | None = None) -> nn.Mo
     loaded = {params[name].data_ptr() for name in weights if name in params}
     lost = [k for k in result.missing_keys if k not in params or params[k].data_ptr() not in loaded]
     if result.unexpected_keys or lost:
-        raise CheckpointError(f"{path}: weights do not fit {arch} (missing {lost[:5]}, "
-                              f"unexpected {result.unexpected_keys[:5]})")
+        raise CheckpointError(
+            f"{path}: weights do not fit {arch} (missing {lost[:5]}, unexpected {result.unexpected_keys[:5]})"
+        )
     model.eval()
     return model

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ExportError
+
 if TYPE_CHECKING:
     import onnx
 
@@ -32,7 +34,7 @@ def synthetic_feeds(model: "onnx.ModelProto", batch: int = 2, seq: int = 8, seed
     rng = np.random.default_rng(seed)
     initializers = {t.name for t in model.graph.initializer}
     bounds = _index_bounds(model)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for value in model.graph.input:
         if value.name in initializers:
             continue
@@ -42,8 +44,10 @@ def synthetic_feeds(model: "onnx.ModelProto", batch: int = 2, seq: int = 8, seed
             shape.append(dim.dim_value if dim.dim_value > 0 else (batch if position == 0 else seq))
         dtype = _NUMPY.get(tensor_type.elem_type)
         if dtype is None:
-            raise ValueError(f"input {value.name!r} has an element type ({tensor_type.elem_type}) "
-                             "the check cannot synthesise; pass feeds explicitly")
+            raise ExportError(
+                f"input {value.name!r} has an element type ({tensor_type.elem_type}) "
+                "the check cannot synthesise; pass feeds explicitly"
+            )
         if np.issubdtype(dtype, np.integer):
             high = bounds.get(value.name, 2)
             feeds[value.name] = rng.integers(0, high, size=shape).astype(dtype)
@@ -76,20 +80,27 @@ class OutputCheck:
         return self.max_abs_diff <= self.atol
 
 
-def compare_outputs(reference: "onnx.ModelProto", candidate: "onnx.ModelProto", atol: float = 1e-5,
-                    feeds: dict[str, np.ndarray] | None = None) -> OutputCheck:
+def compare_outputs(
+    reference: "onnx.ModelProto",
+    candidate: "onnx.ModelProto",
+    atol: float = 1e-5,
+    feeds: dict[str, np.ndarray] | None = None,
+) -> OutputCheck:
     """Max absolute difference over all outputs of two graphs fed the same inputs."""
     feeds = feeds if feeds is not None else synthetic_feeds(reference)
     expected, got = run_onnx(reference, feeds), run_onnx(candidate, feeds)
     if len(expected) != len(got):
-        raise ValueError(f"the graphs have {len(expected)} and {len(got)} outputs")
-    diff = max((float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0)
-               for a, b in zip(expected, got))
+        raise ExportError(f"the graphs have {len(expected)} and {len(got)} outputs")
+    diff = max(
+        (float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0)
+        for a, b in zip(expected, got)
+    )
     return OutputCheck(diff, atol)
 
 
-def pytorch_parity(model, onnx_model: "onnx.ModelProto", atol: float = 1e-4,
-                   feeds: dict[str, np.ndarray] | None = None) -> OutputCheck:
+def pytorch_parity(
+    model, onnx_model: "onnx.ModelProto", atol: float = 1e-4, feeds: dict[str, np.ndarray] | None = None
+) -> OutputCheck:
     """Max |diff| between the first output of a PyTorch model and of its ONNX export.
 
     The model is called with the ONNX graph's inputs as keyword arguments, which is how
@@ -101,8 +112,8 @@ def pytorch_parity(model, onnx_model: "onnx.ModelProto", atol: float = 1e-4,
     got = run_onnx(onnx_model, feeds)[0]
     with torch.no_grad():
         result = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
-    expected = (result[0] if isinstance(result, (tuple, list)) or hasattr(result, "to_tuple") else result)
+    expected = result[0] if isinstance(result, (tuple, list)) or hasattr(result, "to_tuple") else result
     expected = expected.detach().float().cpu().numpy()
     if expected.shape != got.shape:
-        raise ValueError(f"first output shapes differ: PyTorch {expected.shape}, ONNX {got.shape}")
+        raise ExportError(f"first output shapes differ: PyTorch {expected.shape}, ONNX {got.shape}")
     return OutputCheck(float(np.abs(expected.astype(np.float64) - got.astype(np.float64)).max()), atol)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ExportError
 from .onnx_check import OutputCheck, compare_outputs
 from .onnx_report import inspect_onnx
 from .onnx_weights import constant_sources
@@ -28,7 +29,12 @@ class GemmRewrite:
     model: "onnx.ModelProto"
     rewritten: tuple[str, ...]  # PyTorch names of the layers now run by Gemm
     with_bias: int
-    check: OutputCheck | None = None
+    check: OutputCheck | None = None  # set by rewrite_and_check
+
+    @property
+    def max_abs_diff(self) -> float:
+        """Largest output difference of the checked rewrite (0.0 when it was not checked)."""
+        return self.check.max_abs_diff if self.check is not None else 0.0
 
 
 def _opset(model: "onnx.ModelProto") -> int:
@@ -45,13 +51,16 @@ def matmul_to_gemm(model: "onnx.ModelProto", pattern: tuple[int, int] | None = (
     from onnx import helper, numpy_helper
 
     if _opset(model) < 11:
-        raise ValueError(f"the MatMul->Gemm rewrite needs opset >= 11, the model has {_opset(model)}")
+        raise ExportError(f"the MatMul->Gemm rewrite needs opset >= 11, the model has {_opset(model)}")
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     report = inspect_onnx(model, pattern=pattern or (2, 4))
     via_identity = constant_sources(model)
-    chosen = {layer.initializer: layer for layer in report.layers
-              if layer.op_type == "MatMul" and (pattern is None or layer.nm_ok)}
+    chosen = {
+        layer.initializer: layer
+        for layer in report.layers
+        if layer.op_type == "MatMul" and (pattern is None or layer.nm_ok)
+    }
     inits = {t.name: t for t in graph.initializer}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -92,14 +101,29 @@ def matmul_to_gemm(model: "onnx.ModelProto", pattern: tuple[int, int] | None = (
         p = node.name or y
         new_nodes += [
             helper.make_node("Shape", [x], [f"{p}/gemm_shape"], name=f"{p}/GemmShape"),
-            helper.make_node("Slice", [f"{p}/gemm_shape", const("es_plugins::zero", [0]),
-                                       const("es_plugins::minus_one", [-1])], [f"{p}/gemm_lead"], name=f"{p}/GemmLead"),
-            helper.make_node("Concat", [f"{p}/gemm_lead", const(f"es_plugins::dim_{n}", [n])],
-                             [f"{p}/gemm_out_shape"], axis=0, name=f"{p}/GemmOutShape"),
-            helper.make_node("Reshape", [x, const(f"es_plugins::rows_{k}", [-1, k])], [f"{p}/gemm_in"],
-                             name=f"{p}/GemmFlatten"),
-            helper.make_node("Gemm", [f"{p}/gemm_in", weight_name] + ([bias] if bias else []), [f"{p}/gemm_y"],
-                             transB=1, name=f"{p}/Gemm"),
+            helper.make_node(
+                "Slice",
+                [f"{p}/gemm_shape", const("es_plugins::zero", [0]), const("es_plugins::minus_one", [-1])],
+                [f"{p}/gemm_lead"],
+                name=f"{p}/GemmLead",
+            ),
+            helper.make_node(
+                "Concat",
+                [f"{p}/gemm_lead", const(f"es_plugins::dim_{n}", [n])],
+                [f"{p}/gemm_out_shape"],
+                axis=0,
+                name=f"{p}/GemmOutShape",
+            ),
+            helper.make_node(
+                "Reshape", [x, const(f"es_plugins::rows_{k}", [-1, k])], [f"{p}/gemm_in"], name=f"{p}/GemmFlatten"
+            ),
+            helper.make_node(
+                "Gemm",
+                [f"{p}/gemm_in", weight_name] + ([bias] if bias else []),
+                [f"{p}/gemm_y"],
+                transB=1,
+                name=f"{p}/Gemm",
+            ),
             helper.make_node("Reshape", [f"{p}/gemm_y", f"{p}/gemm_out_shape"], [out], name=f"{p}/GemmUnflatten"),
         ]
         rewritten.append(layer.pytorch_name)
@@ -112,12 +136,14 @@ def matmul_to_gemm(model: "onnx.ModelProto", pattern: tuple[int, int] | None = (
     return GemmRewrite(model, tuple(rewritten), with_bias)
 
 
-def rewrite_and_check(model: "onnx.ModelProto", pattern: tuple[int, int] | None = (2, 4),
-                      atol: float = 1e-5) -> GemmRewrite:
+def rewrite_and_check(
+    model: "onnx.ModelProto", pattern: tuple[int, int] | None = (2, 4), atol: float = 1e-5
+) -> GemmRewrite:
     """:func:`matmul_to_gemm`, then run both graphs on the same inputs; refuse if outputs differ."""
     result = matmul_to_gemm(model, pattern)
     check = compare_outputs(model, result.model, atol=atol)
     if not check.ok:
-        raise ValueError(f"MatMul->Gemm rewrite changed the outputs (max |diff| {check.max_abs_diff:.3g} > {atol}); "
-                         "not writing it")
+        raise ExportError(
+            f"MatMul->Gemm rewrite changed the outputs (max |diff| {check.max_abs_diff:.3g} > {atol}); not writing it"
+        )
     return GemmRewrite(result.model, result.rewritten, result.with_bias, check)

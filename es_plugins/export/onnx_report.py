@@ -78,9 +78,17 @@ class OnnxSparsityReport:
             "sparsity": self.zeros / self.numel if self.numel else 0.0,
             "nm_compliant_layers": sum(layer.nm_ok for layer in self.layers),
             "sparse_kernel_eligible_layers": len(self.eligible),
-            "matmul_layers_nm_compliant": sum(l.nm_ok and l.op_type == "MatMul" for l in self.layers),
-            "layers": [{"pytorch_name": layer.name, **asdict(layer), "shape": list(layer.shape), "sparsity": layer.sparsity,
-                        "nm_ok": layer.nm_ok} for layer in self.layers],
+            "matmul_layers_nm_compliant": sum(layer.nm_ok and layer.op_type == "MatMul" for layer in self.layers),
+            "layers": [
+                {
+                    "pytorch_name": layer.name,
+                    **asdict(layer),
+                    "shape": list(layer.shape),
+                    "sparsity": layer.sparsity,
+                    "nm_ok": layer.nm_ok,
+                }
+                for layer in self.layers
+            ],
             "meta": self.meta,
         }
 
@@ -90,24 +98,33 @@ class OnnxSparsityReport:
     def format_table(self) -> str:
         pattern = f"{self.pattern[0]}:{self.pattern[1]}"
         width = max([len("layer (PyTorch name)")] + [len(layer.pytorch_name) for layer in self.layers])
-        head = f"{'layer (PyTorch name)':<{width}}  {'op':>6}  {'shape':>10}  {'sparsity':>8}  {pattern + ' ok':>7}  sparse kernel"
+        title = "layer (PyTorch name)"
+        head = f"{title:<{width}}  {'op':>6}  {'shape':>10}  {'sparsity':>8}  {pattern + ' ok':>7}  sparse kernel"
         lines = [head, "-" * len(head)]
         for layer in self.layers:
             shape = "x".join(str(d) for d in layer.shape)
             nm = f"{layer.nm_compliant / layer.nm_groups:.0%}" if layer.nm_groups else "n/a"
             verdict = "eligible" if layer.sparse_kernel_eligible else f"no: {layer.reason}"
-            lines.append(f"{layer.pytorch_name:<{width}}  {layer.op_type:>6}  {shape:>10}  "
-                         f"{layer.sparsity:>8.2%}  {nm:>7}  {verdict}")
+            lines.append(
+                f"{layer.pytorch_name:<{width}}  {layer.op_type:>6}  {shape:>10}  "
+                f"{layer.sparsity:>8.2%}  {nm:>7}  {verdict}"
+            )
         lines.append("-" * len(head))
         sparsity = self.zeros / self.numel if self.numel else 0.0
-        lines.append(f"weights: {len(self.layers)} tensors, {self.numel:,} values, {self.zeros:,} zeros ({sparsity:.2%})")
+        lines.append(
+            f"weights: {len(self.layers)} tensors, {self.numel:,} values, {self.zeros:,} zeros ({sparsity:.2%})"
+        )
         ok = sum(layer.nm_ok for layer in self.layers)
-        lines.append(f"{pattern} compliant: {ok}/{len(self.layers)}; eligible for sparse kernels: "
-                     f"{len(self.eligible)}/{len(self.layers)}")
+        lines.append(
+            f"{pattern} compliant: {ok}/{len(self.layers)}; eligible for sparse kernels: "
+            f"{len(self.eligible)}/{len(self.layers)}"
+        )
         stuck = sum(layer.nm_ok and layer.op_type == "MatMul" for layer in self.layers)
         if stuck:
-            lines.append(f"{stuck} {pattern} layers are MatMul nodes, which TensorRT runs dense: "
-                         "rewrite them to Gemm (es-plugins inspect MODEL.onnx --rewrite-gemm OUT.onnx)")
+            lines.append(
+                f"{stuck} {pattern} layers are MatMul nodes, which TensorRT runs dense: "
+                "rewrite them to Gemm (es-plugins inspect MODEL.onnx --rewrite-gemm OUT.onnx)"
+            )
         return "\n".join(lines)
 
 
@@ -129,8 +146,8 @@ def inspect_onnx(
     min_channels: int = MIN_CHANNELS,
 ) -> OnnxSparsityReport:
     """Report sparsity, N:M compliance and sparse-kernel eligibility of every weight."""
-    source = None if not isinstance(model, (str, Path)) else str(model)
-    proto = load_onnx(model) if source else model
+    source = str(model) if isinstance(model, (str, Path)) else None
+    proto = load_onnx(model) if isinstance(model, (str, Path)) else model
     arrays = initializer_arrays(proto)
     n, m = pattern
     label = f"{n}:{m}"
@@ -140,13 +157,23 @@ def inspect_onnx(
         tensor = torch.from_numpy(np.require(array, requirements=["C", "W"]))
         groups, compliant = nm_compliance(tensor, n, m, weight.in_axis)
         nm_ok = groups > 0 and compliant == groups
-        reason = _verdict(weight.op_type, weight.groups, nm_ok, weight.in_channels, weight.out_channels,
-                          min_channels, label)
-        layers.append(OnnxLayer(
-            name=weight.pytorch_name, initializer=weight.initializer, op_type=weight.op_type,
-            shape=weight.shape, numel=int(array.size), zeros=int((array == 0).sum()),
-            nm_groups=groups, nm_compliant=compliant, sparse_kernel_eligible=not reason, reason=reason,
-        ))
+        reason = _verdict(
+            weight.op_type, weight.groups, nm_ok, weight.in_channels, weight.out_channels, min_channels, label
+        )
+        layers.append(
+            OnnxLayer(
+                name=weight.pytorch_name,
+                initializer=weight.initializer,
+                op_type=weight.op_type,
+                shape=weight.shape,
+                numel=int(array.size),
+                zeros=int((array == 0).sum()),
+                nm_groups=groups,
+                nm_compliant=compliant,
+                sparse_kernel_eligible=not reason,
+                reason=reason,
+            )
+        )
     return OnnxSparsityReport(layers, pattern, min_channels, meta={"source": source} if source else {})
 
 
@@ -207,12 +234,19 @@ def compare_with_pytorch(
         got = stored.T if weight.transposed and stored.ndim == 2 else stored
         if got.shape != reference.shape or not np.array_equal(got, reference):
             zeros = (int((got == 0).sum()), int((reference == 0).sum())) if got.shape == reference.shape else None
-            problems.append(f"{torch_name}: ONNX {weight.initializer} differs"
-                            + (f" (zeros {zeros[0]} vs {zeros[1]} in PyTorch)" if zeros else
-                               f" (shape {got.shape} vs {reference.shape})"))
+            problems.append(
+                f"{torch_name}: ONNX {weight.initializer} differs"
+                + (
+                    f" (zeros {zeros[0]} vs {zeros[1]} in PyTorch)"
+                    if zeros
+                    else f" (shape {got.shape} vs {reference.shape})"
+                )
+            )
     missing = [n for n in expected if n not in seen]
     compared = len(expected) - len(missing)
     if missing or not expected:
-        problems.append(f"only {compared} of {len(expected)} targeted weights were found in the ONNX graph and "
-                        f"compared; not found: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        problems.append(
+            f"only {compared} of {len(expected)} targeted weights were found in the ONNX graph and "
+            f"compared; not found: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
     return WeightComparison(compared, len(expected), tuple(problems))

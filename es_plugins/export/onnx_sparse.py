@@ -18,7 +18,7 @@ import numpy as np
 from .onnx_weights import load_onnx, sparse_to_dense  # noqa: F401  (re-exported: its old home)
 
 if TYPE_CHECKING:
-    import onnx
+    pass
 
 INDEX_BYTES = 8  # int64, as onnx.checker requires
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import ExportError
 
 if TYPE_CHECKING:
     import onnx
@@ -23,7 +23,7 @@ WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64, 16: None}  # 16 = bfloat16, counted via raw bits
 
 
-class OnnxInputError(CheckpointError):
+class OnnxInputError(ExportError):
     """A path that should be an ONNX model is missing or not one."""
 
 
@@ -157,9 +157,16 @@ def find_weights(model: "onnx.ModelProto") -> list[OnnxWeight]:
             in_axis, transposed = (1, False) if trans_b else (0, True)
         else:
             in_axis, transposed = 1, False
-        weights.append(OnnxWeight(
-            initializer=name, pytorch_name=_pytorch_name(name, node.name), op_type=node.op_type,
-            node_name=node.name, shape=shape, in_axis=in_axis, transposed=transposed,
-            groups=_attr(node, "group", 1) if node.op_type == "Conv" else 1,
-        ))
+        weights.append(
+            OnnxWeight(
+                initializer=name,
+                pytorch_name=_pytorch_name(name, node.name),
+                op_type=node.op_type,
+                node_name=node.name,
+                shape=shape,
+                in_axis=in_axis,
+                transposed=transposed,
+                groups=_attr(node, "group", 1) if node.op_type == "Conv" else 1,
+            )
+        )
     return weights

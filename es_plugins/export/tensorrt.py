@@ -12,6 +12,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ..errors import SparsityConfigError
+
 TRT_PROVIDER = "TensorrtExecutionProvider"
 
 
@@ -26,7 +28,7 @@ def trtexec_command(onnx_path: str | Path, precision: str = "fp16", engine: str 
     them against dense ones); ``precision`` is ``fp16``, ``int8``, ``best`` or ``fp32`` (TF32).
     """
     if precision not in ("fp16", "int8", "best", "fp32"):
-        raise ValueError(f"precision must be one of fp16, int8, best, fp32, got {precision!r}")
+        raise SparsityConfigError(f"precision must be one of fp16, int8, best, fp32, got {precision!r}")
     path = Path(onnx_path)
     engine = Path(engine) if engine else path.with_suffix(".sparse.engine")
     parts = ["trtexec", f"--onnx={path}", "--sparsity=enable", f"--saveEngine={engine}"]

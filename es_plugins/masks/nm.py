@@ -85,7 +85,9 @@ def parse_pattern(pattern: object) -> tuple[int, int]:
         except ValueError:
             pair = None
     if pair is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise SparsityConfigError(f"pattern must look like 'N:M' with integers N and M (e.g. '2:4'), or (N, M); got {pattern!r}")
+        raise SparsityConfigError(
+            f"pattern must look like 'N:M' with integers N and M (e.g. '2:4'), or (N, M); got {pattern!r}"
+        )
     n, m = int(pair[0]), int(pair[1])  # type: ignore[call-overload]
     if not 0 < n < m or m > MAX_M:
         raise SparsityConfigError(f"N:M pattern needs 0 < N < M <= {MAX_M}; got N={n}, M={m} (e.g. 2:4 or 4:8)")

@@ -141,10 +141,11 @@ def kth_smallest_threshold(
     numels: Sequence[int],
     k: int,
     progress: Callable = iter,
-    combine: LocalCombine = LocalCombine(),
+    combine: LocalCombine | None = None,
 ) -> tuple[float, int]:
     """Return ``(t, ties_to_prune)``: the k-th smallest score and how many scores equal to
     ``t`` must be pruned (in tie-break order) so that exactly ``k`` are pruned."""
+    combine = combine if combine is not None else LocalCombine()
     total = combine.sum(sum(numels))
     if not 0 < k <= total:
         raise ValueError(f"k must be in (0, {total}], got {k}")
@@ -188,16 +189,18 @@ def keep_largest_masks(
     return write_masks(scores, numels, t, ties_left)
 
 
-def write_masks(scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]) -> list[torch.Tensor]:
+def write_masks(
+    scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]
+) -> list[torch.Tensor]:
     """Keep scores above ``t``; of the scores equal to ``t``, prune the first ``ties`` in
     (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor."""
-    per_tensor = not isinstance(ties, int)
-    ties_left = 0 if per_tensor else ties
+    quotas = None if isinstance(ties, int) else [int(q) for q in ties]
+    ties_left = ties if isinstance(ties, int) else 0
     masks = []
     scratch = _scratch(numels)
     for index, (score_fn, numel) in enumerate(zip(scores, numels)):
-        if per_tensor:
-            ties_left = int(ties[index])
+        if quotas is not None:
+            ties_left = quotas[index]
         keep = torch.empty(numel, dtype=torch.bool)
         for start, stop in chunks(numel):
             s = scratch.score(score_fn, start, stop)
@@ -220,5 +223,7 @@ def write_masks(scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties
 def count_equal(scores: Sequence[ScoreFn], numels: Sequence[int], t: float) -> list[int]:
     """How many scores of each tensor equal ``t``."""
     scratch = _scratch(numels)
-    return [sum(int(torch.eq(scratch.score(fn, a, b), t, out=scratch.bools(b - a)[0]).sum()) for a, b in chunks(n))
-            for fn, n in zip(scores, numels)]
+    return [
+        sum(int(torch.eq(scratch.score(fn, a, b), t, out=scratch.bools(b - a)[0]).sum()) for a, b in chunks(n))
+        for fn, n in zip(scores, numels)
+    ]

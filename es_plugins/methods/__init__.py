@@ -19,7 +19,10 @@ from ..progress import progress_factory
 from ..targets import Target
 
 # Method modules register themselves on import; the order is the CLI's --method order.
+# isort: off
 from . import magnitude, nm, random, wanda, sparsegpt  # noqa: F401
+
+# isort: on
 from .calibrated import CalibratedConfig, SparseGPTConfig, WandaConfig
 from .configs import MethodConfig, NMConfig, OMPConfig, RandomConfig
 from .registry import MethodEntry, config_from_dict, entry_for, is_calibrated, method_names, register_method
@@ -60,8 +63,9 @@ def compute_masks(
             "calibration=token_ids) or the CLI's --calib"
         )
     check_finite(targets)
-    masks: dict[str, torch.Tensor] = entry.fn(targets, config, progress_factory(show_progress, config.name),
-                                              current or {})
+    masks: dict[str, torch.Tensor] = entry.fn(
+        targets, config, progress_factory(show_progress, config.name), current or {}
+    )
     return masks
 
 

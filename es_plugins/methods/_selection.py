@@ -35,7 +35,8 @@ def check_keeps_some(sparsity: float, k: int, total: int, what: str) -> None:
         largest = (total - 0.5) / total
         raise SparsityConfigError(
             f"sparsity {sparsity!r} prunes all {total:,} of {what} (round({sparsity} x {total:,}) = {k:,}); "
-            f"use a sparsity below {largest:.6g} to keep at least one weight")
+            f"use a sparsity below {largest:.6g} to keep at least one weight"
+        )
 
 
 def select_by_scores(

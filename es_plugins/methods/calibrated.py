@@ -39,7 +39,8 @@ class CalibratedConfig(MethodConfig):
         if self.sparsity is not None and abs(check_fraction("sparsity", self.sparsity) - implied) > 1e-9:
             raise SparsityConfigError(
                 f"give either sparsity (unstructured) or pattern (N:M), not both: pattern {n}:{m} "
-                f"prunes {implied:g}, sparsity={self.sparsity!r}")
+                f"prunes {implied:g}, sparsity={self.sparsity!r}"
+            )
         object.__setattr__(self, "pattern", f"{n}:{m}")  # one spelling: (2, 4) is stored as "2:4"
         object.__setattr__(self, "sparsity", implied)
 

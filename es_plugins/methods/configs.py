@@ -94,8 +94,14 @@ class NMConfig(MethodConfig):
     m: int = 4
     skip_incompatible: bool = False
 
-    def __init__(self, pattern: str | tuple[int, int] | int = "2:4", m: int | None = None,
-                 skip_incompatible: bool = False, *, n: int | None = None) -> None:
+    def __init__(
+        self,
+        pattern: str | tuple[int, int] | int = "2:4",
+        m: int | None = None,
+        skip_incompatible: bool = False,
+        *,
+        n: int | None = None,
+    ) -> None:
         if n is not None:  # the n=, m= keywords of saved plans (to_dict of older versions)
             pair = (n, 4 if m is None else m)
         elif isinstance(pattern, int) and not isinstance(pattern, bool) and m is not None:
@@ -124,4 +130,3 @@ class NMConfig(MethodConfig):
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.name, "pattern": self.pattern, "skip_incompatible": self.skip_incompatible}
-

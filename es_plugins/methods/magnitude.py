@@ -6,11 +6,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..targets import Target
-from .registry import register_method
 from ..masks.select import ScoreFn
+from ..targets import Target
 from ._selection import select_by_scores
 from .configs import OMPConfig
+from .registry import register_method
 
 
 def magnitude_score(param: torch.Tensor) -> ScoreFn:
@@ -24,6 +24,8 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
 
 
 @register_method(OMPConfig)
-def omp_masks(targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
+def omp_masks(
+    targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict
+) -> dict[str, torch.Tensor]:
     scores = [magnitude_score(t.param) for t in targets]
     return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)

@@ -10,14 +10,12 @@ import torch
 from ..errors import SparsityConfigError
 from ..masks.nm import nm_keep_mask, nm_keep_within
 from ..targets import Target
-from .registry import register_method
 from .configs import NMConfig
+from .registry import register_method
 
 
 @register_method(NMConfig)
-def nm_masks(
-    targets: Sequence[Target], config: NMConfig, progress: Callable, current: dict
-) -> dict[str, torch.Tensor]:
+def nm_masks(targets: Sequence[Target], config: NMConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
     incompatible = [t for t in targets if t.param.shape[t.in_axis] % config.m]
     if incompatible and not config.skip_incompatible:
         listed = ", ".join(f"{t.name} (in={t.param.shape[t.in_axis]})" for t in incompatible)

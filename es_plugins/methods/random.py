@@ -10,11 +10,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..targets import Target
-from .registry import register_method
 from ..masks.select import ScoreFn
+from ..targets import Target
 from ._selection import select_by_scores
 from .configs import RandomConfig
+from .registry import register_method
 
 _BLOCK = 4096
 
@@ -35,6 +35,8 @@ def _random_score(seed: int) -> ScoreFn:
 
 
 @register_method(RandomConfig)
-def random_masks(targets: Sequence[Target], config: RandomConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
+def random_masks(
+    targets: Sequence[Target], config: RandomConfig, progress: Callable, current: dict
+) -> dict[str, torch.Tensor]:
     scores = [_random_score(config.seed * 10_007 + i) for i, _ in enumerate(targets)]
     return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)

@@ -78,19 +78,17 @@ def register_method(
 ) -> Any:
     """Register ``fn`` as the mask function of ``config_type``; usable as a decorator.
 
+    A new method is one config dataclass plus one function (see "Adding a method" in
+    docs/design.md); the registry then serves it to ``sparsify_``, the Sparsifier, every
+    adapter and the CLI.
+
     Example:
-        >>> from dataclasses import dataclass
-        >>> from typing import ClassVar
-        >>> from es_plugins.methods import MethodConfig, register_method, method_names
-        >>> @dataclass(frozen=True)
-        ... class KeepAllConfig(MethodConfig):
-        ...     name: ClassVar[str] = "keep-all-doctest"
-        ...     target_sparsity: ClassVar[float] = 0.0
-        >>> @register_method(KeepAllConfig)
-        ... def keep_all(targets, config, progress, current):
-        ...     return {t.name: t.param.new_ones(t.param.shape, dtype=torch.bool) for t in targets}
-        >>> "keep-all-doctest" in method_names()
-        True
+        >>> from es_plugins.methods import entry_for
+        >>> entry = entry_for("sparsegpt")
+        >>> entry.calibrated, entry.needs_hessian, entry.refines_masks
+        (True, True, True)
+        >>> entry_for("omp").options
+        ('sparsity', 'scope')
     """
     if not (isinstance(config_type, type) and issubclass(config_type, MethodConfig)) or not config_type.name:
         raise SparsityConfigError(f"register_method needs a MethodConfig subclass with a name, got {config_type!r}")

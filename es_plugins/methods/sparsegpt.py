@@ -80,7 +80,7 @@ def sparsegpt_prune(
             mask1 = ~fixed[:, i1:i2]
         elif nm is None:
             quota = _block_quota(total_pruned, i1, count, cols, pruned_so_far)
-            scores = (w1 ** 2 / diag.reshape(1, -1) ** 2).reshape(-1)
+            scores = (w1**2 / diag.reshape(1, -1) ** 2).reshape(-1)
             mask1 = torch.zeros(rows * count, dtype=torch.bool, device=w.device)
             if quota > 0:
                 mask1[torch.sort(scores, stable=True).indices[:quota]] = True
@@ -112,14 +112,23 @@ def sparsegpt_prune(
 
 @register_method(SparseGPTConfig, calibrated=True, needs_hessian=True, refines_masks=True)
 @torch.no_grad()
-def sparsegpt_layer(target: Target, config: SparseGPTConfig, inputs: LayerInputs,
-                    keep: torch.Tensor | None) -> torch.Tensor:
+def sparsegpt_layer(
+    target: Target, config: SparseGPTConfig, inputs: LayerInputs, keep: torch.Tensor | None
+) -> torch.Tensor:
     """Prune (or, with ``keep``, only reconstruct) one layer in place; returns its keep-mask."""
     if inputs.hessian is None:
         raise SparsityConfigError("sparsegpt needs the inputs' Hessian (registered with needs_hessian=True)")
     weight = target.param
     new_weight, mask = sparsegpt_prune(
-        weight, target.in_axis, inputs.hessian / max(inputs.rows, 1), float(config.sparsity or 0.0), config.nm, keep,
-        config.blocksize, config.damp, target.name)
+        weight,
+        target.in_axis,
+        inputs.hessian / max(inputs.rows, 1),
+        float(config.sparsity or 0.0),
+        config.nm,
+        keep,
+        config.blocksize,
+        config.damp,
+        target.name,
+    )
     weight.data.copy_(new_weight)
     return mask.to(weight.device)

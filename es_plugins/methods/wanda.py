@@ -36,8 +36,9 @@ def row_keep_mask(scores: torch.Tensor, sparsity: float, in_axis: int) -> torch.
     return keep.movedim(-1, in_axis).contiguous()
 
 
-def wanda_keep_mask(weight: torch.Tensor, in_axis: int, input_sq_norms: torch.Tensor,
-                    sparsity: float, nm: tuple[int, int] | None) -> torch.Tensor:
+def wanda_keep_mask(
+    weight: torch.Tensor, in_axis: int, input_sq_norms: torch.Tensor, sparsity: float, nm: tuple[int, int] | None
+) -> torch.Tensor:
     scores = wanda_scores(weight, in_axis, input_sq_norms)
     if nm:
         return nm_keep_mask(scores, nm[0], nm[1], in_axis)

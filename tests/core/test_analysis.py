@@ -7,13 +7,27 @@ import math
 import pytest
 import torch
 
-from es_plugins import CubicSchedule, MaskMismatchError, OMPConfig, RandomConfig, Sparsifier, SparsityConfigError, resolve_targets
+from es_plugins import (
+    CubicSchedule,
+    MaskMismatchError,
+    OMPConfig,
+    RandomConfig,
+    Sparsifier,
+    SparsityConfigError,
+    resolve_targets,
+)
 from es_plugins.analysis import mask_similarity, near_zero_stats
 
 
 def test_similarity_hand_computed():
-    a = {"x": torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.bool), "y": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool)}
-    b = {"x": torch.tensor([1, 1, 0, 0, 1, 0, 0, 0], dtype=torch.bool), "y": torch.tensor([[1, 0], [0, 1]], dtype=torch.bool)}
+    a = {
+        "x": torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.bool),
+        "y": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool),
+    }
+    b = {
+        "x": torch.tensor([1, 1, 0, 0, 1, 0, 0, 0], dtype=torch.bool),
+        "y": torch.tensor([[1, 0], [0, 1]], dtype=torch.bool),
+    }
     sim = mask_similarity(a, b)
     x = sim.layers["x"]
     assert (x.kept_a, x.kept_b, x.both) == (4, 3, 2)
@@ -62,7 +76,7 @@ def test_near_zero_absolute_and_relative(tiny_blocks):
 def test_cubic_schedule_values_and_validation():
     schedule = CubicSchedule(start_step=10, end_step=110, initial_sparsity=0.1, frequency=10)
     assert schedule.sparsity_at(0, 0.5) == pytest.approx(0.1)
-    assert schedule.sparsity_at(60, 0.5) == pytest.approx(0.5 - 0.4 * 0.5 ** 3)
+    assert schedule.sparsity_at(60, 0.5) == pytest.approx(0.5 - 0.4 * 0.5**3)
     assert schedule.sparsity_at(65, 0.5) == schedule.sparsity_at(60, 0.5)  # updates every 10 steps
     assert schedule.sparsity_at(500, 0.5) == 0.5
     levels = [schedule.sparsity_at(s, 0.5) for s in range(0, 120)]

@@ -32,8 +32,27 @@ def text_dir(tmp_path):
 
 def test_perplexity_sweep_writes_report_and_resumes(tmp_path, tiny_lm_dir, text_dir, capsys):
     out = tmp_path / "report"
-    argv = ["sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir, "--tokens", "256",
-            "--seq-len", "32", "--levels", "0.3", "0.6", "0.9", "--resolution", "0.2", "--output", out]
+    argv = [
+        "sweep",
+        "--model",
+        tiny_lm_dir,
+        "--task",
+        "perplexity",
+        "--text",
+        text_dir,
+        "--tokens",
+        "256",
+        "--seq-len",
+        "32",
+        "--levels",
+        "0.3",
+        "0.6",
+        "0.9",
+        "--resolution",
+        "0.2",
+        "--output",
+        out,
+    ]
     code, stdout, stderr = run_cli(capsys, *argv)
     assert code == 0 and "essential sparsity" in stderr
     run = out / "tiny-gpt2-perplexity"
@@ -74,25 +93,59 @@ def test_finetune_sweep_on_csv(tmp_path, tiny_classifier_dir, capsys):
         for i in range(48):
             writer.writerow([random_text(8, seed=i), "pos" if i % 2 else "neg"])
     out = tmp_path / "ft"
-    code, _, stderr = run_cli(capsys, "sweep", "--model", tiny_classifier_dir, "--task", "finetune", "--data", data,
-                              "--text-column", "sentence", "--label-column", "sentiment", "--train", "32", "--test", "16",
-                              "--levels", "0.5", "--resolution", "0.5", "--seeds", "0", "1", "--max-length", "12",
-                              "--output", out)
+    code, _, stderr = run_cli(
+        capsys,
+        "sweep",
+        "--model",
+        tiny_classifier_dir,
+        "--task",
+        "finetune",
+        "--data",
+        data,
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "sentiment",
+        "--train",
+        "32",
+        "--test",
+        "16",
+        "--levels",
+        "0.5",
+        "--resolution",
+        "0.5",
+        "--seeds",
+        "0",
+        "1",
+        "--max-length",
+        "12",
+        "--output",
+        out,
+    )
     assert code == 0
     results = json.loads((out / "tiny-bert-cls-finetune" / "results.json").read_text())
     assert all(len(level["values"]) == 2 for level in results["levels"])  # both seeds evaluated
     assert (out / "tiny-bert-cls-finetune" / "dense_finetuned_targets.safetensors").is_file()
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--task", "perplexity"], "needs --text"),
-    (["--task", "finetune"], "needs --data"),
-    ([], "--model needs --task"),
-    (["--task", "finetune", "--data", "DATA", "--label-column", "stars"], "no column 'stars' .*--label-column.*columns are"),
-    (["--task", "perplexity", "--text", "TEXT", "--seq-len", "999"], r"seq_len=999 is larger than the model's maximum \(64\)"),
-    (["--task", "perplexity", "--text", "TEXT", "--tolerance", "1.5"], r"tolerance must be in \[0, 1\)"),
-    (["--task", "perplexity", "--text", "TEXT", "--method", "nm"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--task", "perplexity"], "needs --text"),
+        (["--task", "finetune"], "needs --data"),
+        ([], "--model needs --task"),
+        (
+            ["--task", "finetune", "--data", "DATA", "--label-column", "stars"],
+            "no column 'stars' .*--label-column.*columns are",
+        ),
+        (
+            ["--task", "perplexity", "--text", "TEXT", "--seq-len", "999"],
+            r"seq_len=999 is larger than the model's maximum \(64\)",
+        ),
+        (["--task", "perplexity", "--text", "TEXT", "--tolerance", "1.5"], r"tolerance must be in \[0, 1\)"),
+        (["--task", "perplexity", "--text", "TEXT", "--method", "nm"], "invalid choice"),
+    ],
+)
 def test_sweep_bad_input(tmp_path, tiny_lm_dir, text_dir, capsys, extra, message):
     import re
 
@@ -117,7 +170,9 @@ def test_compare_masks_hand_computed(tmp_path, capsys):
     folder = tmp_path / "ckpt"
     folder.mkdir()
     b.save(folder / "sparsity_masks.safetensors")
-    code, stdout, _ = run_cli(capsys, "compare-masks", tmp_path / "a.safetensors", folder, "--json", "--output", tmp_path / "sim")
+    code, stdout, _ = run_cli(
+        capsys, "compare-masks", tmp_path / "a.safetensors", folder, "--json", "--output", tmp_path / "sim"
+    )
     data = json.loads(stdout)["overall"]
     assert data["cosine"] == pytest.approx(2 / math.sqrt(12)) and data["iou"] == pytest.approx(0.4)
     assert data["hamming"] == pytest.approx(3 / 8) and data["chance"]["cosine"] == pytest.approx(math.sqrt(0.5 * 0.375))
@@ -139,8 +194,19 @@ def test_zeros_across_checkpoints(tmp_path, tiny_bert_dir, capsys):
     sparsify_(model, SparsityPlan(OMPConfig(0.5)))
     pruned = tmp_path / "pruned"
     model.save_pretrained(pruned)
-    code, stdout, _ = run_cli(capsys, "zeros", tiny_bert_dir, pruned, "--threshold", "1e-6", "--mode", "absolute",
-                              "--json", "--output", tmp_path / "z")
+    code, stdout, _ = run_cli(
+        capsys,
+        "zeros",
+        tiny_bert_dir,
+        pruned,
+        "--threshold",
+        "1e-6",
+        "--mode",
+        "absolute",
+        "--json",
+        "--output",
+        tmp_path / "z",
+    )
     data = json.loads(stdout)
     assert data[str(tiny_bert_dir)]["overall"] == pytest.approx(0.0, abs=1e-3)
     assert data[str(pruned)]["overall"] == pytest.approx(0.5, abs=1e-3)
@@ -149,15 +215,50 @@ def test_zeros_across_checkpoints(tmp_path, tiny_bert_dir, capsys):
 
 def test_wanda_perplexity_sweep_uses_calibration(tmp_path, tiny_lm_dir, text_dir, capsys):
     out = tmp_path / "wanda"
-    code, _, _ = run_cli(capsys, "sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir,
-                         "--tokens", "128", "--seq-len", "32", "--levels", "0.5", "--resolution", "0.5",
-                         "--method", "wanda", "--calib", text_dir, "--calib-samples", "4", "--output", out)
+    code, _, _ = run_cli(
+        capsys,
+        "sweep",
+        "--model",
+        tiny_lm_dir,
+        "--task",
+        "perplexity",
+        "--text",
+        text_dir,
+        "--tokens",
+        "128",
+        "--seq-len",
+        "32",
+        "--levels",
+        "0.5",
+        "--resolution",
+        "0.5",
+        "--method",
+        "wanda",
+        "--calib",
+        text_dir,
+        "--calib-samples",
+        "4",
+        "--output",
+        out,
+    )
     assert code == 0
     results = json.loads((out / "tiny-gpt2-perplexity" / "results.json").read_text())
     assert results["meta"]["method"] == "wanda" and results["meta"]["calib_samples"] == 4
     with pytest.raises(SystemExit):
-        run_cli(capsys, "sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir,
-                "--method", "sparsegpt", "--output", tmp_path / "x")
+        run_cli(
+            capsys,
+            "sweep",
+            "--model",
+            tiny_lm_dir,
+            "--task",
+            "perplexity",
+            "--text",
+            text_dir,
+            "--method",
+            "sparsegpt",
+            "--output",
+            tmp_path / "x",
+        )
     assert "needs calibration text (--calib)" in capsys.readouterr().err
 
 
@@ -169,9 +270,28 @@ def test_finetune_sweep_on_packaged_rotten_tomatoes(tmp_path, tiny_classifier_di
     texts, labels, names = load_labeled("packaged:bbc-news")
     assert len(texts) == 2225 and len(names) == 5
     out = tmp_path / "ft"
-    code, _, _ = run_cli(capsys, "sweep", "--model", tiny_classifier_dir, "--task", "finetune", "--data",
-                         "packaged:rotten-tomatoes", "--train", "32", "--test", "16", "--levels", "0.5",
-                         "--resolution", "0.5", "--max-length", "12", "--output", out)
+    code, _, _ = run_cli(
+        capsys,
+        "sweep",
+        "--model",
+        tiny_classifier_dir,
+        "--task",
+        "finetune",
+        "--data",
+        "packaged:rotten-tomatoes",
+        "--train",
+        "32",
+        "--test",
+        "16",
+        "--levels",
+        "0.5",
+        "--resolution",
+        "0.5",
+        "--max-length",
+        "12",
+        "--output",
+        out,
+    )
     assert code == 0
     results = json.loads((out / "tiny-bert-cls-finetune" / "results.json").read_text())
     assert results["meta"]["test"] == 16 and len(results["levels"]) >= 2

@@ -50,8 +50,24 @@ def test_prune_nm_then_inspect_reports_compliance(tmp_path, tiny_bert_dir, capsy
 
 def test_prune_random_layer_scope_and_include(tmp_path, tiny_bert_dir, capsys):
     out = tmp_path / "r"
-    code, stdout, _ = run_cli(capsys, "prune", tiny_bert_dir, out, "--method", "random", "--sparsity", "0.2",
-                              "--scope", "layer", "--seed", "3", "--include", "query", "key", "--json")
+    code, stdout, _ = run_cli(
+        capsys,
+        "prune",
+        tiny_bert_dir,
+        out,
+        "--method",
+        "random",
+        "--sparsity",
+        "0.2",
+        "--scope",
+        "layer",
+        "--seed",
+        "3",
+        "--include",
+        "query",
+        "key",
+        "--json",
+    )
     report = json.loads(stdout)
     assert code == 0 and report["targets"]["layers"] == 4
     assert all(layer["sparsity"] == pytest.approx(0.2, abs=1 / 1024) for layer in report["layers"])
@@ -101,8 +117,12 @@ def test_not_a_checkpoint(tmp_path, capsys, make):
     with pytest.raises(SystemExit):
         run_cli(capsys, "prune", path, tmp_path / "out")
     err = capsys.readouterr().err
-    assert {"missing": "does not exist", "file": "is a file", "empty": "no config.json",
-            "config_only": "no model.safetensors"}[make] in err
+    assert {
+        "missing": "does not exist",
+        "file": "is a file",
+        "empty": "no config.json",
+        "config_only": "no model.safetensors",
+    }[make] in err
     assert not (tmp_path / "out").exists()
 
 

@@ -31,7 +31,7 @@ def test_compress_round_trips_bit_exactly_and_shrinks(tmp_path, capsys, method, 
     model, src = pruned_dir(tmp_path, method, "pruned")
     assert es_cli(["compress", str(src), str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr().out  # DeepSpeed, if imported earlier in this process, logs to stdout
-    summary = json.loads(out[out.index("{\n"):])
+    summary = json.loads(out[out.index("{\n") :])
     assert summary["format"] == fmt  # auto picks 2:4 only when every target is 2:4
     assert summary["targets_ratio"] <= 0.6  # 0.5 values + 1/32 bitmask (+ row offsets)
     assert summary["file_bytes"] < summary["dense_bytes"]

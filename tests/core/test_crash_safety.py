@@ -41,9 +41,15 @@ def _leftovers(parent: Path, name: str) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(f".{name}."))
 
 
-@pytest.mark.parametrize("stage,expected", [
-    ("writing", "old"), ("before-publish", "old"), ("after-swap", "new"), ("between-renames", "old"),
-])
+@pytest.mark.parametrize(
+    "stage,expected",
+    [
+        ("writing", "old"),
+        ("before-publish", "old"),
+        ("after-swap", "new"),
+        ("between-renames", "old"),
+    ],
+)
 def test_sigkill_at_each_stage_leaves_a_complete_output(tmp_path, stage, expected):
     out = tmp_path / "out"
 
@@ -68,9 +74,12 @@ def test_sigkill_at_each_stage_leaves_a_complete_output(tmp_path, stage, expecte
 
 
 def _prune(model: Path, out: Path, sparsity: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "es_plugins", "prune", str(model), str(out), "--sparsity",
-                             sparsity, "--overwrite"], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "es_plugins", "prune", str(model), str(out), "--sparsity", sparsity, "--overwrite"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_sigkill_of_the_cli_at_any_moment_keeps_out_complete(tmp_path):
@@ -98,8 +107,9 @@ def test_sigkill_of_the_cli_at_any_moment_keeps_out_complete(tmp_path):
 
 
 def _in_private_mount(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], env=_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def _can_mount(tmp_path: Path) -> bool:
@@ -110,11 +120,16 @@ def _can_mount(tmp_path: Path) -> bool:
     return _in_private_mount(f"mount -t tmpfs -o size=64k tmpfs {probe}").returncode == 0
 
 
-@pytest.mark.parametrize("mount,words", [
-    ("mount -t tmpfs -o size=48k tmpfs {disk}", "No space left on device"),
-    ("mount -t tmpfs -o size=1m tmpfs {disk} && mkdir {disk}/keep && mount -o remount,ro {disk}",
-     "Read-only file system"),
-])
+@pytest.mark.parametrize(
+    "mount,words",
+    [
+        ("mount -t tmpfs -o size=48k tmpfs {disk}", "No space left on device"),
+        (
+            "mount -t tmpfs -o size=1m tmpfs {disk} && mkdir {disk}/keep && mount -o remount,ro {disk}",
+            "Read-only file system",
+        ),
+    ],
+)
 def test_full_or_read_only_disk_is_one_line_and_leaves_nothing(tmp_path, mount, words):
     if not _can_mount(tmp_path):
         pytest.skip("needs root and unshare -m to mount a private tmpfs")
@@ -123,8 +138,10 @@ def test_full_or_read_only_disk_is_one_line_and_leaves_nothing(tmp_path, mount, 
     disk = tmp_path / "disk"
     disk.mkdir()
     out = disk / "keep" / "out" if "ro" in mount else disk / "out"
-    script = (f"{mount.format(disk=disk)} && {sys.executable} -m es_plugins prune {model} {out}; "
-              f"rc=$?; echo LISTING; ls -A {disk} {out.parent}; exit $rc")
+    script = (
+        f"{mount.format(disk=disk)} && {sys.executable} -m es_plugins prune {model} {out}; "
+        f"rc=$?; echo LISTING; ls -A {disk} {out.parent}; exit $rc"
+    )
     result = _in_private_mount(script)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]

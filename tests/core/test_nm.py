@@ -64,7 +64,9 @@ def test_incompatible_input_dim_errors_or_skips(tiny_blocks):
     plan = SparsityPlan(NMConfig("2:4"), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"]))
     with pytest.raises(SparsityConfigError, match=r"blocks\.1\.down\.weight \(in=30\)"):
         sparsify_(tiny_blocks, plan)
-    skip = SparsityPlan(NMConfig(2, 4, skip_incompatible=True), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"]))
+    skip = SparsityPlan(
+        NMConfig(2, 4, skip_incompatible=True), TargetSpec(include=["up", "down"], exclude=["blocks.1.up"])
+    )
     with pytest.warns(UserWarning, match="leaving 1 layer"):
         state = sparsify_(tiny_blocks, skip)
     assert state.masks["blocks.1.down.weight"].all()

@@ -9,16 +9,13 @@ from es_plugins import (
     MaskMismatchError,
     OMPConfig,
     RandomConfig,
+    Sparsifier,
     SparsityConfigError,
     SparsityPlan,
     SparsityState,
-    Sparsifier,
     WandaConfig,
-    calibrated_prune_,
     sparsify_,
 )
-from es_plugins.errors import OutputPathError
-from es_plugins.output import check_output, write_folder_atomically
 
 
 def test_sparsify_accepts_a_bare_method_config(tiny_blocks):
@@ -45,11 +42,11 @@ def test_random_config_refuses_non_integer_seeds(seed):
 def test_calibration_ids_outside_the_vocabulary_are_refused(tiny_gpt2):
     plan = SparsityPlan(WandaConfig(0.5))
     with pytest.raises(SparsityConfigError, match=r"token ids must be in \[0, 99\).*another tokenizer"):
-        calibrated_prune_(tiny_gpt2, plan, torch.full((2, 8), 500))
+        sparsify_(tiny_gpt2, plan, calibration=torch.full((2, 8), 500))
     with pytest.raises(SparsityConfigError, match="integer token ids"):
-        calibrated_prune_(tiny_gpt2, plan, torch.rand(2, 8))
+        sparsify_(tiny_gpt2, plan, calibration=torch.rand(2, 8))
     with pytest.raises(SparsityConfigError, match="prunes all"):
-        calibrated_prune_(tiny_gpt2, SparsityPlan(WandaConfig(0.99999)), torch.randint(0, 99, (2, 8)))
+        sparsify_(tiny_gpt2, SparsityPlan(WandaConfig(0.99999)), calibration=torch.randint(0, 99, (2, 8)))
 
 
 def test_partial_masks_never_load_silently(tiny_blocks, tmp_path):
@@ -71,52 +68,15 @@ def test_partial_masks_never_load_silently(tiny_blocks, tmp_path):
         sparsifier.load_state_dict(bare.state_dict())
 
 
-@pytest.mark.parametrize("broken", [
-    {"packed": {"a": torch.zeros(2)}, "shapes": {"a": [4, 4]}},
-    {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}, "shapes": {"a": "4x4"}},
-    {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}},
-    {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}, "shapes": {"a": [4, 4]}, "meta": ["not", "a", "dict"]},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"packed": {"a": torch.zeros(2)}, "shapes": {"a": [4, 4]}},
+        {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}, "shapes": {"a": "4x4"}},
+        {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}},
+        {"packed": {"a": torch.zeros(2, dtype=torch.uint8)}, "shapes": {"a": [4, 4]}, "meta": ["not", "a", "dict"]},
+    ],
+)
 def test_corrupt_mask_states_raise_mask_errors(broken):
     with pytest.raises(MaskMismatchError):
         SparsityState.from_state_dict({"format": "es-plugins-masks", **broken})
-
-
-def test_check_output_rules(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    model = tmp_path / "m"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    for bad in ("", ".", str(tmp_path), "/", str(model), str(model / "x")):
-        with pytest.raises(OutputPathError):
-            check_output(bad, inputs=[model], overwrite=True)
-    assert check_output("new/out", inputs=[model]) == tmp_path / "new" / "out"
-    # a file output may sit inside an input folder (it deletes nothing) but never replace it
-    assert check_output(model / "extra.onnx", inputs=[model], kind="file") == model / "extra.onnx"
-    with pytest.raises(OutputPathError, match="is the input"):
-        check_output(model / "config.json", inputs=[model / "config.json"], kind="file", overwrite=True)
-
-
-def test_failed_write_leaves_no_trace_and_keeps_the_old_output(tmp_path):
-    out = tmp_path / "out"
-    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("old"))
-
-    def failing(tmp):
-        (tmp / "a.txt").write_text("half new")
-        raise RuntimeError("disk trouble")
-
-    with pytest.raises(RuntimeError):
-        write_folder_atomically(out, failing, overwrite=True)
-    assert (out / "a.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_swap_falls_back_to_two_renames_where_exchange_is_unsupported(tmp_path, monkeypatch):
-    import es_plugins.output as output
-
-    out = tmp_path / "out"
-    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("old"))
-    monkeypatch.setattr(output, "_exchange", lambda a, b: False)
-    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("new"), overwrite=True)
-    assert (out / "a.txt").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

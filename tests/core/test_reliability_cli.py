@@ -16,7 +16,6 @@ import torch
 
 from es_plugins.cli import main
 from es_plugins.output import MARKER_FILENAME
-
 from tests.conftest import make_tiny_bert, save_checkpoint
 
 
@@ -51,8 +50,16 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a folder")
     # an earlier es-plugins output, and a masks file
     assert main(["prune", str(model), str(tmp_path / "pruned"), "--sparsity", "0.3"]) == 0
-    return {"tmp": tmp_path, "model": model, "parent": parent, "home": home, "user": user, "work": work,
-            "pruned": tmp_path / "pruned", "masks": tmp_path / "pruned" / "sparsity_masks.safetensors"}
+    return {
+        "tmp": tmp_path,
+        "model": model,
+        "parent": parent,
+        "home": home,
+        "user": user,
+        "work": work,
+        "pruned": tmp_path / "pruned",
+        "masks": tmp_path / "pruned" / "sparsity_masks.safetensors",
+    }
 
 
 def _damaged(world: dict, kind: str) -> Path:
@@ -84,8 +91,10 @@ def _damaged(world: dict, kind: str) -> Path:
         tensors["extra"] = Path("/etc")  # an object weights_only unpickling must refuse
         torch.save(tensors, dst / "pytorch_model.bin")
     elif kind == "compressed-unknown":
-        config["quantization_config"] = {"quant_method": "compressed-tensors",
-                                         "sparsity_config": {"format": "sparse-hologram"}}
+        config["quantization_config"] = {
+            "quant_method": "compressed-tensors",
+            "sparsity_config": {"format": "sparse-hologram"},
+        }
     (dst / "config.json").write_text(json.dumps(config))
     return dst
 
@@ -128,39 +137,95 @@ CASES = {
     "decompress onto home": (["decompress", "{pruned}", "{home}", "--overwrite"], 2, ["home folder"]),
     "sweep into the cwd": (["sweep", "--output", "."], 2, ["--output '.'", "current directory"]),
     "sweep into a user folder": (["sweep", "--output", "{user}"], 2, ["--output", "did not write"]),
-    "compare-masks into a user folder": (["compare-masks", "{masks}", "{masks}", "--output", "{user}", "--overwrite"],
-                                         2, ["did not write"]),
+    "compare-masks into a user folder": (
+        ["compare-masks", "{masks}", "{masks}", "--output", "{user}", "--overwrite"],
+        2,
+        ["did not write"],
+    ),
     "zeros into the model": (["zeros", "{model}", "--output", "{model}"], 2, ["is the input"]),
-    "sparsity rounds to every weight": (["prune", "{model}", "{tmp}/o", "--sparsity", "0.999999"], 2,
-                                        ["prunes all", "of the targeted weights"]),
+    "sparsity rounds to every weight": (
+        ["prune", "{model}", "{tmp}/o", "--sparsity", "0.999999"],
+        2,
+        ["prunes all", "of the targeted weights"],
+    ),
     "sparsity rounds to every weight per layer": (
-        ["prune", "{model}", "{tmp}/o", "--sparsity", "0.9999", "--scope", "layer"], 2, ["prunes all", "layer"]),
+        ["prune", "{model}", "{tmp}/o", "--sparsity", "0.9999", "--scope", "layer"],
+        2,
+        ["prunes all", "layer"],
+    ),
     "truncated safetensors": (["prune", "{bad-truncated}", "{tmp}/o"], 2, ["cannot load the weights", "bad-truncated"]),
     "config.json not JSON": (["prune", "{bad-config-not-json}", "{tmp}/o"], 2, ["config.json", "not valid JSON"]),
-    "architectures is a string": (["prune", "{bad-architectures-string}", "{tmp}/o"], 2,
-                                  ["'architectures' must be a list"]),
-    "architectures unknown": (["prune", "{bad-architectures-unknown}", "{tmp}/o"], 2,
-                              ["NotAModelAnywhere", "not a model class"]),
+    "architectures is a string": (
+        ["prune", "{bad-architectures-string}", "{tmp}/o"],
+        2,
+        ["'architectures' must be a list"],
+    ),
+    "architectures unknown": (
+        ["prune", "{bad-architectures-unknown}", "{tmp}/o"],
+        2,
+        ["NotAModelAnywhere", "not a model class"],
+    ),
     "blocked pickle": (["prune", "{bad-pickle}", "{tmp}/o"], 2, ["pytorch_model.bin", "unpickled safely"]),
-    "decompress unknown format": (["decompress", "{bad-compressed-unknown}", "{tmp}/o"], 2,
-                                  ["sparse-hologram", "supported: sparse-bitmask"]),
-    "wanda without a tokenizer": (["prune", "{bad-no-tokenizer}", "{tmp}/o", "--method", "wanda", "--calib",
-                                   "{tmp}/calib.txt", "--seq-len", "16"], 2, ["--calib", "tokenizer"]),
-    "--calib missing": (["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "{tmp}/nope.txt",
-                                   "--seq-len", "16"], 2,
-                        ["--calib", "nope.txt"]),
-    "--calib unknown packaged": (["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "packaged:bbc-typo",
-                                  "--seq-len", "16"], 2, ["--calib", "available"]),
-    "masks float payload": (["compare-masks", "{masks-float-payload}", "{masks}"], 2,
-                            ["masks-float-payload", "uint8"]),
+    "decompress unknown format": (
+        ["decompress", "{bad-compressed-unknown}", "{tmp}/o"],
+        2,
+        ["sparse-hologram", "supported: sparse-bitmask"],
+    ),
+    "wanda without a tokenizer": (
+        [
+            "prune",
+            "{bad-no-tokenizer}",
+            "{tmp}/o",
+            "--method",
+            "wanda",
+            "--calib",
+            "{tmp}/calib.txt",
+            "--seq-len",
+            "16",
+        ],
+        2,
+        ["--calib", "tokenizer"],
+    ),
+    "--calib missing": (
+        ["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "{tmp}/nope.txt", "--seq-len", "16"],
+        2,
+        ["--calib", "nope.txt"],
+    ),
+    "--calib unknown packaged": (
+        ["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "packaged:bbc-typo", "--seq-len", "16"],
+        2,
+        ["--calib", "available"],
+    ),
+    "masks float payload": (["compare-masks", "{masks-float-payload}", "{masks}"], 2, ["masks-float-payload", "uint8"]),
     "masks without shapes": (["compare-masks", "{masks-missing-shapes}", "{masks}"], 2, ["no 'shapes'"]),
     "masks with string shapes": (["compare-masks", "{masks-string-shapes}", "{masks}"], 2, ["shape must be a list"]),
-    "masks metadata not JSON": (["compare-masks", "{masks-bad-json}", "{masks}"], 2,
-                                ["masks-bad-json", "'meta' is not valid JSON"]),
-    "sweep --data missing": (["sweep", "--model", "{model}", "--task", "finetune", "--data", "/missing.csv",
-                              "--output", "{tmp}/sw"], 2, ["--data", "/missing.csv", "does not exist"]),
-    "sweep --epochs -1": (["sweep", "--model", "{model}", "--task", "finetune", "--data", "x.csv", "--epochs", "-1",
-                           "--output", "{tmp}/sw"], 2, ["--epochs must be > 0"]),
+    "masks metadata not JSON": (
+        ["compare-masks", "{masks-bad-json}", "{masks}"],
+        2,
+        ["masks-bad-json", "'meta' is not valid JSON"],
+    ),
+    "sweep --data missing": (
+        ["sweep", "--model", "{model}", "--task", "finetune", "--data", "/missing.csv", "--output", "{tmp}/sw"],
+        2,
+        ["--data", "/missing.csv", "does not exist"],
+    ),
+    "sweep --epochs -1": (
+        [
+            "sweep",
+            "--model",
+            "{model}",
+            "--task",
+            "finetune",
+            "--data",
+            "x.csv",
+            "--epochs",
+            "-1",
+            "--output",
+            "{tmp}/sw",
+        ],
+        2,
+        ["--epochs must be > 0"],
+    ),
 }
 
 
@@ -195,8 +260,17 @@ def test_destination_is_checked_before_the_model_is_loaded(world, capsys, monkey
 
     monkeypatch.setattr(cli, "load_hf_model", boom)
     with pytest.raises(SystemExit):
-        main(["prune", str(world["model"]), str(world["pruned"]), "--method", "sparsegpt", "--calib",
-              str(world["tmp"] / "calib.txt")])
+        main(
+            [
+                "prune",
+                str(world["model"]),
+                str(world["pruned"]),
+                "--method",
+                "sparsegpt",
+                "--calib",
+                str(world["tmp"] / "calib.txt"),
+            ]
+        )
     assert "--overwrite" in capsys.readouterr().err
 
 

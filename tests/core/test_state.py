@@ -112,7 +112,9 @@ def test_load_rejects_mismatched_model(tmp_path, tiny_bert, tiny_gpt2):
     with pytest.raises(MaskMismatchError, match="names not in the model"):
         SparsityState.load(path, tiny_gpt2)
     bigger = type(tiny_bert)(tiny_bert.config.__class__(**{**tiny_bert.config.to_dict(), "intermediate_size": 128}))
-    with pytest.raises(MaskMismatchError, match=r"shape mismatch: .*intermediate\.dense\.weight: mask \(64, 32\) vs weight \(128, 32\)"):
+    with pytest.raises(
+        MaskMismatchError, match=r"shape mismatch: .*intermediate\.dense\.weight: mask \(64, 32\) vs weight \(128, 32\)"
+    ):
         SparsityState.load(path, bigger)
 
 

@@ -37,7 +37,18 @@ def test_relative_and_absolute_tolerance():
 
 
 def test_lower_is_better_perplexity_and_log_knee():
-    ppl = {0.0: 30.0, 0.1: 29.4, 0.2: 32.1, 0.3: 46.8, 0.4: 90.8, 0.5: 447.0, 0.6: 4000.0, 0.7: 66649.0, 0.8: 9e4, 0.9: 1e5}
+    ppl = {
+        0.0: 30.0,
+        0.1: 29.4,
+        0.2: 32.1,
+        0.3: 46.8,
+        0.4: 90.8,
+        0.5: 447.0,
+        0.6: 4000.0,
+        0.7: 66649.0,
+        0.8: 9e4,
+        0.9: 1e5,
+    }
     config = SweepConfig(higher_is_better=False, tolerance=0.1, resolution=0.1)
     result = run_sweep(lambda s, seed: ppl[round(s, 1)], config)
     assert result.essential_sparsity == pytest.approx(0.2) and result.first_failing == pytest.approx(0.3)
@@ -66,7 +77,9 @@ def test_immediate_collapse():
 
 
 def test_seeds_mean_and_spread():
-    result = run_sweep(lambda s, seed: 0.8 + 0.01 * seed - s, SweepConfig(levels=(0.5,), seeds=(0, 1, 2), resolution=0.5))
+    result = run_sweep(
+        lambda s, seed: 0.8 + 0.01 * seed - s, SweepConfig(levels=(0.5,), seeds=(0, 1, 2), resolution=0.5)
+    )
     dense = result.levels[0]
     assert dense.mean == pytest.approx(0.81) and dense.std == pytest.approx(0.01)
     assert result.evaluations == 6
@@ -110,14 +123,17 @@ def test_resume_skips_evaluated_levels(tmp_path):
         run_sweep(curve, SweepConfig(tolerance=0.02), store)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(tolerance=1.5), r"tolerance must be in \[0, 1\)"),
-    (dict(tolerance=-0.1, tolerance_kind="absolute"), "tolerance must be in"),
-    (dict(tolerance_kind="percent"), "tolerance_kind must be one of"),
-    (dict(levels=(0.5, 1.0)), r"levels must be in \[0, 1\)"),
-    (dict(resolution=0), "resolution"),
-    (dict(seeds=()), "seeds"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(tolerance=1.5), r"tolerance must be in \[0, 1\)"),
+        (dict(tolerance=-0.1, tolerance_kind="absolute"), "tolerance must be in"),
+        (dict(tolerance_kind="percent"), "tolerance_kind must be one of"),
+        (dict(levels=(0.5, 1.0)), r"levels must be in \[0, 1\)"),
+        (dict(resolution=0), "resolution"),
+        (dict(seeds=()), "seeds"),
+    ],
+)
 def test_bad_config(kwargs, message):
     with pytest.raises(SparsityConfigError, match=message):
         SweepConfig(**kwargs)

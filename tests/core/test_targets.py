@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from es_plugins import NoTargetsError, OMPConfig, SparsityConfigError, SparsityPlan, TargetSpec, resolve_targets, sparsify_
+from es_plugins import (
+    NoTargetsError,
+    OMPConfig,
+    SparsityConfigError,
+    SparsityPlan,
+    TargetSpec,
+    resolve_targets,
+    sparsify_,
+)
 
 
 def test_default_targets_are_block_linears_of_bert(tiny_bert):

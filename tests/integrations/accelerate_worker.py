@@ -23,7 +23,9 @@ def main(out: str, phase: str) -> None:
     model = TinyBlocks()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     gen = torch.Generator().manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randint(0, 50, (64, 6), generator=gen), torch.randint(0, 3, (64,), generator=gen))
+    data = torch.utils.data.TensorDataset(
+        torch.randint(0, 50, (64, 6), generator=gen), torch.randint(0, 3, (64,), generator=gen)
+    )
     loader = torch.utils.data.DataLoader(data, batch_size=4)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     sparsifier = prepare_sparsity(accelerator, model, optimizer, "omp", sparsity=0.5)
@@ -42,9 +44,16 @@ def main(out: str, phase: str) -> None:
         accelerator.save_state(os.path.join(out, "state"))
     state = sparsifier.state
     params = dict(accelerator.unwrap_model(model).named_parameters())
-    result = {"before_load": before_load, "rank": accelerator.process_index, "world": accelerator.num_processes, "checksum": masks_checksum(state),
-              "pruned": state.num_pruned, "total": state.num_weights, "real_steps": real_steps,
-              "regrown": sum(int((params[n].detach()[~m] != 0).sum()) for n, m in state.masks.items())}
+    result = {
+        "before_load": before_load,
+        "rank": accelerator.process_index,
+        "world": accelerator.num_processes,
+        "checksum": masks_checksum(state),
+        "pruned": state.num_pruned,
+        "total": state.num_weights,
+        "real_steps": real_steps,
+        "regrown": sum(int((params[n].detach()[~m] != 0).sum()) for n, m in state.masks.items()),
+    }
     sparsifier.finalize()
     with open(os.path.join(out, f"{phase}-rank{accelerator.process_index}.json"), "w") as handle:
         json.dump(result, handle)

@@ -45,8 +45,14 @@ def main(out: str, stage: int, enforce: bool) -> None:
             weight_regrown += int((params[name].detach()[~mask] != 0).sum())
             master_regrown += int((safe_get_full_fp32_param(params[name])[~mask] != 0).sum())
             moment_regrown += int((safe_get_full_optimizer_state(params[name], "exp_avg")[~mask] != 0).sum())
-        result = {"world": engine.world_size, "pruned": state.num_pruned, "total": state.num_weights,
-                  "weights": weight_regrown, "master": master_regrown, "moments": moment_regrown}
+        result = {
+            "world": engine.world_size,
+            "pruned": state.num_pruned,
+            "total": state.num_weights,
+            "weights": weight_regrown,
+            "master": master_regrown,
+            "moments": moment_regrown,
+        }
     with open(os.path.join(out, f"stage{stage}-enforce{int(enforce)}-rank{rank}.json"), "w") as handle:
         json.dump(result, handle)
     torch.distributed.barrier()

@@ -21,7 +21,9 @@ def reference_pieces(reference_masks: dict, rank: int, world: int, kind: str) ->
     out = {}
     for name, mask in reference_masks.items():
         if kind == "fsdp2":
-            out[name] = torch.chunk(mask, world, dim=0)[rank] if rank < len(torch.chunk(mask, world, dim=0)) else mask[:0]
+            out[name] = (
+                torch.chunk(mask, world, dim=0)[rank] if rank < len(torch.chunk(mask, world, dim=0)) else mask[:0]
+            )
         else:
             out[name] = mask.reshape(-1)  # compared after gathering pieces in rank order
     return out
@@ -73,8 +75,14 @@ def main(out: str, kind: str) -> None:
         optimizer.zero_grad()
     params = dict(model.named_parameters())
     regrown = sum(int((local_view(params[n]).detach()[~m] != 0).sum()) for n, m in state.masks.items())
-    result = {"world": world, "pruned": int(pruned), "expected": reference.num_pruned, "same_as_single": bool(same),
-              "regrown": regrown, "local_fraction": sum(m.numel() for m in state.masks.values()) / reference.num_weights}
+    result = {
+        "world": world,
+        "pruned": int(pruned),
+        "expected": reference.num_pruned,
+        "same_as_single": bool(same),
+        "regrown": regrown,
+        "local_fraction": sum(m.numel() for m in state.masks.values()) / reference.num_weights,
+    }
     with open(os.path.join(out, f"{kind}-rank{rank}.json"), "w") as handle:
         json.dump(result, handle)
     dist.destroy_process_group()

@@ -40,14 +40,24 @@ class TinyModule(pl.LightningModule):
 
 def loader(n: int = 64, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    data = torch.utils.data.TensorDataset(torch.randint(0, 50, (n, 6), generator=gen), torch.randint(0, 3, (n,), generator=gen))
+    data = torch.utils.data.TensorDataset(
+        torch.randint(0, 50, (n, 6), generator=gen), torch.randint(0, 3, (n,), generator=gen)
+    )
     return torch.utils.data.DataLoader(data, batch_size=8)
 
 
 def trainer(tmp_path, callbacks, **kw) -> pl.Trainer:
-    base = dict(accelerator="cpu", devices=1, max_steps=6, logger=False, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),
-                log_every_n_steps=1)
+    base = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=6,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path),
+        log_every_n_steps=1,
+    )
     base.update(kw)
     return pl.Trainer(callbacks=callbacks, **base)
 
@@ -101,8 +111,10 @@ def test_lottery_rounds_rewind_exactly(tmp_path):
     class Probe(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if trainer.global_step in (3, 6):
-                seen[trainer.global_step] = ({n: p.detach().clone() for n, p in pl_module.named_parameters()},
-                                             {n: m.clone() for n, m in lth.ticket.state.masks.items()})
+                seen[trainer.global_step] = (
+                    {n: p.detach().clone() for n, p in pl_module.named_parameters()},
+                    {n: m.clone() for n, m in lth.ticket.state.masks.items()},
+                )
 
     module = TinyModule()
     pretrained = {n: p.detach().clone() for n, p in module.named_parameters()}
@@ -154,8 +166,9 @@ def test_ddp_two_processes_identical_masks(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     repo = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, str(script), str(tmp_path), str(repo)], cwd=repo,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(repo)], cwd=repo, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]  # really two processes

@@ -48,7 +48,11 @@ def assert_export_faithful(model_dir: Path, onnx_path: Path, pattern=(2, 4)) -> 
     for layer in torch_report.layers:
         mapped = onnx_report.layer(layer.name)
         assert (mapped.numel, mapped.zeros, mapped.nm_groups, mapped.nm_compliant) == (
-            layer.numel, layer.zeros, layer.nm_groups, layer.nm_compliant), layer.name
+            layer.numel,
+            layer.zeros,
+            layer.nm_groups,
+            layer.nm_compliant,
+        ), layer.name
     parity = pytorch_parity(model, graph, atol=1e-4)
     assert parity.ok, parity
 
@@ -67,8 +71,12 @@ def trainer_pruned(tmp_path: Path) -> Path:
     from es_plugins.integrations.transformers import SparsityCallback
     from tests.integrations.test_transformers import RandomTokens, training_args
 
-    trainer = Trainer(model=make_tiny_bert(), args=training_args(tmp_path / "run"), train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback(NMConfig("2:4"))])
+    trainer = Trainer(
+        model=make_tiny_bert(),
+        args=training_args(tmp_path / "run"),
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback(NMConfig("2:4"))],
+    )
     trainer.train()
     trainer.save_model(str(tmp_path / "trained"))
     word_tokenizer().save_pretrained(tmp_path / "trained")

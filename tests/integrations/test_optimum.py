@@ -31,8 +31,23 @@ def test_commands_are_listed_in_optimum_cli_help():
 
 
 def test_wheel_installs_the_register_module_into_optimums_namespace(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     wheel = next(tmp_path.glob("es_plugins-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "optimum/commands/register/es_plugins_sparsity.py" in names
@@ -51,8 +66,16 @@ def test_sparsity_prune_equals_es_plugins_prune(tmp_path):
 
 def test_sparsity_export_verifies_and_rewrites_to_gemm(tmp_path):
     pruned = cli_pruned(tmp_path, "--method", "nm", "--pattern", "2:4")
-    result = optimum_cli("sparsity", "export", "--model", str(pruned), "--task", "text-classification",
-                         "--rewrite-gemm", str(tmp_path / "onnx"))
+    result = optimum_cli(
+        "sparsity",
+        "export",
+        "--model",
+        str(pruned),
+        "--task",
+        "text-classification",
+        "--rewrite-gemm",
+        str(tmp_path / "onnx"),
+    )
     assert "weights bit-identical" in result.stdout and "MatMul->Gemm: 12 layers" in result.stdout
     graph = onnx.load(tmp_path / "onnx" / "model.onnx")
     assert [n.op_type for n in graph.graph.node].count("Gemm") == 12 + 2  # encoder + pooler + classifier
@@ -65,8 +88,9 @@ def test_sparsity_export_verifies_and_rewrites_to_gemm(tmp_path):
 
 def test_sparsity_commands_give_clear_errors(tmp_path):
     pruned = cli_pruned(tmp_path, "--sparsity", "0.5")
-    wrong = optimum_cli("sparsity", "export", "--model", str(pruned), "--task", "fill-mask", str(tmp_path / "o"),
-                        check=False)
+    wrong = optimum_cli(
+        "sparsity", "export", "--model", str(pruned), "--task", "fill-mask", str(tmp_path / "o"), check=False
+    )
     assert wrong.returncode == 2
     assert "without a 'fill-mask' head" in wrong.stderr and "use --task text-classification" in wrong.stderr
     assert not (tmp_path / "o" / "model.onnx").exists()
@@ -113,7 +137,8 @@ def test_sparsity_export_passes_optimums_own_options(tmp_path):
     assert len(encoder) == 12 and all(layer.nm_ok for layer in encoder)
     graph = onnx.load(tmp_path / "fp16" / "model.onnx")
     assert {init.data_type for init in graph.graph.initializer if init.name in {l.initializer for l in encoder}} == {
-        onnx.TensorProto.FLOAT16}
+        onnx.TensorProto.FLOAT16
+    }
     optimized = optimum_cli("sparsity", "export", "--model", str(pruned), "--optimize", "O1", str(tmp_path / "o1"))
     assert "checked through the outputs (--optimize)" in optimized.stdout
     bad = optimum_cli("sparsity", "export", "--model", str(pruned), "--opset", "13", str(tmp_path / "x"), check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer
@@ -19,8 +18,9 @@ from tests.integrations.test_transformers import RandomTokens, training_args
 
 
 def lora(model):
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "dense"], lora_dropout=0.0,
-                        modules_to_save=["classifier"])
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value", "dense"], lora_dropout=0.0, modules_to_save=["classifier"]
+    )
     return get_peft_model(model, config)
 
 
@@ -36,8 +36,12 @@ def eval_loss(model) -> float:
 def train_sparse_lora(tmp_path, plan="omp", **options):
     model = lora(make_tiny_bert())
     callback = SparsityCallback(plan, **options)
-    Trainer(model=model, args=training_args(tmp_path, learning_rate=5e-2), train_dataset=RandomTokens(),
-            callbacks=[callback]).train()
+    Trainer(
+        model=model,
+        args=training_args(tmp_path, learning_rate=5e-2),
+        train_dataset=RandomTokens(),
+        callbacks=[callback],
+    ).train()
     return model, callback.sparsifier.state
 
 
@@ -99,8 +103,12 @@ def test_masked_lora_trains_inside_the_mask_and_the_merge_discards_nothing(tmp_p
     state = sparsify_(model, OMPConfig(0.5))
     handle = mask_lora_(model, state)
     assert len(handle.layers) == 10  # per block: query, value and the three "dense" layers (see lora())
-    Trainer(model=model, args=training_args(tmp_path, learning_rate=5e-2), train_dataset=RandomTokens(),
-            callbacks=[SparsityCallback(state=state)]).train()
+    Trainer(
+        model=model,
+        args=training_args(tmp_path, learning_rate=5e-2),
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback(state=state)],
+    ).train()
     trained_loss = eval_loss(model)
     lora_moved = any(float(p.detach().abs().sum()) > 0 for n, p in model.named_parameters() if "lora_B" in n)
     assert lora_moved, "the LoRA update must have trained"

@@ -9,8 +9,23 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from es_plugins import CubicSchedule, LotteryConfig, MASKS_FILENAME, MaskMismatchError, NMConfig, OMPConfig, SparsityConfigError, SparsityState, resolve_targets
-from es_plugins.integrations.transformers import LotteryTicketRunner, NearZeroMonitor, SparsityCallback, add_callback_first
+from es_plugins import (
+    MASKS_FILENAME,
+    CubicSchedule,
+    LotteryConfig,
+    MaskMismatchError,
+    NMConfig,
+    OMPConfig,
+    SparsityConfigError,
+    SparsityState,
+    resolve_targets,
+)
+from es_plugins.integrations.transformers import (
+    LotteryTicketRunner,
+    NearZeroMonitor,
+    SparsityCallback,
+    add_callback_first,
+)
 from es_plugins.masks import nm_compliance
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
 
@@ -29,10 +44,22 @@ class RandomTokens(torch.utils.data.Dataset):
 
 
 def training_args(out, **overrides) -> TrainingArguments:
-    base = dict(output_dir=str(out), use_cpu=True, max_steps=6, per_device_train_batch_size=8,
-                gradient_accumulation_steps=2, learning_rate=5e-3, weight_decay=0.1, max_grad_norm=1.0,
-                logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
-                dataloader_num_workers=0)
+    base = dict(
+        output_dir=str(out),
+        use_cpu=True,
+        max_steps=6,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        learning_rate=5e-3,
+        weight_decay=0.1,
+        max_grad_norm=1.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     base.update(overrides)
     return TrainingArguments(**base)
 
@@ -46,14 +73,18 @@ def test_one_shot_omp_holds_through_bf16_accumulation_and_weight_decay(tmp_path)
     model = make_tiny_bert()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     callback = SparsityCallback("omp", sparsity=0.5)
-    trainer = Trainer(model=model, args=training_args(tmp_path, bf16=True), train_dataset=RandomTokens(),
-                      callbacks=[callback])
+    trainer = Trainer(
+        model=model, args=training_args(tmp_path, bf16=True), train_dataset=RandomTokens(), callbacks=[callback]
+    )
     trainer.train()
     state = callback.sparsifier.state
     assert state.num_pruned == round(0.5 * state.num_weights)
     assert pruned_nonzeros(model, state.masks) == 0
-    kept_changed = any(not torch.equal(p.detach()[state.masks[n]], before[n][state.masks[n]])
-                       for n, p in model.named_parameters() if n in state.masks)
+    kept_changed = any(
+        not torch.equal(p.detach()[state.masks[n]], before[n][state.masks[n]])
+        for n, p in model.named_parameters()
+        if n in state.masks
+    )
     assert kept_changed, "kept weights must train"
     logged = [row["sparsity/targets"] for row in trainer.state.log_history if "sparsity/targets" in row]
     assert len(logged) >= 6 and all(v == pytest.approx(0.5) for v in logged)
@@ -63,7 +94,9 @@ def test_one_shot_omp_holds_through_bf16_accumulation_and_weight_decay(tmp_path)
 def test_nm_2_4_on_gpt2_conv1d_through_training(tmp_path):
     model = make_tiny_gpt2()
     callback = SparsityCallback(NMConfig("2:4"))
-    Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]).train()
+    Trainer(
+        model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]
+    ).train()
     for target in resolve_targets(model):
         groups, ok = nm_compliance(target.param.detach(), 2, 4, target.in_axis)
         assert groups > 0 and ok == groups, target.name
@@ -76,8 +109,9 @@ def test_logged_metrics_reach_reporting_callbacks_when_first(tmp_path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             seen.append(dict(logs))
 
-    trainer = Trainer(model=make_tiny_bert(), args=training_args(tmp_path), train_dataset=RandomTokens(),
-                      callbacks=[Recorder()])
+    trainer = Trainer(
+        model=make_tiny_bert(), args=training_args(tmp_path), train_dataset=RandomTokens(), callbacks=[Recorder()]
+    )
     add_callback_first(trainer, SparsityCallback(OMPConfig(0.3)))
     trainer.train()
     assert any(row.get("sparsity/targets") == pytest.approx(0.3, abs=1e-4) for row in seen)
@@ -86,8 +120,12 @@ def test_logged_metrics_reach_reporting_callbacks_when_first(tmp_path):
 def test_resume_restores_bit_identical_masks(tmp_path):
     def run(model, **kw):
         cb = SparsityCallback("omp", sparsity=0.4, schedule=CubicSchedule(0, 4, 0.1, 1))
-        trainer = Trainer(model=model, args=training_args(tmp_path, save_strategy="steps", save_steps=2, **kw),
-                          train_dataset=RandomTokens(), callbacks=[cb])
+        trainer = Trainer(
+            model=model,
+            args=training_args(tmp_path, save_strategy="steps", save_steps=2, **kw),
+            train_dataset=RandomTokens(),
+            callbacks=[cb],
+        )
         return trainer, cb
 
     trainer, cb = run(make_tiny_bert())
@@ -113,8 +151,12 @@ def test_resume_restores_bit_identical_masks(tmp_path):
 
 def test_resume_without_masks_file_warns(tmp_path):
     args = training_args(tmp_path, save_strategy="steps", save_steps=3)
-    Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
-            callbacks=[SparsityCallback("omp", sparsity=0.5)]).train()
+    Trainer(
+        model=make_tiny_bert(),
+        args=args,
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5)],
+    ).train()
     (tmp_path / "checkpoint-3" / MASKS_FILENAME).unlink()
     cb = SparsityCallback("omp", sparsity=0.5)
     trainer = Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(), callbacks=[cb])
@@ -125,16 +167,26 @@ def test_resume_without_masks_file_warns(tmp_path):
 
 def test_resume_with_partial_masks_is_an_error_not_regrowth(tmp_path):
     args = training_args(tmp_path, save_strategy="steps", save_steps=3)
-    Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
-            callbacks=[SparsityCallback("omp", sparsity=0.5)]).train()
+    Trainer(
+        model=make_tiny_bert(),
+        args=args,
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5)],
+    ).train()
     path = tmp_path / "checkpoint-3" / MASKS_FILENAME
     saved = SparsityState.load(path)
     dropped = sorted(saved.masks)[:3]
     # the masks lose three layers and the record of which targets they covered
     SparsityState({n: m for n, m in saved.masks.items() if n not in dropped}, {"level": 0.5}).save(path)
-    trainer = Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback("omp", sparsity=0.5)])
-    with pytest.raises(MaskMismatchError, match=r"targets without a mask: .*3 in all; partial masks would let them regrow"):
+    trainer = Trainer(
+        model=make_tiny_bert(),
+        args=args,
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5)],
+    )
+    with pytest.raises(
+        MaskMismatchError, match=r"targets without a mask: .*3 in all; partial masks would let them regrow"
+    ):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
 
 
@@ -143,8 +195,12 @@ def test_save_model_is_plain_checkpoint(tmp_path):
 
     model = make_tiny_bert()
     keys = list(model.state_dict())
-    trainer = Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback("omp", sparsity=0.5)])
+    trainer = Trainer(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5)],
+    )
     trainer.train()
     trainer.save_model(str(tmp_path / "final"))
     reloaded = BertForSequenceClassification.from_pretrained(tmp_path / "final")
@@ -155,13 +211,16 @@ def test_save_model_is_plain_checkpoint(tmp_path):
     assert zeros == round(0.5 * sum(t.numel for t in resolve_targets(reloaded)))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(plan="lth"), "method must be one of"),
-    (dict(plan="omp", sparsity=1.2), r"sparsity must be in \[0, 1\)"),
-    (dict(plan="omp", pattern="2:4"), "unknown option"),
-    (dict(plan="nm", n=4, m=4), "0 < N < M"),
-    (dict(plan="nm", schedule=CubicSchedule(0, 10)), "gradual schedule needs an unstructured method"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(plan="lth"), "method must be one of"),
+        (dict(plan="omp", sparsity=1.2), r"sparsity must be in \[0, 1\)"),
+        (dict(plan="omp", pattern="2:4"), "unknown option"),
+        (dict(plan="nm", n=4, m=4), "0 < N < M"),
+        (dict(plan="nm", schedule=CubicSchedule(0, 10)), "gradual schedule needs an unstructured method"),
+    ],
+)
 def test_bad_configuration_fails_at_construction(kwargs, message):
     with pytest.raises(SparsityConfigError, match=message):
         SparsityCallback(**kwargs)
@@ -170,8 +229,12 @@ def test_bad_configuration_fails_at_construction(kwargs, message):
 def test_schedule_beyond_training_fails_before_any_step(tmp_path):
     model = make_tiny_bert()
     before = copy.deepcopy(model.state_dict())
-    trainer = Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback("omp", sparsity=0.5, schedule=CubicSchedule(0, 50))])
+    trainer = Trainer(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5, schedule=CubicSchedule(0, 50))],
+    )
     with pytest.raises(SparsityConfigError, match="end_step=50 is beyond training"):
         trainer.train()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -180,8 +243,12 @@ def test_schedule_beyond_training_fails_before_any_step(tmp_path):
 def test_near_zero_monitor_matches_direct_count(tmp_path):
     model = make_tiny_bert()
     monitor = NearZeroMonitor(every=2, threshold=0.3, mode="relative")
-    trainer = Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback("omp", sparsity=0.3), monitor])
+    trainer = Trainer(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.3), monitor],
+    )
     trainer.train()
     assert [row["step"] for row in monitor.history] == [0, 2, 4, 6]
     last = monitor.history[-1]
@@ -209,6 +276,7 @@ def make_trainer_factory(tmp_args, calls=None, fail_at=None):
             if fail_at is not None and len(calls) == fail_at:
                 raise KeyboardInterrupt("simulated interruption")
         return Trainer(model=model, args=training_args(out, max_steps=4, **tmp_args), train_dataset=RandomTokens())
+
     return make
 
 
@@ -228,7 +296,7 @@ def test_lottery_rounds_sparsity_nesting_and_rewind_exactness(tmp_path):
     assert [r.round for r in records] == [0, 1, 2]
     n = sum(t.numel for t in resolve_targets(model))
     for record, rounds_done in zip(records, range(3)):
-        assert record.sparsity == round((1 - 0.5 ** rounds_done) * n) / n
+        assert record.sparsity == round((1 - 0.5**rounds_done) * n) / n
     masks = [SparsityState.load(tmp_path / "lth" / r.masks_file).masks for r in records[1:]]
     for name in masks[0]:
         assert not (masks[1][name] & ~masks[0][name]).any()  # nested: nothing revived
@@ -251,7 +319,9 @@ def test_lottery_rewind_to_step_and_resume_after_interruption(tmp_path):
     from safetensors.torch import load_file
 
     rewind = load_file(str(tmp_path / "lth" / "rewind_point.safetensors"))
-    assert any(not torch.equal(rewind[n], p.detach()) for n, p in make_tiny_bert().named_parameters())  # trained 2 steps
+    assert any(
+        not torch.equal(rewind[n], p.detach()) for n, p in make_tiny_bert().named_parameters()
+    )  # trained 2 steps
 
     resumed = LotteryTicketRunner(make_tiny_bert(), make_trainer_factory({}, calls), config, tmp_path / "lth")
     assert resumed.ticket.current_round == 1
@@ -270,8 +340,11 @@ def test_lottery_resume_mid_round_from_trainer_checkpoint(tmp_path):
                 raise KeyboardInterrupt
 
     def make(model, out):
-        trainer = Trainer(model=model, args=training_args(out, max_steps=4, save_strategy="steps", save_steps=2),
-                          train_dataset=RandomTokens())
+        trainer = Trainer(
+            model=model,
+            args=training_args(out, max_steps=4, save_strategy="steps", save_steps=2),
+            train_dataset=RandomTokens(),
+        )
         trainer.add_callback(Stop())
         return trainer
 
@@ -280,8 +353,11 @@ def test_lottery_resume_mid_round_from_trainer_checkpoint(tmp_path):
     assert (tmp_path / "lth" / "round-1" / "checkpoint-2" / MASKS_FILENAME).is_file()
 
     def make_plain(model, out):
-        return Trainer(model=model, args=training_args(out, max_steps=4, save_strategy="steps", save_steps=2),
-                       train_dataset=RandomTokens())
+        return Trainer(
+            model=model,
+            args=training_args(out, max_steps=4, save_strategy="steps", save_steps=2),
+            train_dataset=RandomTokens(),
+        )
 
     model2 = make_tiny_bert()
     records = LotteryTicketRunner(model2, make_plain, config, tmp_path / "lth").run()
@@ -292,13 +368,16 @@ def test_lottery_resume_mid_round_from_trainer_checkpoint(tmp_path):
     assert pruned_nonzeros(model2, mask) == 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(prune_fraction=0.0), r"prune_fraction must be in \(0, 1\)"),
-    (dict(prune_fraction=1.0), r"prune_fraction must be in \(0, 1\)"),
-    (dict(rounds=0), "rounds must be an integer >= 1"),
-    (dict(rewind="init"), "rewind must be one of 'pretrained'"),
-    (dict(rewind=-3), "rewind must be 'pretrained' or a step"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(prune_fraction=0.0), r"prune_fraction must be in \(0, 1\)"),
+        (dict(prune_fraction=1.0), r"prune_fraction must be in \(0, 1\)"),
+        (dict(rounds=0), "rounds must be an integer >= 1"),
+        (dict(rewind="init"), "rewind must be one of 'pretrained'"),
+        (dict(rewind=-3), "rewind must be 'pretrained' or a step"),
+    ],
+)
 def test_lottery_bad_config(kwargs, message):
     with pytest.raises(SparsityConfigError, match=message):
         LotteryConfig(**kwargs)
@@ -319,11 +398,15 @@ def test_calibrated_method_through_the_callback(tmp_path):
     with pytest.raises(SparsityConfigError, match="needs calibration"):
         SparsityCallback(WandaConfig(0.5))
     with pytest.raises(SparsityConfigError, match="gradual schedule"):
-        SparsityCallback("wanda", sparsity=0.5, calibration=torch.zeros(1, 4, dtype=torch.long), schedule=CubicSchedule(0, 4))
+        SparsityCallback(
+            "wanda", sparsity=0.5, calibration=torch.zeros(1, 4, dtype=torch.long), schedule=CubicSchedule(0, 4)
+        )
     model = make_tiny_gpt2()
     calibration = torch.randint(1, 99, (4, 12), generator=torch.Generator().manual_seed(1))
     callback = SparsityCallback("wanda", pattern="2:4", calibration=calibration)
-    Trainer(model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]).train()
+    Trainer(
+        model=model, args=training_args(tmp_path), train_dataset=RandomTokens(lm=True), callbacks=[callback]
+    ).train()
     state = callback.sparsifier.state
     assert state.meta["calibration"] == {"samples": 4, "seq_len": 12}
     assert pruned_nonzeros(model, state.masks) == 0

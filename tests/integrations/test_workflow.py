@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Trainer
 
-from es_plugins import MASKS_FILENAME, MaskMismatchError, OMPConfig, SparsityConfigError, SparsityState, Sparsifier
+from es_plugins import MASKS_FILENAME, MaskMismatchError, OMPConfig, Sparsifier, SparsityConfigError, SparsityState
 from es_plugins.analysis.similarity import mask_similarity
 from es_plugins.cli import main as es_cli
 from es_plugins.naming import canonical_name
@@ -131,12 +131,14 @@ def test_lightning_resume_with_another_sparsity_is_an_error_unless_asked(tmp_pat
     from tests.integrations.test_lightning import TinyModule, loader, trainer
 
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)
-    trainer(tmp_path, [SparsityCallback("omp", sparsity=0.4), ckpt], enable_checkpointing=True,
-            max_steps=3).fit(TinyModule(), loader())
+    trainer(tmp_path, [SparsityCallback("omp", sparsity=0.4), ckpt], enable_checkpointing=True, max_steps=3).fit(
+        TinyModule(), loader()
+    )
     path = str(next((tmp_path / "ckpt").glob("*.ckpt")))
     with pytest.raises(SparsityConfigError, match=r'"sparsity": 0.4.*"sparsity": 0.6'):
-        trainer(tmp_path, [SparsityCallback("omp", sparsity=0.6)], max_steps=6).fit(TinyModule(), loader(),
-                                                                                   ckpt_path=path)
+        trainer(tmp_path, [SparsityCallback("omp", sparsity=0.6)], max_steps=6).fit(
+            TinyModule(), loader(), ckpt_path=path
+        )
     kept = SparsityCallback("omp", sparsity=0.6, keep_saved_masks=True)
     trainer(tmp_path, [kept], max_steps=6).fit(TinyModule(), loader(), ckpt_path=path)
     assert kept.sparsifier.state.sparsity == pytest.approx(0.4, abs=1e-2)
@@ -182,13 +184,19 @@ def test_hf_metrics_reach_tensorboard_with_the_one_line_setup(tmp_path):
     from es_plugins.integrations.transformers import SparsityCallback
 
     args = training_args(tmp_path / "run", report_to=["tensorboard"], logging_dir=str(tmp_path / "tb"))
-    trainer = Trainer(model=make_tiny_bert(), args=args, train_dataset=RandomTokens(),
-                      callbacks=[SparsityCallback("omp", sparsity=0.5, log_per_layer=True)])
+    trainer = Trainer(
+        model=make_tiny_bert(),
+        args=args,
+        train_dataset=RandomTokens(),
+        callbacks=[SparsityCallback("omp", sparsity=0.5, log_per_layer=True)],
+    )
     trainer.train()
     scalars = _tensorboard_scalars(tmp_path / "tb")
     assert scalars["train/sparsity/targets"] and all(v == pytest.approx(0.5) for v in scalars["train/sparsity/targets"])
     layer_tags = [t for t in scalars if t.startswith("train/sparsity/layer/")]
-    assert len(layer_tags) == 12 and "train/sparsity/layer/bert.encoder.layer.0.attention.self.query.weight" in layer_tags
+    assert (
+        len(layer_tags) == 12 and "train/sparsity/layer/bert.encoder.layer.0.attention.self.query.weight" in layer_tags
+    )
 
 
 def test_accelerate_metrics_reach_its_trackers(tmp_path):
@@ -273,8 +281,15 @@ def test_lightning_and_accelerate_final_saves_carry_the_report(tmp_path):
 
     module = BertModule()
     loader = torch.utils.data.DataLoader(RandomTokens(n=16), batch_size=8)
-    pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-               enable_model_summary=False, callbacks=[SparsityCallback("omp", sparsity=0.4)]).fit(module, loader)
+    pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[SparsityCallback("omp", sparsity=0.4)],
+    ).fit(module, loader)
     module.model.save_pretrained(tmp_path / "lightning")
     _assert_carries_report(tmp_path / "lightning", 0.4)
 
@@ -297,8 +312,9 @@ def test_lightning_resume_without_the_callback_warns_that_weights_regrow(tmp_pat
     from tests.integrations.test_lightning import TinyModule, loader, trainer
 
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)
-    trainer(tmp_path, [SparsityCallback("omp", sparsity=0.4), ckpt], enable_checkpointing=True,
-            max_steps=3).fit(TinyModule(), loader())
+    trainer(tmp_path, [SparsityCallback("omp", sparsity=0.4), ckpt], enable_checkpointing=True, max_steps=3).fit(
+        TinyModule(), loader()
+    )
     path = str(next((tmp_path / "ckpt").glob("*.ckpt")))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -50,7 +50,9 @@ def test_prune_save_reload_without_package(tmp_path):
     result = tmp_path / "reloaded.pt"
     subprocess.run(
         [sys.executable, "-c", RELOAD_WITHOUT_PACKAGE, str(out_dir), json.dumps(SENTENCES), str(result)],
-        check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=300,
+        check=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        timeout=300,
     )
     reloaded = torch.load(result)
     params = dict(model.named_parameters())
@@ -64,7 +66,10 @@ def test_cli_prune_packaged_minilm(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "es_plugins", "prune", "packaged:minilm", str(out), "--sparsity", "0.4", "--json"],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     report = json.loads(result.stdout)
     assert report["targets"]["layers"] == 36

@@ -34,7 +34,7 @@ def test_minilm_compressed_checkpoint_size_and_round_trip(tmp_path, capsys, vari
     capsys.readouterr()
     assert es_cli(["compress", str(tmp_path / "pruned"), str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr().out
-    summary = json.loads(out[out.index("{\n"):])
+    summary = json.loads(out[out.index("{\n") :])
     assert summary["format"] == ("2:4" if variant == "2:4" else "bitmask")
     assert summary["targets_ratio"] <= 0.6  # the target; the floor is 0.5 + 1/32
     a, b = load_hf_model(tmp_path / "pruned"), load_hf_model(tmp_path / "c")
@@ -43,8 +43,16 @@ def test_minilm_compressed_checkpoint_size_and_round_trip(tmp_path, capsys, vari
 
 
 def test_minilm_has_no_classification_head_to_export(tmp_path):
-    result = optimum_cli("sparsity", "export", "--model", str(packaged_model_dir("minilm")), "--task",
-                         "text-classification", str(tmp_path / "o"), check=False)
+    result = optimum_cli(
+        "sparsity",
+        "export",
+        "--model",
+        str(packaged_model_dir("minilm")),
+        "--task",
+        "text-classification",
+        str(tmp_path / "o"),
+        check=False,
+    )
     assert result.returncode == 2
     assert "without a 'text-classification' head" in result.stderr and "feature-extraction" in result.stderr
 

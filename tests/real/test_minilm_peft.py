@@ -19,12 +19,21 @@ pytestmark = pytest.mark.slow
 def test_minilm_lora_sparse_merge(tmp_path):
     texts, labels = rotten_tomatoes(limit=320, seed=1)
     base, tok = load_classifier(packaged_model_dir("minilm"), 2)
-    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"],
-                                            modules_to_save=["classifier"]))
+    model = get_peft_model(
+        base, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], modules_to_save=["classifier"])
+    )
     callback = SparsityCallback("omp", sparsity=0.5)
-    metrics, trainer = finetune_and_evaluate(model, tok, (texts[:240], labels[:240]), (texts[240:], labels[240:]),
-                                             tmp_path, callbacks=[callback], max_steps=15, learning_rate=1e-3,
-                                             max_length=48)
+    metrics, trainer = finetune_and_evaluate(
+        model,
+        tok,
+        (texts[:240], labels[:240]),
+        (texts[240:], labels[240:]),
+        tmp_path,
+        callbacks=[callback],
+        max_steps=15,
+        learning_rate=1e-3,
+        max_length=48,
+    )
     state = callback.sparsifier.state
     test = TokenizedDataset(tok, texts[240:], labels[240:], max_length=48)
 
@@ -32,7 +41,11 @@ def test_minilm_lora_sparse_merge(tmp_path):
         m.eval()
         batch = {k: torch.stack([test[i][k] for i in range(len(test))]) for k in test[0]}
         with torch.no_grad():
-            return float((m(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1) == batch["labels"]).float().mean())
+            return float(
+                (m(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1) == batch["labels"])
+                .float()
+                .mean()
+            )
 
     merged, report = merge_and_unload_sparse(model, state, evaluate=accuracy)
     params = dict(merged.named_parameters())

@@ -16,8 +16,16 @@ def test_minilm_finetune_keeps_exact_sparsity(tmp_path):
     texts, labels = rotten_tomatoes(limit=240, seed=0)
     model, tok = load_classifier(packaged_model_dir("minilm"), 2)
     callback = SparsityCallback("omp", sparsity=0.4)
-    metrics, trainer = finetune_and_evaluate(model, tok, (texts[:160], labels[:160]), (texts[160:], labels[160:]),
-                                             tmp_path, callbacks=[callback], max_steps=10, max_length=48)
+    metrics, trainer = finetune_and_evaluate(
+        model,
+        tok,
+        (texts[:160], labels[:160]),
+        (texts[160:], labels[160:]),
+        tmp_path,
+        callbacks=[callback],
+        max_steps=10,
+        max_length=48,
+    )
     state = callback.sparsifier.state
     params = dict(model.named_parameters())
     assert state.num_pruned == round(0.4 * state.num_weights)

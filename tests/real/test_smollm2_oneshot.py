@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from es_plugins import OMPConfig, SparseGPTConfig, SparsityPlan, calibrated_prune_, sparsify_
+from es_plugins import OMPConfig, SparseGPTConfig, SparsityPlan, sparsify_
 from es_plugins.assets import packaged_model_dir
 from es_plugins.checkpoint import load_hf_model
 from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
@@ -29,7 +29,7 @@ def test_sparsegpt_beats_omp_at_half_sparsity():
     del omp_model
 
     model = load_hf_model(path, dtype="float32")
-    state = calibrated_prune_(model, SparsityPlan(SparseGPTConfig(0.5)), calibration)
+    state = sparsify_(model, SparsityPlan(SparseGPTConfig(0.5)), calibration=calibration)
     sparsegpt = perplexity(model, evaluation)
     assert state.num_pruned == sum(round(0.5 * m.numel()) for m in state.masks.values())
     assert dense < sparsegpt < omp / 3, (dense, sparsegpt, omp)

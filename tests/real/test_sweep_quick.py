@@ -13,8 +13,12 @@ pytestmark = pytest.mark.slow
 
 def test_quick_sweep_on_packaged_models(tmp_path):
     out = tmp_path / "report"
-    result = subprocess.run([sys.executable, "-m", "es_plugins", "sweep", "--quick", "--output", str(out)],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "es_plugins", "sweep", "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"report: {out.resolve() / 'summary.md'}" in result.stdout
     lm = json.loads((out / "smollm2-perplexity" / "results.json").read_text())

@@ -14,11 +14,11 @@ import pytest
 from transformers import Trainer, TrainingArguments
 
 from es_plugins import MASKS_FILENAME, SparsityState
+from es_plugins.assets import packaged_model_dir
 from es_plugins.cli import main as es_cli
 from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
 from es_plugins.integrations.hf_recipes import load_classifier
 from es_plugins.integrations.transformers import SparsityCallback
-from es_plugins.assets import packaged_model_dir
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -32,12 +32,21 @@ def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
 
     model, tokenizer = load_classifier(packaged_model_dir("minilm"), 2)  # names: bert.encoder...
     texts, labels = rotten_tomatoes(limit=64, seed=0)
-    args = TrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, max_steps=4, per_device_train_batch_size=16,
-                             save_strategy="steps", save_steps=4, report_to=[], disable_tqdm=True,
-                             learning_rate=1e-4)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        max_steps=4,
+        per_device_train_batch_size=16,
+        save_strategy="steps",
+        save_steps=4,
+        report_to=[],
+        disable_tqdm=True,
+        learning_rate=1e-4,
+    )
     callback = SparsityCallback(state=cli_masks)
-    trainer = Trainer(model=model, args=args, train_dataset=TokenizedDataset(tokenizer, texts, labels, 32),
-                      callbacks=[callback])
+    trainer = Trainer(
+        model=model, args=args, train_dataset=TokenizedDataset(tokenizer, texts, labels, 32), callbacks=[callback]
+    )
     trainer.train()
     final = tmp_path / "final"
     trainer.save_model(str(final))
@@ -51,8 +60,12 @@ def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
     assert similarity["overall"]["cosine"] == pytest.approx(1.0)
 
     cli = Path(sys.executable).with_name("optimum-cli")
-    export = subprocess.run([str(cli), "sparsity", "export", "--model", str(final), str(tmp_path / "onnx")],
-                            capture_output=True, text=True, timeout=600)
+    export = subprocess.run(
+        [str(cli), "sparsity", "export", "--model", str(final), str(tmp_path / "onnx")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert export.returncode == 0, export.stderr[-2000:]
     assert "all 36 targeted weights bit-identical" in export.stdout
 
@@ -65,7 +78,7 @@ def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
 
 def test_readme_python_start_runs(tmp_path):
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Python API"):]
+    section = readme[readme.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

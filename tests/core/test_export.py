@@ -15,8 +15,12 @@ from es_plugins.export.onnx_gemm import matmul_to_gemm, rewrite_and_check
 from es_plugins.export.onnx_report import inspect_onnx
 from es_plugins.export.onnx_sparse import compress_onnx, sparse_to_dense
 from es_plugins.export.onnx_weights import OnnxInputError, find_weights, load_onnx
-from es_plugins.export.tensorrt import (TensorRTUnavailableError, tensorrt_provider_options,
-                                        tensorrt_sparse_session, trtexec_command)
+from es_plugins.export.tensorrt import (
+    TensorRTUnavailableError,
+    tensorrt_provider_options,
+    tensorrt_sparse_session,
+    trtexec_command,
+)
 from es_plugins.masks import nm_keep_mask
 
 
@@ -38,12 +42,18 @@ def linear_graph(weights: dict[str, np.ndarray], bias_via_identity: bool = False
         bias_name = f"{module}.bias"
         if bias_via_identity:
             nodes.append(helper.make_node("Identity", [f"{module}.bias_src"], [bias_name], name=f"{path}/Identity"))
-        nodes.append(helper.make_node("MatMul", [current, f"onnx::MatMul_{100 + i}"], [f"{path}/mm"], name=f"{path}/MatMul"))
+        nodes.append(
+            helper.make_node("MatMul", [current, f"onnx::MatMul_{100 + i}"], [f"{path}/mm"], name=f"{path}/MatMul")
+        )
         nodes.append(helper.make_node("Add", [bias_name, f"{path}/mm"], [f"{path}/add"], name=f"{path}/Add"))
         current = f"{path}/add"
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", k])],
-        [helper.make_tensor_value_info(current, TensorProto.FLOAT, ["batch", "seq", weight.shape[0]])], initializer=inits)
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", k])],
+        [helper.make_tensor_value_info(current, TensorProto.FLOAT, ["batch", "seq", weight.shape[0]])],
+        initializer=inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -147,8 +157,20 @@ def test_cli_inspect_json_and_rewrite(graph_24, tmp_path, capsys):
     import json
 
     onnx.save(graph_24, tmp_path / "m.onnx")
-    assert es_cli(["inspect", str(tmp_path / "m.onnx"), "--json", "--min-channels", "32",
-                   "--rewrite-gemm", str(tmp_path / "g.onnx")]) == 0
+    assert (
+        es_cli(
+            [
+                "inspect",
+                str(tmp_path / "m.onnx"),
+                "--json",
+                "--min-channels",
+                "32",
+                "--rewrite-gemm",
+                str(tmp_path / "g.onnx"),
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["nm_compliant_layers"] == 2 and data["meta"]["rewrite"]["eligible_after"] == 2
     assert "--sparsity=enable" in data["meta"]["trtexec"]

@@ -8,8 +8,18 @@ import pytest
 import torch
 
 from es_plugins import (
-    MaskMismatchError, NMConfig, OMPConfig, SparseGPTConfig, SparsityConfigError, SparsityPlan, SparsityState,
-    TargetSpec, WandaConfig, calibrated_prune_, compute_masks, resolve_targets, sparsify_,
+    MaskMismatchError,
+    NMConfig,
+    OMPConfig,
+    SparseGPTConfig,
+    SparsityConfigError,
+    SparsityPlan,
+    SparsityState,
+    TargetSpec,
+    WandaConfig,
+    compute_masks,
+    resolve_targets,
+    sparsify_,
 )
 from es_plugins.masks import nm_compliance
 from es_plugins.methods.sparsegpt import sparsegpt_prune
@@ -25,10 +35,12 @@ def pruned_nonzeros(model, state) -> int:
 
 
 @pytest.mark.parametrize("make", [make_tiny_gpt2, make_tiny_bert])
-@pytest.mark.parametrize("config", [WandaConfig(0.5), WandaConfig(0.3), SparseGPTConfig(0.5), SparseGPTConfig(0.37, blocksize=16)])
+@pytest.mark.parametrize(
+    "config", [WandaConfig(0.5), WandaConfig(0.3), SparseGPTConfig(0.5), SparseGPTConfig(0.37, blocksize=16)]
+)
 def test_unstructured_exact_counts(make, config):
     model = make()
-    state = calibrated_prune_(model, SparsityPlan(config), CALIB)
+    state = sparsify_(model, SparsityPlan(config), calibration=CALIB)
     targets = resolve_targets(model)
     assert set(state.masks) == {t.name for t in targets}
     for t in targets:  # per layer exact (SparseGPT: cumulative block quotas; Wanda: per row)
@@ -39,7 +51,7 @@ def test_unstructured_exact_counts(make, config):
 @pytest.mark.parametrize("sparsity", [0.25, 0.3])
 def test_wanda_prunes_per_output_row(sparsity):
     model = make_tiny_gpt2()
-    state = calibrated_prune_(model, SparsityPlan(WandaConfig(sparsity)), CALIB)
+    state = sparsify_(model, SparsityPlan(WandaConfig(sparsity)), calibration=CALIB)
     for t in resolve_targets(model):
         pruned_per_row = (~state.masks[t.name]).sum(dim=t.in_axis).float()  # Conv1D: rows of the transpose
         assert ((pruned_per_row - sparsity * t.param.shape[t.in_axis]).abs() < 1).all()
@@ -51,7 +63,7 @@ def test_wanda_prunes_per_output_row(sparsity):
 def test_nm_compliance(make, method, pattern):
     model = make()
     n, m = map(int, pattern.split(":"))
-    state = calibrated_prune_(model, SparsityPlan(method(pattern=pattern)), CALIB)
+    state = sparsify_(model, SparsityPlan(method(pattern=pattern)), calibration=CALIB)
     for t in resolve_targets(model):
         groups, ok = nm_compliance(t.param.detach(), n, m, t.in_axis)
         assert groups and ok == groups
@@ -93,7 +105,7 @@ def test_refinement_keeps_the_given_mask_exactly():
     reference = copy.deepcopy(model)
     omp = sparsify_(reference, SparsityPlan(OMPConfig(0.5)))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    state = calibrated_prune_(model, SparsityPlan(SparseGPTConfig(0.5)), CALIB, masks=omp)
+    state = sparsify_(model, SparsityPlan(SparseGPTConfig(0.5)), calibration=CALIB, masks=omp)
     for name, mask in omp.masks.items():
         assert torch.equal(state.masks[name], mask)
     assert pruned_nonzeros(model, state) == 0
@@ -106,7 +118,7 @@ def test_refinement_keeps_the_given_mask_exactly():
 def test_refinement_of_nm_mask_stays_nm():
     model = make_tiny_bert()
     nm = sparsify_(copy.deepcopy(model), SparsityPlan(NMConfig("2:4")))
-    calibrated_prune_(model, SparsityPlan(SparseGPTConfig(pattern="2:4")), CALIB, masks=nm)
+    sparsify_(model, SparsityPlan(SparseGPTConfig(pattern="2:4")), calibration=CALIB, masks=nm)
     for t in resolve_targets(model):
         groups, ok = nm_compliance(t.param.detach(), 2, 4, t.in_axis)
         assert ok == groups
@@ -117,7 +129,7 @@ def test_deterministic(config):
     results = []
     for _ in range(2):
         model = make_tiny_gpt2()
-        state = calibrated_prune_(model, SparsityPlan(config), CALIB)
+        state = sparsify_(model, SparsityPlan(config), calibration=CALIB)
         results.append((state, {n: p.detach().clone() for n, p in model.named_parameters()}))
     (s1, w1), (s2, w2) = results
     assert all(torch.equal(s1.masks[n], s2.masks[n]) for n in s1.masks)
@@ -128,22 +140,22 @@ def test_bad_inputs():
     model = make_tiny_gpt2()
     plan = SparsityPlan(WandaConfig(0.5))
     with pytest.raises(SparsityConfigError, match="non-empty"):
-        calibrated_prune_(model, plan, torch.empty(0, 16, dtype=torch.long))
+        sparsify_(model, plan, calibration=torch.empty(0, 16, dtype=torch.long))
     with pytest.raises(SparsityConfigError, match="non-empty"):
-        calibrated_prune_(model, plan, None)
+        sparsify_(model, plan, calibration=None)
     with pytest.raises(SparsityConfigError, match=r"seq_len=65 is larger than the model's maximum \(64\)"):
-        calibrated_prune_(model, plan, torch.zeros(2, 65, dtype=torch.long))
+        sparsify_(model, plan, calibration=torch.zeros(2, 65, dtype=torch.long))
     with pytest.raises(SparsityConfigError, match="needs no calibration"):
-        calibrated_prune_(model, SparsityPlan(OMPConfig(0.5)), CALIB)
+        sparsify_(model, SparsityPlan(OMPConfig(0.5)), calibration=CALIB)
     with pytest.raises(SparsityConfigError, match="needs calibration data"):
         compute_masks(resolve_targets(model), WandaConfig(0.5))
     with pytest.raises(SparsityConfigError, match="only be refined with sparsegpt"):
-        calibrated_prune_(model, plan, CALIB, masks=SparsityState({}))
+        sparsify_(model, plan, calibration=CALIB, masks=SparsityState({}))
     wrong = sparsify_(make_tiny_bert(), SparsityPlan(OMPConfig(0.5)))
     with pytest.raises(MaskMismatchError):
-        calibrated_prune_(model, SparsityPlan(SparseGPTConfig()), CALIB, masks=wrong)
+        sparsify_(model, SparsityPlan(SparseGPTConfig()), calibration=CALIB, masks=wrong)
     with pytest.raises(SparsityConfigError, match="inside the transformer blocks"):
-        calibrated_prune_(model, SparsityPlan(WandaConfig(0.5), TargetSpec(include=["lm_head", "c_fc"])), CALIB)
+        sparsify_(model, SparsityPlan(WandaConfig(0.5), TargetSpec(include=["lm_head", "c_fc"])), calibration=CALIB)
     with pytest.raises(SparsityConfigError, match="either sparsity .* or pattern"):
         WandaConfig(sparsity=0.3, pattern="2:4")
     with pytest.raises(SparsityConfigError, match="0 < N < M"):
@@ -174,14 +186,28 @@ def calib_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("extra,nm", [(["--method", "wanda", "--sparsity", "0.5"], None),
-                                      (["--method", "sparsegpt", "--pattern", "2:4"], (2, 4))])
+@pytest.mark.parametrize(
+    "extra,nm",
+    [(["--method", "wanda", "--sparsity", "0.5"], None), (["--method", "sparsegpt", "--pattern", "2:4"], (2, 4))],
+)
 def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, nm):
     import json
 
     out = tmp_path / "out"
-    code, captured = _cli(capsys, "prune", tiny_lm_dir, out, *extra, "--calib", calib_file, "--calib-samples", "4",
-                          "--seq-len", "32", "--json")
+    code, captured = _cli(
+        capsys,
+        "prune",
+        tiny_lm_dir,
+        out,
+        *extra,
+        "--calib",
+        calib_file,
+        "--calib-samples",
+        "4",
+        "--seq-len",
+        "32",
+        "--json",
+    )
     report = json.loads(captured.out)
     assert code == 0 and report["targets"]["sparsity"] == pytest.approx(0.5)
     if nm:
@@ -194,23 +220,49 @@ def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
     omp_dir = tmp_path / "omp"
     assert _cli(capsys, "prune", tiny_lm_dir, omp_dir, "--sparsity", "0.5")[0] == 0
     refined = tmp_path / "refined"
-    code, _ = _cli(capsys, "prune", tiny_lm_dir, refined, "--method", "sparsegpt", "--calib", calib_file,
-                   "--calib-samples", "4", "--seq-len", "32", "--refine-masks", omp_dir / "sparsity_masks.safetensors")
+    code, _ = _cli(
+        capsys,
+        "prune",
+        tiny_lm_dir,
+        refined,
+        "--method",
+        "sparsegpt",
+        "--calib",
+        calib_file,
+        "--calib-samples",
+        "4",
+        "--seq-len",
+        "32",
+        "--refine-masks",
+        omp_dir / "sparsity_masks.safetensors",
+    )
     assert code == 0
     a = SparsityState.load(omp_dir / "sparsity_masks.safetensors")
     b = SparsityState.load(refined / "sparsity_masks.safetensors")
     assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--method", "wanda"], "needs calibration data: --calib"),
-    (["--method", "wanda", "--calib", "CALIB", "--seq-len", "100"], r"--seq-len 100 is larger than the model's maximum \(64\)"),
-    (["--method", "wanda", "--calib", "CALIB", "--calib-samples", "500", "--seq-len", "64"], "holds only .* sequences"),
-    (["--method", "wanda", "--calib", "CALIB", "--refine-masks", "MASKS"], "only sparsegpt refines"),
-    (["--method", "sparsegpt", "--calib", "CALIB", "--refine-masks", "MASKS", "--seq-len", "32"], "masks do not match the model"),
-    (["--method", "omp", "--calib", "CALIB"], "apply to calibrated methods \\(wanda, sparsegpt\\)"),
-    (["--method", "sparsegpt", "--calib", "CALIB", "--sparsity", "0.3", "--pattern", "2:4"], "not both"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--method", "wanda"], "needs calibration data: --calib"),
+        (
+            ["--method", "wanda", "--calib", "CALIB", "--seq-len", "100"],
+            r"--seq-len 100 is larger than the model's maximum \(64\)",
+        ),
+        (
+            ["--method", "wanda", "--calib", "CALIB", "--calib-samples", "500", "--seq-len", "64"],
+            "holds only .* sequences",
+        ),
+        (["--method", "wanda", "--calib", "CALIB", "--refine-masks", "MASKS"], "only sparsegpt refines"),
+        (
+            ["--method", "sparsegpt", "--calib", "CALIB", "--refine-masks", "MASKS", "--seq-len", "32"],
+            "masks do not match the model",
+        ),
+        (["--method", "omp", "--calib", "CALIB"], "apply to calibrated methods \\(wanda, sparsegpt\\)"),
+        (["--method", "sparsegpt", "--calib", "CALIB", "--sparsity", "0.3", "--pattern", "2:4"], "not both"),
+    ],
+)
 def test_cli_calibrated_bad_input(tmp_path, tiny_lm_dir, calib_file, capsys, extra, message):
     import re
 
@@ -227,4 +279,4 @@ def test_refining_an_already_pruned_model_warns():
     model = make_tiny_gpt2()
     omp = sparsify_(model, SparsityPlan(OMPConfig(0.5)))  # pruned in place: nothing left to reconstruct from
     with pytest.warns(UserWarning, match="reconstructs from the \\*dense\\* weights"):
-        calibrated_prune_(model, SparsityPlan(SparseGPTConfig(0.5)), CALIB, masks=omp)
+        sparsify_(model, SparsityPlan(SparseGPTConfig(0.5)), calibration=CALIB, masks=omp)

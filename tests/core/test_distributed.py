@@ -1,0 +1,36 @@
+"""Cross-rank helpers on a real (one-process, gloo) group; the 2-process DDP/FSDP cases run
+in tests/integrations (test_accelerate, test_fsdp) with real torch.distributed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from es_plugins import OMPConfig, RandomConfig, SparsityConfigError, SparsityPlan, SparsityState, sparsify_
+from es_plugins.distributed import assert_identical_across_ranks, masks_checksum, sparsify_sharded_
+
+
+@pytest.fixture
+def gloo_group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_checksum_changes_with_any_bit():
+    a = SparsityState({"w": torch.tensor([True, False, True])})
+    b = SparsityState({"w": torch.tensor([True, True, True])})
+    assert masks_checksum(a) == masks_checksum(SparsityState({"w": a.masks["w"].clone()}))
+    assert masks_checksum(a) != masks_checksum(b)
+
+
+def test_sharded_omp_equals_the_single_process_masks(gloo_group, tiny_blocks):
+    reference = sparsify_(copy.deepcopy(tiny_blocks), OMPConfig(0.4))
+    state = sparsify_sharded_(tiny_blocks, SparsityPlan(OMPConfig(0.4)))
+    assert state.meta["sharded"] and all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)
+    assert assert_identical_across_ranks(state) == masks_checksum(state)
+    with pytest.raises(SparsityConfigError, match="supports omp"):
+        sparsify_sharded_(tiny_blocks, SparsityPlan(RandomConfig(0.4)))

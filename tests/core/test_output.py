@@ -1,0 +1,47 @@
+"""Safe outputs: refused destinations, atomic publication, no trace after a failure."""
+
+from __future__ import annotations
+
+import pytest
+
+import es_plugins.output as output
+from es_plugins.errors import OutputPathError
+from es_plugins.output import check_output, write_folder_atomically
+
+
+def test_check_output_rules(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    for bad in ("", ".", str(tmp_path), "/", str(model), str(model / "x")):
+        with pytest.raises(OutputPathError):
+            check_output(bad, inputs=[model], overwrite=True)
+    assert check_output("new/out", inputs=[model]) == tmp_path / "new" / "out"
+    # a file output may sit inside an input folder (it deletes nothing) but never replace it
+    assert check_output(model / "extra.onnx", inputs=[model], kind="file") == model / "extra.onnx"
+    with pytest.raises(OutputPathError, match="is the input"):
+        check_output(model / "config.json", inputs=[model / "config.json"], kind="file", overwrite=True)
+
+
+def test_failed_write_leaves_no_trace_and_keeps_the_old_output(tmp_path):
+    out = tmp_path / "out"
+    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("old"))
+
+    def failing(tmp):
+        (tmp / "a.txt").write_text("half new")
+        raise RuntimeError("disk trouble")
+
+    with pytest.raises(RuntimeError):
+        write_folder_atomically(out, failing, overwrite=True)
+    assert (out / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_swap_falls_back_to_two_renames_where_exchange_is_unsupported(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("old"))
+    monkeypatch.setattr(output, "_exchange", lambda a, b: False)
+    write_folder_atomically(out, lambda tmp: (tmp / "a.txt").write_text("new"), overwrite=True)
+    assert (out / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -1,0 +1,62 @@
+"""sparsify_: one entry point for every registered method, calibrated or not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from es_plugins import (
+    OMPConfig,
+    SparseGPTConfig,
+    SparsityConfigError,
+    SparsityPlan,
+    SparsityState,
+    WandaConfig,
+    calibrated_prune_,
+    resolve_targets,
+    sparsify_,
+)
+from tests.conftest import make_tiny_gpt2
+
+
+def _calibration(samples: int = 4, length: int = 16) -> torch.Tensor:
+    return torch.randint(0, 99, (samples, length), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("config", [WandaConfig(0.5), SparseGPTConfig(pattern="2:4")])
+def test_calibrated_methods_prune_through_the_one_entry_point(config):
+    model = make_tiny_gpt2()
+    state = sparsify_(model, config, calibration=_calibration())
+    assert state.sparsity == pytest.approx(config.target_sparsity, abs=1e-3)
+    assert state.count_nonzero_pruned(model) == 0
+    assert state.meta["calibration"] == {"samples": 4, "seq_len": 16}
+    assert state.meta["targets"] == [t.name for t in resolve_targets(model)]  # from_plan recorded them
+
+
+def test_the_old_alias_gives_the_same_masks():
+    a, b = make_tiny_gpt2(), make_tiny_gpt2()
+    plan = SparsityPlan(WandaConfig(0.4))
+    masks_a = sparsify_(a, plan, calibration=_calibration()).masks
+    masks_b = calibrated_prune_(b, plan, _calibration()).masks
+    assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
+
+
+def test_sparsegpt_refines_a_given_mask_exactly():
+    dense = make_tiny_gpt2()
+    omp = sparsify_(make_tiny_gpt2(), OMPConfig(0.5))
+    refined = sparsify_(dense, SparseGPTConfig(0.5), calibration=_calibration(), masks=omp)
+    assert all(torch.equal(refined.masks[n], omp.masks[n]) for n in omp.masks)
+    assert refined.meta["refined_from"]["method"]["method"] == "omp"
+
+
+def test_wrong_inputs_name_the_problem(tiny_blocks):
+    with pytest.raises(SparsityConfigError, match="needs no calibration"):
+        sparsify_(tiny_blocks, OMPConfig(0.5), calibration=_calibration())
+    with pytest.raises(SparsityConfigError, match="masks= refines"):
+        sparsify_(tiny_blocks, OMPConfig(0.5), masks=SparsityState({}))
+    with pytest.raises(SparsityConfigError, match="non-empty"):
+        sparsify_(make_tiny_gpt2(), WandaConfig(0.5))
+    with pytest.raises(SparsityConfigError, match="only be refined with sparsegpt"):
+        sparsify_(make_tiny_gpt2(), WandaConfig(0.5), calibration=_calibration(), masks=SparsityState({}))
+    with pytest.raises(TypeError, match="nn.Module"):
+        sparsify_("model", OMPConfig(0.5))
