@@ -86,13 +86,20 @@ def write_sparsity_files(
     folder = Path(folder)
     report = sparsity_report(model, state, meta)
     state.save(folder / MASKS_FILENAME)
+    write_report_files(folder, report, command)
+    return report
+
+
+def write_report_files(folder: str | Path, report: SparsityReport, command: str | None = None) -> None:
+    """The report JSON and the model-card section (out-of-core runs write their masks file
+    themselves, one mask at a time)."""
+    folder = Path(folder)
     (folder / REPORT_FILENAME).write_text(report.to_json())
     card = folder / CARD_FILENAME
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if CARD_HEADING in text:  # replace our section from an earlier save, keep the rest
         text = text[: text.index(CARD_HEADING)].rstrip() + "\n"
     card.write_text((text + "\n" if text else "") + model_card_section(report, command), encoding="utf-8")
-    return report
 
 
 def save_with_sparsity_files(model: nn.Module, state: SparsityState) -> None:

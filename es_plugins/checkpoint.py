@@ -18,7 +18,15 @@ from .errors import CheckpointError, SparsityConfigError
 from .export.compressed import is_compressed_config, load_compressed
 from .hf_config import check_checkpoint_dir, model_class, read_config
 
-__all__ = ["DTYPES", "check_checkpoint_dir", "load_hf_model", "model_class", "read_config", "save_hf_checkpoint"]
+__all__ = [
+    "DTYPES",
+    "check_checkpoint_dir",
+    "copy_side_files",
+    "load_hf_model",
+    "model_class",
+    "read_config",
+    "save_hf_checkpoint",
+]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ot", ".ckpt", ".gguf")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -71,7 +79,7 @@ def load_hf_model(path: str | Path, dtype: str = "auto") -> nn.Module:
     return model
 
 
-def _copy_side_files(src: Path, dst: Path, copy_code: bool = False) -> list[str]:
+def copy_side_files(src: Path, dst: Path, copy_code: bool = False) -> list[str]:
     """Copy the tokenizer/config side files of ``src``'s top level; return what was skipped.
 
     Only regular files directly in ``src`` are copied: no subfolders (checkpoints, runs,
@@ -92,8 +100,8 @@ def _copy_side_files(src: Path, dst: Path, copy_code: bool = False) -> list[str]
 
 def save_hf_checkpoint(model: nn.Module, src_dir: Path | None, dst: Path, copy_code: bool = False) -> list[str]:
     """``save_pretrained`` plus the source folder's tokenizer and side files; returns the
-    names of source entries that were not copied (see ``_copy_side_files``)."""
-    skipped = _copy_side_files(src_dir, dst, copy_code) if src_dir is not None else []
+    names of source entries that were not copied (see ``copy_side_files``)."""
+    skipped = copy_side_files(src_dir, dst, copy_code) if src_dir is not None else []
     save_pretrained: Any = model.save_pretrained  # a transformers model (or one wrapping it)
     save_pretrained(dst, safe_serialization=True)
     return skipped

@@ -10,17 +10,24 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from ._cli_args import add_target_args as _add_target_args
 from ._cli_args import target_spec as _target_spec
 from ._console import emit, log, results_only_on_stdout
 from .analysis import cli as analysis_cli
-from .artifacts import REPORT_FILENAME, write_sparsity_files
+from .artifacts import REPORT_FILENAME, plan_pattern, write_report_files, write_sparsity_files
 from .assets import resolve_model_path
-from .checkpoint import DTYPES, load_hf_model, read_config, save_hf_checkpoint
+from .checkpoint import DTYPES, check_checkpoint_dir, copy_side_files, load_hf_model, read_config, save_hf_checkpoint
 from .datasets import calibration_blocks, resolve_texts
 from .errors import SparsityConfigError
 from .export import cli as export_cli
+from .export.compressed import is_compressed_config
+from .memory import available_memory, default_threads
 from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names, parse_pattern
+from .outofcore.files import INDEX_FILE, ShardedCheckpoint
+from .outofcore.prune import is_streamable, prune_checkpoint
+from .outofcore.sequential import prune_checkpoint_sequential
 from .output import check_output, write_folder_atomically
 from .plan import SparsityPlan
 from .report import build_report
@@ -101,6 +108,23 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     calib.add_argument("--damp", type=float, help="sparsegpt Hessian dampening (default 0.01)")
     calib.add_argument("--blocksize", type=int, help="sparsegpt column block size (default 128)")
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
+    scale = prune.add_argument_group("memory and threads")
+    scale.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="prune out of core: tensor by tensor (omp, random, nm) or block by block (wanda, "
+        "sparsegpt) from the memory-mapped safetensors shards; needs about one tensor or one "
+        "block of memory, whatever the model size",
+    )
+    scale.add_argument(
+        "--memory-budget",
+        type=float,
+        metavar="GB",
+        help="checkpoints whose weights exceed this are pruned out of core (default: half of the available memory)",
+    )
+    scale.add_argument(
+        "--threads", type=int, help="intra-op threads (default: the cores not kept busy by other processes)"
+    )
     prune.add_argument(
         "--overwrite",
         action="store_true",
@@ -145,7 +169,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
     src = resolve_model_path(args.model)
     check_output(args.out_dir, inputs=[src], overwrite=args.overwrite)  # before minutes of work
+    _set_threads(args.threads)
     calibration_inputs = _calibration_inputs(src, args) if is_calibrated(plan.method) else None
+    if _out_of_core(src, args):
+        return _prune_out_of_core(src, plan, calibration_inputs, args)
     log(f"loading {src}")
     model = load_hf_model(src, dtype=args.dtype)
     started = time.perf_counter()
@@ -170,6 +197,82 @@ def cmd_prune(args: argparse.Namespace) -> int:
             f"{', '.join(skipped)}"
         )
     log(f"wrote {out} (pruned in {elapsed:.2f}s; masks: {MASKS_FILENAME}, report: {REPORT_FILENAME})")
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise SparsityConfigError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads or default_threads())
+
+
+def _out_of_core(src: Path, args: argparse.Namespace) -> bool:
+    """``--low-memory``, or a safetensors checkpoint whose weights exceed the memory budget."""
+    if args.memory_budget is not None and not args.memory_budget > 0:
+        raise SparsityConfigError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
+    check_checkpoint_dir(src)
+    streamable = is_streamable(src) and not is_compressed_config(read_config(src))
+    if args.low_memory:
+        if not streamable:
+            raise SparsityConfigError(
+                f"--low-memory reads safetensors shards (model.safetensors or {INDEX_FILE}); {str(src)!r} has none "
+                "(or is a compressed checkpoint: decompress it first)"
+            )
+        if args.dtype != "auto":
+            raise SparsityConfigError("--dtype does not apply to --low-memory: the checkpoint's dtype is kept")
+        return True
+    budget = args.memory_budget * 2**30 if args.memory_budget else available_memory() / 2
+    size = ShardedCheckpoint(src).nbytes if streamable else 0
+    if streamable and budget and size > budget and args.dtype == "auto":
+        log(
+            f"the weights ({size / 2**30:.1f} GiB) exceed the memory budget ({budget / 2**30:.1f} GiB): "
+            "pruning out of core (as with --low-memory)"
+        )
+        return True
+    return False
+
+
+def _prune_out_of_core(
+    src: Path, plan: SparsityPlan, inputs: tuple[Any, list[str]] | None, args: argparse.Namespace
+) -> int:
+    """Prune without loading the model: the output folder gets the pruned shards, the masks,
+    the report and the side files, like the in-memory path."""
+    command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    skipped: list[str] = []
+    reports = []
+    pattern = plan_pattern(plan.to_dict())
+
+    def write(tmp: Path) -> None:
+        skipped.extend(copy_side_files(src, tmp, args.copy_remote_code))
+        started = time.perf_counter()
+        meta = {"plan": plan.to_dict(), "source": str(src)}
+        if inputs is None:
+            report = prune_checkpoint(src, tmp, plan, pattern, show_progress=True, meta=meta)
+        else:
+            tokenizer, texts = inputs
+            calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
+            masks = SparsityState.load(args.refine_masks) if args.refine_masks else None
+            log(
+                f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed}), "
+                "block by block"
+            )
+            report = prune_checkpoint_sequential(
+                src, tmp, plan, calibration, masks, pattern=pattern, show_progress=True, meta=meta
+            )
+        report.meta["prune_seconds"] = round(time.perf_counter() - started, 3)
+        write_report_files(tmp, report, command)
+        reports.append(report)
+
+    log(f"pruning {src} out of core")
+    out = write_folder_atomically(args.out_dir, write, inputs=[src], overwrite=args.overwrite, command="prune")
+    report = reports[0]
+    emit(report.to_json() if args.json else report.format_table())
+    if skipped:
+        log(f"not copied from {src}: {', '.join(skipped)}")
+    log(
+        f"wrote {out} (out of core in {report.meta['prune_seconds']:.2f}s; masks: {MASKS_FILENAME}, "
+        f"report: {REPORT_FILENAME})"
+    )
     return 0
 
 

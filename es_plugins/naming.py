@@ -44,6 +44,13 @@ def canonical_name(name: str) -> str:
     return ".".join(parts)
 
 
+def canonical_names(names: list[str]) -> list[str]:
+    """Canonical forms of ``names`` (how masks are stored), or the names unchanged if two would
+    collide."""
+    canon = [canonical_name(n) for n in names]
+    return canon if len(set(canon)) == len(canon) else list(names)
+
+
 def _suffix_related(a: str, b: str) -> bool:
     return a == b or a.endswith("." + b) or b.endswith("." + a)
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from .errors import MaskMismatchError
 from .masks.packing import pack_mask, unpack_mask
-from .naming import canonical_name, match_names
+from .naming import canonical_names, match_names
 
 if TYPE_CHECKING:  # annotations only: plan and targets never need the state at import time
     from .plan import SparsityPlan
@@ -37,12 +37,6 @@ def _local_view(tensor: torch.Tensor) -> torch.Tensor:
 
 MASKS_VERSION = "1"
 MASKS_FILENAME = "sparsity_masks.safetensors"
-
-
-def _canonical_names(names: list[str]) -> list[str]:
-    """Canonical forms of ``names``, or the names unchanged if two would collide."""
-    canon = [canonical_name(n) for n in names]
-    return canon if len(set(canon)) == len(canon) else list(names)
 
 
 def canonical_safetensors(blob: bytes) -> bytes:
@@ -257,10 +251,10 @@ class SparsityState:
         Names are canonical (wrapper prefixes such as ``module.`` or PEFT's ``base_layer``
         removed), so a saved state loads under any wrapping of the same model.
         """
-        names = _canonical_names(list(self.masks))
+        names = canonical_names(list(self.masks))
         meta = dict(self.meta)
         if isinstance(meta.get("targets"), list):
-            meta["targets"] = _canonical_names(meta["targets"])
+            meta["targets"] = canonical_names(meta["targets"])
         return {
             "format": MASKS_FORMAT,
             "version": MASKS_VERSION,

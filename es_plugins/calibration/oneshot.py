@@ -20,12 +20,13 @@ from ..plan import SparsityPlan
 from ..progress import progress_factory
 from ..state import SparsityState
 from ..targets import Target, resolve_targets
-from .blocks import block_output, capture_block_inputs, find_blocks
-from .stats import InputStats
+from .blocks import capture_block_inputs, find_blocks
+from .engine import prune_block_
 
 
-def _targets_by_block(model: nn.Module, plan: SparsityPlan, prefix: str, count: int) -> list[list[Target]]:
-    targets = resolve_targets(model, plan.targets)
+def group_by_block(targets: list[Target], prefix: str, count: int) -> list[list[Target]]:
+    """Targets per transformer block ``prefix.N``; targets outside the blocks are an error
+    (calibrated methods prune block by block)."""
     grouped: list[list[Target]] = [[] for _ in range(count)]
     outside = []
     for target in targets:
@@ -84,7 +85,8 @@ def prune_calibrated_(
     Args:
         masks: for methods registered with ``refines_masks`` (SparseGPT), keep these masks
             exactly and only reconstruct the weights (refinement of OMP / LTH / N:M masks).
-        batch_size: calibration sequences per forward call.
+        batch_size: calibration sequences per forward call with ``passes=2`` (one pass runs
+            the whole set as one batch).
 
     Raises:
         SparsityConfigError: bad calibration data, masks for a method that cannot refine,
@@ -100,7 +102,7 @@ def prune_calibrated_(
         refiners = [name for name in method_names() if entry_for(name).refines_masks]
         raise SparsityConfigError(f"a given mask can only be refined with {', '.join(refiners)}, not {config.name!r}")
     prefix, blocks = find_blocks(model)
-    grouped = _targets_by_block(model, plan, prefix, len(blocks))
+    grouped = group_by_block(resolve_targets(model, plan.targets), prefix, len(blocks))
     all_targets = [t for group in grouped for t in group]
     check_finite(all_targets)
     sparsity = config.target_sparsity
@@ -123,28 +125,20 @@ def prune_calibrated_(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    batches = [calibration[i : i + batch_size].to(device) for i in range(0, calibration.shape[0], batch_size)]
+    passes = int(getattr(config, "passes", 2))
+    size = calibration.shape[0] if passes == 1 else batch_size
+    batches = [calibration[i : i + size].to(device) for i in range(0, calibration.shape[0], size)]
     inputs = capture_block_inputs(model, blocks[0], batches)
     keep: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
+    given = masks.masks if masks is not None else {}
     progress = progress_factory(show_progress, f"{config.name} (block)")
     try:
         for index in progress(range(len(blocks))):
-            block, targets = blocks[index], grouped[index]
-            if targets:
-                stats = {t.name: InputStats(t, hessian=entry.needs_hessian) for t in targets}
-                handles = [modules[t.module_name].register_forward_hook(stats[t.name].hook) for t in targets]
-                try:
-                    for args, kwargs in inputs:
-                        block(*args, **kwargs)
-                finally:
-                    for handle in handles:
-                        handle.remove()
-                for target in targets:
-                    given = masks.masks[target.name] if masks is not None else None
-                    keep[target.name] = entry.fn(target, config, stats.pop(target.name), given)
-            # Sequential: the next block sees this block's *pruned* outputs.
-            inputs = [((block_output(block(*args, **kwargs)), *args[1:]), kwargs) for args, kwargs in inputs]
+            targets = grouped[index]
+            hooked = {t.name: modules[t.module_name] for t in targets}
+            kept, inputs = prune_block_(blocks[index], targets, hooked, inputs, entry, config, given, passes)
+            keep.update(kept)
             if on_block:
                 on_block(index, len(blocks))
     finally:

@@ -20,6 +20,8 @@ where hundreds of thousands of magnitudes can share the threshold value.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +33,12 @@ import torch
 ScoreFn = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 CHUNK = 1 << 20
+_HISTOGRAM_BINS = 1024
+_MAX_NARROWINGS = 6  # each pass shrinks a smooth bracket ~300x; ties cannot be narrowed at all
+# Most scores the exact step may gather at once (None: no limit). The first bracket holds ~3 %
+# of all scores, which grows with the model; out-of-core pruning sets a limit, and brackets
+# above it are narrowed by histogram passes first (each pass shrinks it ~300x).
+_GATHER_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("gather_limit", default=None)
 _SAMPLE_SIZE = 1 << 18
 _WINDOW = 64
 _Z = 7.0  # bracket half-width in binomial standard deviations of the sample quantile
@@ -151,7 +159,14 @@ def kth_smallest_threshold(
         raise ValueError(f"k must be in (0, {total}], got {k}")
     samples = combine.cat(_sample_scores(scores, numels, total)).sort().values
     lo, hi, capacity = _bracket(samples, k, total)
+    limit = _GATHER_LIMIT.get()
+    narrowings = 0
     while True:
+        narrow = limit is not None and capacity > limit and narrowings < _MAX_NARROWINGS
+        if narrow and math.isfinite(lo) and math.isfinite(hi) and lo < hi:
+            lo, hi, capacity = _narrow(scores, numels, lo, hi, k, progress, combine)
+            narrowings += 1
+            continue
         below, inside = _count_and_gather(scores, numels, lo, hi, capacity // combine.shards + 1, progress)
         below, inside = combine.sum(below), combine.cat(inside)
         if k <= below:  # bracket too high (an unlucky sample): widen downwards
@@ -163,6 +178,52 @@ def kth_smallest_threshold(
         t = inside.kthvalue(k - below).values
         strictly_below = below + int((inside < t).sum())
         return float(t), k - strictly_below
+
+
+@contextlib.contextmanager
+def bounded_gather(limit: int) -> Iterator[None]:
+    """Within the block, the exact threshold step never gathers more than ``limit`` scores, so
+    its memory does not grow with the model (out-of-core pruning); costs a pass per narrowing."""
+    token = _GATHER_LIMIT.set(max(int(limit), 1 << 12))  # the estimate itself has a 1024 floor
+    try:
+        yield
+    finally:
+        _GATHER_LIMIT.reset(token)
+
+
+def _narrow(
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    lo: float,
+    hi: float,
+    k: int,
+    progress: Callable,
+    combine: LocalCombine,
+) -> tuple[float, float, int]:
+    """One pass: count below ``lo`` and histogram ``[lo, hi]``; return the bins around the k-th
+    score (one bin of margin each side for rounding at the edges) and their count. The exact
+    step that follows checks the new bracket and widens it if it missed."""
+    edges = torch.linspace(lo, hi, _HISTOGRAM_BINS + 1, dtype=torch.float64)
+    counts = torch.zeros(_HISTOGRAM_BINS, dtype=torch.int64)
+    below = 0
+    scratch = _scratch(numels)
+    for i in progress(range(len(scores))):
+        for start, stop in chunks(numels[i]):
+            s = scratch.score(scores[i], start, stop)
+            a, b = scratch.bools(s.numel())
+            below += int(torch.lt(s, lo, out=a).sum())
+            torch.ge(s, lo, out=a)
+            a &= torch.le(s, hi, out=b)
+            inside = s[a]
+            if inside.numel():
+                index = torch.bucketize(inside.double(), edges[1:-1], right=True)
+                counts += torch.bincount(index, minlength=_HISTOGRAM_BINS)
+    below = combine.sum(below)
+    counts = torch.tensor([combine.sum(int(c)) for c in counts]) if combine.shards > 1 else counts
+    position = int(torch.searchsorted(torch.cumsum(counts, 0), k - below))
+    first, last = max(position - 1, 0), min(position + 1, _HISTOGRAM_BINS - 1)
+    expected = int(counts[first : last + 1].sum() * 1.25) + 1024
+    return float(edges[first]), float(edges[last + 1]), expected
 
 
 def keep_largest_masks(
@@ -185,8 +246,22 @@ def keep_largest_masks(
         return [torch.ones(n, dtype=torch.bool) for n in numels]
     if k >= total:
         return [torch.zeros(n, dtype=torch.bool) for n in numels]
+    return list(iter_keep_largest_masks(scores, numels, k, progress))
+
+
+def iter_keep_largest_masks(
+    scores: Sequence[ScoreFn], numels: Sequence[int], k: int, progress: Callable = iter
+) -> Iterator[torch.Tensor]:
+    """:func:`keep_largest_masks`, one mask at a time: the threshold search runs first, then
+    each tensor's mask is made only when the caller asks for it (out-of-core pruning writes
+    and drops it before the next)."""
+    total = sum(numels)
+    if k <= 0 or k >= total:
+        for n in numels:
+            yield torch.full((n,), k <= 0, dtype=torch.bool)
+        return
     t, ties_left = kth_smallest_threshold(scores, numels, k, progress)
-    return write_masks(scores, numels, t, ties_left)
+    yield from iter_masks(scores, numels, t, ties_left)
 
 
 def write_masks(
@@ -194,9 +269,15 @@ def write_masks(
 ) -> list[torch.Tensor]:
     """Keep scores above ``t``; of the scores equal to ``t``, prune the first ``ties`` in
     (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor."""
+    return list(iter_masks(scores, numels, t, ties))
+
+
+def iter_masks(
+    scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]
+) -> Iterator[torch.Tensor]:
+    """:func:`write_masks`, yielding each tensor's mask as soon as it is complete."""
     quotas = None if isinstance(ties, int) else [int(q) for q in ties]
     ties_left = ties if isinstance(ties, int) else 0
-    masks = []
     scratch = _scratch(numels)
     for index, (score_fn, numel) in enumerate(zip(scores, numels)):
         if quotas is not None:
@@ -216,8 +297,7 @@ def write_masks(
                     ties_left -= n_ties
             else:
                 part |= equal
-        masks.append(keep)
-    return masks
+        yield keep
 
 
 def count_equal(scores: Sequence[ScoreFn], numels: Sequence[int], t: float) -> list[int]:

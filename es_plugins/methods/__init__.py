@@ -8,7 +8,7 @@ touching the weights, which schedules and lottery rounds need.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -56,6 +56,17 @@ def compute_masks(
         SparsityConfigError: a calibrated method (it needs activations: use
             ``sparsify_(model, plan, calibration=...)``).
     """
+    return dict(iter_masks(targets, config, show_progress, current))
+
+
+def iter_masks(
+    targets: Sequence[Target],
+    config: MethodConfig,
+    show_progress: bool = False,
+    current: dict[str, torch.Tensor] | None = None,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """:func:`compute_masks` one ``(name, keep)`` at a time, in target order: out-of-core
+    pruning writes each mask and its pruned weight before the next one exists."""
     entry = entry_for(config)
     if entry.calibrated:
         raise SparsityConfigError(
@@ -63,10 +74,8 @@ def compute_masks(
             "calibration=token_ids) or the CLI's --calib"
         )
     check_finite(targets)
-    masks: dict[str, torch.Tensor] = entry.fn(
-        targets, config, progress_factory(show_progress, config.name), current or {}
-    )
-    return masks
+    result = entry.fn(targets, config, progress_factory(show_progress, config.name), current or {})
+    return iter(result.items()) if isinstance(result, Mapping) else iter(result)
 
 
 __all__ = [
@@ -83,6 +92,7 @@ __all__ = [
     "config_from_dict",
     "entry_for",
     "is_calibrated",
+    "iter_masks",
     "method_names",
     "parse_pattern",
     "register_method",

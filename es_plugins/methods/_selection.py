@@ -6,12 +6,12 @@ per-layer "prune the k lowest" selection to those scores.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from ..errors import SparsityConfigError
-from ..masks.select import ScoreFn, keep_largest_masks
+from ..masks.select import ScoreFn, iter_keep_largest_masks, keep_largest_masks
 from ..targets import Target
 
 PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
@@ -46,18 +46,22 @@ def select_by_scores(
     scope: str,
     progress: Callable,
     current: dict[str, torch.Tensor],
-) -> dict[str, torch.Tensor]:
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, keep)`` for each target in order, pruning exactly ``round(sparsity * n)``
+    (over all targets, or per layer). The counts are checked before the first mask; masks
+    are then made one at a time, so a caller that writes each one out (out-of-core pruning)
+    never holds more than one."""
     score_fns = [respecting(fn, current.get(t.name)) for fn, t in zip(score_fns, targets)]
     numels = [t.numel for t in targets]
     if scope == "global":
         k = round(sparsity * sum(numels))
         check_keeps_some(sparsity, k, sum(numels), "the targeted weights")
-        masks = keep_largest_masks(score_fns, numels, k, progress)
+        masks = iter_keep_largest_masks(score_fns, numels, k, progress)
     else:
         for target, numel in zip(targets, numels):
             check_keeps_some(sparsity, round(sparsity * numel), numel, f"layer {target.name!r}")
-        masks = [
+        masks = (
             keep_largest_masks([score_fn], [numel], round(sparsity * numel))[0]
             for score_fn, numel in progress(list(zip(score_fns, numels)))
-        ]
-    return {t.name: m.view(t.param.shape).to(t.param.device) for t, m in zip(targets, masks)}
+        )
+    return ((t.name, m.view(t.param.shape).to(t.param.device)) for t, m in zip(targets, masks))

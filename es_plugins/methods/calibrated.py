@@ -24,12 +24,21 @@ class CalibratedConfig(MethodConfig):
 
     With a pattern the sparsity is the pattern's (``1 - N/M``); giving a different one is an
     error, so a plan never records two sparsities.
+
+    Args:
+        passes: ``1`` (default): one forward per block over the whole calibration set, each
+            layer pruned as its input arrives ("true sequential"); ``2``: the reference codes'
+            scheme (statistics from the dense block, then a second forward for the outputs).
+            See :mod:`es_plugins.calibration.engine` and docs/llm.md for the measured difference.
     """
 
     sparsity: float | None = None
     pattern: str | None = None
+    passes: int = 1
 
     def __post_init__(self) -> None:
+        if self.passes not in (1, 2) or isinstance(self.passes, bool):
+            raise SparsityConfigError(f"passes must be 1 or 2, got {self.passes!r}")
         if self.pattern is None:
             given = DEFAULT_SPARSITY if self.sparsity is None else self.sparsity
             object.__setattr__(self, "sparsity", check_fraction("sparsity", given))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -26,6 +26,6 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
 @register_method(OMPConfig)
 def omp_masks(
     targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict
-) -> dict[str, torch.Tensor]:
+) -> Iterator[tuple[str, torch.Tensor]]:
     scores = [magnitude_score(t.param) for t in targets]
     return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)

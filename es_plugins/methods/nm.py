@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -15,7 +15,9 @@ from .registry import register_method
 
 
 @register_method(NMConfig)
-def nm_masks(targets: Sequence[Target], config: NMConfig, progress: Callable, current: dict) -> dict[str, torch.Tensor]:
+def nm_masks(
+    targets: Sequence[Target], config: NMConfig, progress: Callable, current: dict
+) -> Iterator[tuple[str, torch.Tensor]]:
     incompatible = [t for t in targets if t.param.shape[t.in_axis] % config.m]
     if incompatible and not config.skip_incompatible:
         listed = ", ".join(f"{t.name} (in={t.param.shape[t.in_axis]})" for t in incompatible)
@@ -30,14 +32,14 @@ def nm_masks(targets: Sequence[Target], config: NMConfig, progress: Callable, cu
             stacklevel=3,
         )
     skipped = {t.name for t in incompatible}
-    masks = {}
-    for target in progress(list(targets)):
-        if target.name in skipped:
-            masks[target.name] = torch.ones_like(target.param, dtype=torch.bool)
-        else:
-            if target.name in current:  # never revive a weight an earlier step pruned
-                keep = nm_keep_within(target.param, current[target.name], config.n, config.m, target.in_axis)
-            else:
-                keep = nm_keep_mask(target.param.detach().abs().float(), config.n, config.m, target.in_axis)
-            masks[target.name] = keep
-    return masks
+    return (
+        (target.name, _nm_keep(target, config, skipped, current.get(target.name))) for target in progress(list(targets))
+    )
+
+
+def _nm_keep(target: Target, config: NMConfig, skipped: set[str], current: torch.Tensor | None) -> torch.Tensor:
+    if target.name in skipped:
+        return torch.ones_like(target.param, dtype=torch.bool)
+    if current is not None:  # never revive a weight an earlier step pruned
+        return nm_keep_within(target.param, current, config.n, config.m, target.in_axis)
+    return nm_keep_mask(target.param.detach().abs().float(), config.n, config.m, target.in_axis)

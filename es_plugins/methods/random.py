@@ -6,7 +6,7 @@ never holds scores for the whole model and the masks are reproducible.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -37,6 +37,6 @@ def _random_score(seed: int) -> ScoreFn:
 @register_method(RandomConfig)
 def random_masks(
     targets: Sequence[Target], config: RandomConfig, progress: Callable, current: dict
-) -> dict[str, torch.Tensor]:
+) -> Iterator[tuple[str, torch.Tensor]]:
     scores = [_random_score(config.seed * 10_007 + i) for i, _ in enumerate(targets)]
     return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)

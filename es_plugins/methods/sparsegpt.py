@@ -33,6 +33,21 @@ def _inverse_hessian_factor(hessian: torch.Tensor, damp: float, name: str) -> to
         ) from None
 
 
+def lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Bool mask of the ``count`` smallest of flat ``scores``, ties to the lower index — what a
+    stable sort selects, from one ``kthvalue`` (linear time; the sort was a third of the run)."""
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if count <= 0:
+        return mask
+    if count >= scores.numel():
+        return ~mask
+    threshold = scores.kthvalue(count).values
+    torch.lt(scores, threshold, out=mask)
+    ties = (scores == threshold).nonzero().squeeze(1)[: count - int(mask.sum())]
+    mask[ties] = True
+    return mask
+
+
 def _block_quota(total_pruned: int, done_cols: int, block_cols: int, cols: int, already: int) -> int:
     """Pruned count for one column block so that the running total tracks ``total_pruned``
     exactly (cumulative rounding), giving an exact count for the whole layer."""
@@ -81,10 +96,7 @@ def sparsegpt_prune(
         elif nm is None:
             quota = _block_quota(total_pruned, i1, count, cols, pruned_so_far)
             scores = (w1**2 / diag.reshape(1, -1) ** 2).reshape(-1)
-            mask1 = torch.zeros(rows * count, dtype=torch.bool, device=w.device)
-            if quota > 0:
-                mask1[torch.sort(scores, stable=True).indices[:quota]] = True
-            mask1 = mask1.view(rows, count)
+            mask1 = lowest(scores, quota).view(rows, count)
             pruned_so_far += quota
         else:
             mask1 = torch.zeros_like(w1, dtype=torch.bool)

@@ -76,3 +76,18 @@ def test_nm_report_compliance(tiny_bert, n, m):
     assert all(layer.nm_ok for layer in report.layers)
     assert report.target_sparsity == pytest.approx(1 - n / m)
     assert state.sparsity == pytest.approx(1 - n / m)
+
+
+def test_sparsegpt_block_selection_equals_a_stable_sort_under_ties():
+    from es_plugins.methods.sparsegpt import lowest
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n = int(torch.randint(1, 3000, (1,), generator=generator))
+        scores = (
+            torch.randint(0, 20, (n,), generator=generator).float() if trial % 2 else torch.rand(n, generator=generator)
+        )
+        count = int(torch.randint(0, n + 1, (1,), generator=generator))
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[torch.sort(scores, stable=True).indices[:count]] = True
+        assert torch.equal(lowest(scores, count), expected)

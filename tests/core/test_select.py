@@ -83,3 +83,21 @@ def test_unlucky_bracket_is_widened_and_still_exact(monkeypatch, z):
     for k in (1, 777, total // 2, total - 1):
         for got, want in zip(run(tensors, k), reference_masks(tensors, k)):
             assert torch.equal(got, want)
+
+
+def test_a_bounded_gather_narrows_the_bracket_and_gives_the_same_masks(monkeypatch):
+    from es_plugins.masks.select import bounded_gather
+
+    calls = []
+    narrow = select._narrow
+    monkeypatch.setattr(select, "_narrow", lambda *a: calls.append(1) or narrow(*a))
+    generator = torch.Generator().manual_seed(3)
+    weights = [torch.randn(n, generator=generator) for n in (400_000, 250_000, 350_000)]
+    scores = [lambda a, b, out, w=w: out.copy_(w[a:b]).abs_() for w in weights]
+    numels = [w.numel() for w in weights]
+    free = keep_largest_masks(scores, numels, 512_345)
+    with bounded_gather(4096):  # the first bracket holds ~18,000 scores
+        bounded = keep_largest_masks(scores, numels, 512_345)
+    assert all(torch.equal(a, b) for a, b in zip(free, bounded))
+    assert sum(int((~m).sum()) for m in bounded) == 512_345
+    assert calls  # the histogram pass really ran

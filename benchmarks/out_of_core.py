@@ -1,0 +1,180 @@
+"""Out-of-core pruning vs loading the model: wall time and peak anonymous memory (RssAnon) against
+checkpoint size, on synthetic sharded Llama checkpoints (random weights, 1-8 GB, bf16 and fp32).
+
+Rows per checkpoint, each in a fresh process:
+  - baseline: ``AutoModelForCausalLM.from_pretrained`` + in-memory global OMP 50 % + ``save_pretrained``
+  - ours, OMP 50 % global, out of core (``es-plugins prune --low-memory`` path)
+  - ours, 2:4, out of core
+  - ours, Wanda 50 % with 4 x 128 calibration tokens, block by block
+Peak RssAnon is sampled every 2 ms from a thread and reported above the process's level before
+the case started (imports excluded); file-backed pages of the memory-mapped shards are not
+anonymous memory. Checkpoints are written to --workdir one at a time and deleted after use.
+
+Usage: python benchmarks/out_of_core.py [--sizes 1 2 4 8] [--dtypes bfloat16 float32] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from _common import run_isolated, table  # noqa: E402
+
+HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5632, 32000, 16
+CASES = (
+    "baseline: from_pretrained + prune + save",
+    "ours: OMP 50% out of core",
+    "ours: 2:4 out of core",
+    "ours: Wanda 50% block by block",
+)
+
+
+def layer_count(gigabytes: float, dtype: torch.dtype) -> int:
+    per_layer = 4 * HIDDEN * HIDDEN + 3 * HIDDEN * INTERMEDIATE + 2 * HIDDEN
+    fixed = 2 * VOCAB * HIDDEN + HIDDEN
+    bytes_per = torch.finfo(dtype).bits // 8
+    return max(1, round((gigabytes * 1e9 / bytes_per - fixed) / per_layer))
+
+
+def write_checkpoint(folder: Path, layers: int, dtype: torch.dtype, shard_bytes: int = 1 << 30) -> int:
+    """A sharded Llama checkpoint written tensor by tensor (never the whole model in memory)."""
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig
+
+    folder.mkdir(parents=True)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=layers,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        torch_dtype=str(dtype)[6:],
+    )
+    config.architectures = ["LlamaForCausalLM"]
+    config.save_pretrained(folder)
+    shapes = {"model.embed_tokens.weight": (VOCAB, HIDDEN)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({p + f"self_attn.{n}_proj.weight": (HIDDEN, HIDDEN) for n in "qkvo"})
+        shapes.update(
+            {
+                p + "mlp.gate_proj.weight": (INTERMEDIATE, HIDDEN),
+                p + "mlp.up_proj.weight": (INTERMEDIATE, HIDDEN),
+                p + "mlp.down_proj.weight": (HIDDEN, INTERMEDIATE),
+            }
+        )
+        shapes.update({p + "input_layernorm.weight": (HIDDEN,), p + "post_attention_layernorm.weight": (HIDDEN,)})
+    shapes.update({"model.norm.weight": (HIDDEN,), "lm_head.weight": (VOCAB, HIDDEN)})
+    generator = torch.Generator().manual_seed(0)
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, shape in shapes.items():
+        value = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=generator) * 0.02
+        value = value.to(dtype)
+        if size and size + value.numel() * value.element_size() > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = value
+        size += value.numel() * value.element_size()
+    weight_map, total = {}, 0
+    for index, shard in enumerate(shards):
+        file = f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / file), metadata={"format": "pt"})
+        weight_map.update({name: file for name in shard})
+        total += sum(t.numel() * t.element_size() for t in shard.values())
+        shard.clear()
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
+    return total
+
+
+def case(name: str, src: str, dst: str) -> dict:
+    """One row, in this (fresh) process."""
+    from es_plugins import NMConfig, OMPConfig, SparsityPlan, WandaConfig, sparsify_
+    from es_plugins.memory import PeakAnonSampler, stable_allocator
+    from es_plugins.outofcore import prune_checkpoint
+    from es_plugins.outofcore.sequential import prune_checkpoint_sequential
+
+    stable_allocator()
+    torch.set_num_threads(2)
+    from transformers import AutoModelForCausalLM  # noqa: F401  (imported before the measurement)
+
+    out = Path(dst)
+    out.mkdir()
+    calibration = torch.randint(0, VOCAB, (4, 128), generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    with PeakAnonSampler() as sampler:
+        if name.startswith("baseline"):
+            model = AutoModelForCausalLM.from_pretrained(src, dtype="auto")
+            sparsify_(model, OMPConfig(0.5))
+            model.save_pretrained(out)
+            del model
+        elif "OMP" in name:
+            prune_checkpoint(src, out, SparsityPlan(OMPConfig(0.5)))
+        elif "2:4" in name:
+            prune_checkpoint(src, out, SparsityPlan(NMConfig("2:4")))
+        else:
+            prune_checkpoint_sequential(src, out, SparsityPlan(WandaConfig(0.5)), calibration)
+    return {"seconds": time.perf_counter() - start, "peak_anon": sampler.added}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--case":
+        print(json.dumps(case(*sys.argv[2:5])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1, 2, 4, 8], help="checkpoint sizes in GB")
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workdir", default=None, help="where checkpoints are written (default: a temp dir)")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="es-plugins-ooc-"))
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = getattr(torch, dtype_name)
+        for gigabytes in args.sizes:
+            src = work / f"llama-{gigabytes:g}gb-{dtype_name}"
+            total = write_checkpoint(src, layer_count(gigabytes, dtype), dtype)
+            results: dict[str, list[dict]] = {name: [] for name in CASES}
+            for _ in range(args.repeats):  # interleaved: every case once per round
+                for name in CASES:
+                    dst = work / "out"
+                    shutil.rmtree(dst, ignore_errors=True)
+                    results[name].append(run_isolated(__file__, name, str(src), str(dst)))
+            shutil.rmtree(work / "out", ignore_errors=True)
+            shutil.rmtree(src)
+            for name, runs in results.items():
+                peaks = [r["peak_anon"] / total for r in runs]
+                seconds = [r["seconds"] for r in runs]
+                rows.append(
+                    [
+                        dtype_name,
+                        f"{total / 1e9:.2f} GB",
+                        name,
+                        f"{statistics.median(seconds):.1f} s",
+                        f"{statistics.median(peaks):.3f}x ({min(peaks):.3f}-{max(peaks):.3f})",
+                        f"{statistics.median(r['peak_anon'] for r in runs) / 2**20:.0f} MiB",
+                    ]
+                )
+            print(table(rows[-len(CASES) :], HEADER), flush=True)
+    print()
+    print(table(rows, HEADER))
+
+
+HEADER = ["dtype", "checkpoint", "case", "wall time (median)", "peak RssAnon / weights (min-max)", "peak RssAnon"]
+
+if __name__ == "__main__":
+    main()

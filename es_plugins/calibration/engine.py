@@ -1,0 +1,97 @@
+"""Calibrate and prune one transformer block: the step the in-memory driver
+(:mod:`.oneshot`) and the out-of-core driver (:mod:`es_plugins.outofcore.sequential`) share.
+
+Two schedules:
+
+* **one pass** (default): the whole calibration set goes through the block as one batch. A
+  forward pre-hook on each targeted layer sees its complete input, computes the statistics,
+  prunes the weight in place and lets the layer run with it — "true sequential" in execution
+  order — so the block's outputs (the next block's inputs) come from the same forward. Layers
+  fed the same tensor (q/k/v, gate/up) share one set of statistics (one Hessian, not three).
+* **two passes** (the reference codes' scheme): batch by batch, hooks collect every layer's
+  statistics from the dense block; then all layers are pruned; then a second forward computes
+  the outputs. Kept for comparison with published numbers and for calibration sets too large
+  to run as one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..methods import MethodConfig, MethodEntry
+from ..targets import Target
+from .blocks import block_output
+from .stats import InputStats
+
+Inputs = list[tuple[tuple, dict]]  # (args, kwargs) of the block, one entry per batch
+
+
+def forward_all(block: nn.Module, inputs: Inputs) -> Inputs:
+    """The block's outputs as the next block's inputs (same kwargs: masks, positions)."""
+    return [((block_output(block(*args, **kwargs)), *args[1:]), kwargs) for args, kwargs in inputs]
+
+
+@torch.no_grad()
+def prune_block_(
+    block: nn.Module,
+    targets: Sequence[Target],
+    modules: dict[str, nn.Module],
+    inputs: Inputs,
+    entry: MethodEntry,
+    config: MethodConfig,
+    given: dict[str, torch.Tensor] | None = None,
+    passes: int = 1,
+) -> tuple[dict[str, torch.Tensor], Inputs]:
+    """Prune ``targets`` (weights updated in place) and return ``(keep masks, next inputs)``.
+
+    Args:
+        modules: the module that computes each target (hooked by target name).
+        given: fixed masks to keep (refinement), by target name.
+        passes: 1 (one forward; ``inputs`` must be a single batch) or 2 (stats, then outputs).
+    """
+    given = given or {}
+    keeps: dict[str, torch.Tensor] = {}
+    if not targets:
+        return keeps, forward_all(block, inputs)
+    if passes == 2:
+        stats = {t.name: InputStats(t, hessian=entry.needs_hessian) for t in targets}
+        handles = [modules[t.name].register_forward_hook(stats[t.name].hook) for t in targets]
+        try:
+            for args, kwargs in inputs:
+                block(*args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for target in targets:
+            keeps[target.name] = entry.fn(target, config, stats.pop(target.name), given.get(target.name))
+        return keeps, forward_all(block, inputs)
+    if len(inputs) != 1:
+        raise ValueError("one-pass calibration runs the whole calibration set as one batch")
+    seen: list[tuple[torch.Tensor, InputStats]] = []  # holds each input alive: no address reuse
+
+    def prune_on_arrival(target: Target) -> Any:
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            stats = next((s for held, s in seen if held is x), None)
+            if stats is None:
+                stats = InputStats(target, hessian=entry.needs_hessian)
+                stats.hook(module, (x,), None)
+                seen.append((x, stats))
+            keeps[target.name] = entry.fn(target, config, stats, given.get(target.name))
+
+        return hook
+
+    handles = [modules[t.name].register_forward_pre_hook(prune_on_arrival(t)) for t in targets]
+    try:
+        outputs = forward_all(block, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        seen.clear()
+    missing = [t.name for t in targets if t.name not in keeps]
+    if missing:
+        raise RuntimeError(f"the block's forward never ran {missing[:5]}; use passes=2")
+    return keeps, outputs
