@@ -23,7 +23,7 @@ from .datasets import calibration_blocks, resolve_texts
 from .errors import SparsityConfigError
 from .export import cli as export_cli
 from .export.compressed import is_compressed_config
-from .memory import available_memory, default_threads
+from .memory import available_memory, default_threads, stable_allocator
 from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names, parse_pattern
 from .outofcore.files import INDEX_FILE, ShardedCheckpoint
 from .outofcore.prune import is_streamable, prune_checkpoint
@@ -169,7 +169,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
     src = resolve_model_path(args.model)
     check_output(args.out_dir, inputs=[src], overwrite=args.overwrite)  # before minutes of work
-    _set_threads(args.threads)
     calibration_inputs = _calibration_inputs(src, args) if is_calibrated(plan.method) else None
     if _out_of_core(src, args):
         return _prune_out_of_core(src, plan, calibration_inputs, args)
@@ -200,10 +199,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_threads(threads: int | None) -> None:
+def _configure_process(args: argparse.Namespace) -> None:
+    """Every command: threads that do not fight a busy machine (``--threads`` where offered) and
+    an allocator that returns large freed buffers at once, so peaks repeat run to run."""
+    threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise SparsityConfigError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads or default_threads())
+    stable_allocator()
 
 
 def _out_of_core(src: Path, args: argparse.Namespace) -> bool:
@@ -359,8 +362,10 @@ def run_command(name: str, args: argparse.Namespace, prog: str = "es-plugins") -
     Shared by ``es-plugins`` and the ``optimum-cli sparsity`` commands (``prog`` names the
     one the user typed), so both catch the same errors the same way.
     """
+    threads = torch.get_num_threads()  # restored after: main() may be called as a library function
     try:
         with results_only_on_stdout():
+            _configure_process(args)
             return COMMANDS[name](args)
     except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, a failed write
         print(f"{prog} {name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
@@ -375,6 +380,8 @@ def run_command(name: str, args: argparse.Namespace, prog: str = "es-plugins") -
             flush=True,
         )
         raise SystemExit(1) from None
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -91,3 +91,13 @@ def test_sparsegpt_block_selection_equals_a_stable_sort_under_ties():
         expected = torch.zeros(n, dtype=torch.bool)
         expected[torch.sort(scores, stable=True).indices[:count]] = True
         assert torch.equal(lowest(scores, count), expected)
+
+
+def test_sparsegpt_group_selection_equals_the_n_m_mask_under_ties():
+    from es_plugins.masks.nm import nm_keep_mask
+    from es_plugins.methods.sparsegpt import _prune_in_groups
+
+    generator = torch.Generator().manual_seed(1)
+    for m, n in ((4, 2), (8, 4), (4, 1)):
+        scores = torch.randint(0, 4, (300, m), generator=generator).float()  # many ties
+        assert torch.equal(_prune_in_groups(scores, n), ~nm_keep_mask(scores, n, m, in_axis=1))

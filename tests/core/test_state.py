@@ -27,8 +27,7 @@ def train_steps(model, optimizer, steps: int, accumulate: int = 1, scaler=None) 
 
 
 def pruned_nonzeros(model, state) -> int:
-    params = dict(model.named_parameters())
-    return sum(int((params[n].detach()[~m] != 0).sum()) for n, m in state.masks.items())
+    return state.count_nonzero_pruned(model)
 
 
 def test_apply_is_in_place_and_keeps_keys(tiny_blocks):

@@ -43,7 +43,6 @@ def main(out: str, phase: str) -> None:
     if phase == "train":
         accelerator.save_state(os.path.join(out, "state"))
     state = sparsifier.state
-    params = dict(accelerator.unwrap_model(model).named_parameters())
     result = {
         "before_load": before_load,
         "rank": accelerator.process_index,
@@ -52,7 +51,7 @@ def main(out: str, phase: str) -> None:
         "pruned": state.num_pruned,
         "total": state.num_weights,
         "real_steps": real_steps,
-        "regrown": sum(int((params[n].detach()[~m] != 0).sum()) for n, m in state.masks.items()),
+        "regrown": state.count_nonzero_pruned(accelerator.unwrap_model(model)),
     }
     sparsifier.finalize()
     with open(os.path.join(out, f"{phase}-rank{accelerator.process_index}.json"), "w") as handle:

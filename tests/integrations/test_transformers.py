@@ -65,8 +65,7 @@ def training_args(out, **overrides) -> TrainingArguments:
 
 
 def pruned_nonzeros(model, masks) -> int:
-    params = dict(model.named_parameters())
-    return sum(int((params[n].detach()[~m] != 0).sum()) for n, m in masks.items())
+    return SparsityState(masks).count_nonzero_pruned(model)
 
 
 def test_one_shot_omp_holds_through_bf16_accumulation_and_weight_decay(tmp_path):
