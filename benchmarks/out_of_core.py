@@ -153,10 +153,14 @@ def main() -> None:
                 for name in CASES:
                     dst = work / "out"
                     shutil.rmtree(dst, ignore_errors=True)
-                    results[name].append(run_isolated(__file__, name, str(src), str(dst)))
+                    results[name].append(run_isolated(__file__, "--case", name, str(src), str(dst)))
             shutil.rmtree(work / "out", ignore_errors=True)
             shutil.rmtree(src)
-            for name, runs in results.items():
+            for name, all_runs in results.items():
+                runs = [r for r in all_runs if "error" not in r]
+                if not runs:
+                    rows.append([dtype_name, f"{total / 1e9:.2f} GB", name, "error", all_runs[0]["error"][:70], "-"])
+                    continue
                 peaks = [r["peak_anon"] / total for r in runs]
                 seconds = [r["seconds"] for r in runs]
                 rows.append(

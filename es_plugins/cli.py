@@ -23,7 +23,7 @@ from .datasets import calibration_blocks, resolve_texts
 from .errors import SparsityConfigError
 from .export import cli as export_cli
 from .export.compressed import is_compressed_config
-from .memory import available_memory, default_threads, stable_allocator
+from .memory import available_memory, default_threads
 from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names, parse_pattern
 from .outofcore.files import INDEX_FILE, ShardedCheckpoint
 from .outofcore.prune import is_streamable, prune_checkpoint
@@ -200,13 +200,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _configure_process(args: argparse.Namespace) -> None:
-    """Every command: threads that do not fight a busy machine (``--threads`` where offered) and
-    an allocator that returns large freed buffers at once, so peaks repeat run to run."""
+    """Every command: threads that do not fight a busy machine (``--threads`` where offered)."""
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise SparsityConfigError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads or default_threads())
-    stable_allocator()
 
 
 def _out_of_core(src: Path, args: argparse.Namespace) -> bool:

@@ -84,15 +84,15 @@ def prune_checkpoint(
     src: str | Path,
     dst: str | Path,
     plan: SparsityPlan,
-    pattern: tuple[int, int] | None = (2, 4),
+    pattern: tuple[int, int] | None = None,
     show_progress: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> SparsityReport:
     """Prune the safetensors checkpoint in ``src`` into the (existing, empty) folder ``dst``.
 
     ``dst`` receives the pruned shards (same names, layout and dtypes), the index, and the
-    masks file; side files (config, tokenizer) are the caller's. Returns the report, with N:M
-    compliance counted for ``pattern``.
+    masks file; side files (config, tokenizer) are the caller's. Returns the report (with N:M
+    compliance counted for ``pattern``, when given).
 
     Raises:
         SparsityConfigError: a calibrated method (see :mod:`es_plugins.outofcore.sequential`).
@@ -126,9 +126,9 @@ def prune_checkpoint(
         del pruned, keep
     masks_file.close()
     floating = [e for e in streamed.checkpoint.entries.values() if e.dtype in ("F64", "F32", "F16", "BF16")]
-    all_zeros = sum(count_zeros(streamed.checkpoint.tensor(e.name)) for e in floating)
-    all_zeros += sum(layer.zeros for layer in layers)  # the source's zeros were counted before pruning
-    all_zeros -= sum(count_zeros(t.param) for t in streamed.targets)
+    target_keys = {e.name for e in streamed.entries.values()}
+    all_zeros = sum(count_zeros(streamed.checkpoint.tensor(e.name)) for e in floating if e.name not in target_keys)
+    all_zeros += sum(layer.zeros for layer in layers)
     return SparsityReport(
         layers=layers,
         all_params=sum(e.numel for e in floating),

@@ -8,8 +8,8 @@ pruned by the same engine as in memory (:func:`es_plugins.calibration.engine.pru
 pruned weights are written in place into the output shards, and the block's outputs become the
 next block's inputs. Activations between blocks are kept in memory up to a budget and on disk
 beyond it. Peak memory is the embeddings plus one block, its statistics and the activations,
-whatever the depth; calibration runs in float32 and the weights are written back in the
-checkpoint's dtype.
+whatever the depth. Blocks run in the checkpoint's dtype, as an in-memory run with
+``--dtype auto`` does (so both give the same masks); statistics accumulate in float32.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ..progress import progress_factory
 from ..report import LayerStats, SparsityReport
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
-from .files import ShardedCheckpoint, StreamingMasksFile, copy_checkpoint_files, write_tensor_in_place
+from .files import DTYPES, ShardedCheckpoint, StreamingMasksFile, copy_checkpoint_files, write_tensor_in_place
 from .prune import checkpoint_names, count_zeros, meta_model
 
 
@@ -77,8 +77,9 @@ class _OnDisk:
         return torch.load(self.path, weights_only=True)
 
 
-def skeleton_model(folder: Path) -> nn.Module:
-    """The architecture with one block, in float32, for real: what runs before the blocks."""
+def skeleton_model(folder: Path, dtype: torch.dtype) -> nn.Module:
+    """The architecture with one block, for real, in the checkpoint's dtype: what runs before
+    the blocks. An untied output head is never reached by calibration, so it gets no memory."""
     import transformers  # the hf extra
 
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -87,7 +88,11 @@ def skeleton_model(folder: Path) -> nn.Module:
     if isinstance(getattr(config, "layer_types", None), list):
         config.layer_types = config.layer_types[:1]
     cls = model_class(folder, read_config(folder))
-    return cls._from_config(config, dtype=torch.float32).eval()
+    model = cls._from_config(config, dtype=dtype).eval()
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and embeddings is not None and head.weight is not embeddings.weight:
+        head.weight = nn.Parameter(torch.empty(0, dtype=dtype), requires_grad=False)
+    return model
 
 
 @torch.no_grad()
@@ -105,7 +110,7 @@ def prune_checkpoint_sequential(
     masks: SparsityState | None = None,
     batch_size: int = 4,
     activation_budget: int = 1 << 30,
-    pattern: tuple[int, int] | None = (2, 4),
+    pattern: tuple[int, int] | None = None,
     show_progress: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> SparsityReport:
@@ -133,11 +138,12 @@ def prune_checkpoint_sequential(
     mapping = checkpoint_names(full, checkpoint, params)
     check_finite([Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in all_targets])
 
-    skeleton = skeleton_model(src)
+    stored = DTYPES[checkpoint.entries[mapping[all_targets[0].name]].dtype][1] if all_targets else torch.float32
+    skeleton = skeleton_model(src, stored)
     check_calibration(skeleton, calibration)
     _, skeleton_blocks = find_blocks(skeleton)
     template = skeleton_blocks[0]
-    outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{prefix}.0.")}
+    outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{prefix}.0.") and p.numel()}
     _fill(skeleton, {n: checkpoint.tensor(mapping[n]) for n in outside})
 
     copy_checkpoint_files(checkpoint, dst)

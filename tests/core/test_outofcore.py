@@ -72,21 +72,29 @@ def test_streamed_prune_equals_the_in_memory_one_bit_for_bit(tmp_path, config):
     assert report.target_sparsity == pytest.approx(state.sparsity)
 
 
-@pytest.mark.parametrize("config", [WandaConfig(0.5), SparseGPTConfig(pattern="2:4"), SparseGPTConfig(0.5, passes=2)])
-def test_sequential_onloading_equals_the_in_memory_prune(tmp_path, config):
+@pytest.mark.parametrize(
+    "config, dtype",
+    [
+        (WandaConfig(0.5), torch.float32),
+        (SparseGPTConfig(pattern="2:4"), torch.float32),
+        (SparseGPTConfig(0.5, passes=2), torch.float32),
+        (WandaConfig(0.5), torch.bfloat16),  # blocks run in the stored dtype, as in memory with dtype auto
+    ],
+)
+def test_sequential_onloading_equals_the_in_memory_prune(tmp_path, config, dtype):
     from transformers import LlamaForCausalLM
 
-    src = sharded(tiny_llama(), tmp_path / "src")
+    src = sharded(tiny_llama(dtype=dtype), tmp_path / "src")
     calibration = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(1))
     out = tmp_path / "out"
     out.mkdir()
     prune_checkpoint_sequential(src, out, SparsityPlan(config), calibration, activation_budget=0)  # spill to disk
     (out / "config.json").write_bytes((src / "config.json").read_bytes())
-    reference = LlamaForCausalLM.from_pretrained(src)
+    reference = LlamaForCausalLM.from_pretrained(src, dtype="auto")
     state = sparsify_(reference, config, calibration=calibration)
     state.save(tmp_path / "reference.safetensors")
     assert (out / MASKS_FILENAME).read_bytes() == (tmp_path / "reference.safetensors").read_bytes()
-    assert same_weights(LlamaForCausalLM.from_pretrained(out), reference)
+    assert same_weights(LlamaForCausalLM.from_pretrained(out, dtype="auto"), reference)
 
 
 def test_cli_low_memory_writes_a_plain_checkpoint_with_the_in_memory_masks(tmp_path, capsys):
