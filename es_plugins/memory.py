@@ -118,8 +118,12 @@ def available_memory() -> int:
 
 
 def default_threads() -> int:
-    """Intra-op threads for CLI work: the cores this process may use, minus one when other
-    processes keep the machine busy (load average above the spare cores), at least one."""
+    """Intra-op threads for CLI work: the cores this process may use minus those other processes
+    are running on right now, at least one. Uses the instantaneous count of runnable tasks
+    (``/proc/loadavg``), not the 1-minute average, which still counts work that has ended."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, cores - int(busy + 0.5)) if busy >= 1 else cores
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return cores
+    return max(1, min(cores, cores - (running - 1)))

@@ -102,6 +102,13 @@ def _scratch(numels: Sequence[int]) -> _Scratch:
     return _Scratch(min(CHUNK, max(numels, default=0)))
 
 
+def _inside(s: torch.Tensor, lo: float, hi: float, scratch: _Scratch) -> torch.Tensor:
+    """Bool mask (a scratch buffer) of the chunk's scores in ``[lo, hi]``."""
+    a, b = scratch.bools(s.numel())
+    torch.ge(s, lo, out=a)
+    return a.logical_and_(torch.le(s, hi, out=b))
+
+
 def _count_and_gather(
     scores: Sequence[ScoreFn], numels: Sequence[int], lo: float, hi: float, capacity: int, progress: Callable
 ) -> tuple[int, torch.Tensor]:
@@ -116,10 +123,8 @@ def _count_and_gather(
     for i in progress(range(len(scores))):
         for start, stop in chunks(numels[i]):
             s = scratch.score(scores[i], start, stop)
-            a, b = scratch.bools(s.numel())
-            below += int(torch.lt(s, lo, out=a).sum())
-            torch.ge(s, lo, out=a)
-            a &= torch.le(s, hi, out=b)
+            a = _inside(s, lo, hi, scratch)
+            below += int(s.numel() - a.sum()) - int(torch.gt(s, hi, out=scratch.bools(s.numel())[1]).sum())
             count = int(a.sum())
             if used + count > inside.numel():
                 grown = torch.empty(max(2 * inside.numel(), used + count))
@@ -210,10 +215,8 @@ def _narrow(
     for i in progress(range(len(scores))):
         for start, stop in chunks(numels[i]):
             s = scratch.score(scores[i], start, stop)
-            a, b = scratch.bools(s.numel())
-            below += int(torch.lt(s, lo, out=a).sum())
-            torch.ge(s, lo, out=a)
-            a &= torch.le(s, hi, out=b)
+            a = _inside(s, lo, hi, scratch)
+            below += int(s.numel() - a.sum()) - int(torch.gt(s, hi, out=scratch.bools(s.numel())[1]).sum())
             inside = s[a]
             if inside.numel():
                 index = torch.bucketize(inside.double(), edges[1:-1], right=True)
