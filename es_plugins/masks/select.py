@@ -102,11 +102,20 @@ def _scratch(numels: Sequence[int]) -> _Scratch:
     return _Scratch(min(CHUNK, max(numels, default=0)))
 
 
-def _inside(s: torch.Tensor, lo: float, hi: float, scratch: _Scratch) -> torch.Tensor:
-    """Bool mask (a scratch buffer) of the chunk's scores in ``[lo, hi]``."""
-    a, b = scratch.bools(s.numel())
-    torch.ge(s, lo, out=a)
-    return a.logical_and_(torch.le(s, hi, out=b))
+def _bracket_chunks(
+    scores: Sequence[ScoreFn], numels: Sequence[int], lo: float, hi: float, progress: Callable
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """One pass over every score, chunk by chunk: ``(count below lo, the chunk's scores, bool
+    mask of those in [lo, hi])``; the yielded tensors are reused scratch buffers."""
+    scratch = _scratch(numels)
+    for i in progress(range(len(scores))):
+        for start, stop in chunks(numels[i]):
+            s = scratch.score(scores[i], start, stop)
+            a, b = scratch.bools(s.numel())
+            below = int(torch.lt(s, lo, out=a).sum())
+            torch.ge(s, lo, out=a)
+            a &= torch.le(s, hi, out=b)
+            yield below, s, a
 
 
 def _count_and_gather(
@@ -119,19 +128,15 @@ def _count_and_gather(
     below = 0
     inside = torch.empty(max(capacity, 1))
     used = 0
-    scratch = _scratch(numels)
-    for i in progress(range(len(scores))):
-        for start, stop in chunks(numels[i]):
-            s = scratch.score(scores[i], start, stop)
-            a = _inside(s, lo, hi, scratch)
-            below += int(s.numel() - a.sum()) - int(torch.gt(s, hi, out=scratch.bools(s.numel())[1]).sum())
-            count = int(a.sum())
-            if used + count > inside.numel():
-                grown = torch.empty(max(2 * inside.numel(), used + count))
-                grown[:used] = inside[:used]
-                inside = grown
-            torch.masked_select(s, a, out=inside[used : used + count])
-            used += count
+    for chunk_below, s, a in _bracket_chunks(scores, numels, lo, hi, progress):
+        below += chunk_below
+        count = int(a.sum())
+        if used + count > inside.numel():
+            grown = torch.empty(max(2 * inside.numel(), used + count))
+            grown[:used] = inside[:used]
+            inside = grown
+        torch.masked_select(s, a, out=inside[used : used + count])
+        used += count
     return below, inside[:used]
 
 
@@ -211,16 +216,12 @@ def _narrow(
     edges = torch.linspace(lo, hi, _HISTOGRAM_BINS + 1, dtype=torch.float64)
     counts = torch.zeros(_HISTOGRAM_BINS, dtype=torch.int64)
     below = 0
-    scratch = _scratch(numels)
-    for i in progress(range(len(scores))):
-        for start, stop in chunks(numels[i]):
-            s = scratch.score(scores[i], start, stop)
-            a = _inside(s, lo, hi, scratch)
-            below += int(s.numel() - a.sum()) - int(torch.gt(s, hi, out=scratch.bools(s.numel())[1]).sum())
-            inside = s[a]
-            if inside.numel():
-                index = torch.bucketize(inside.double(), edges[1:-1], right=True)
-                counts += torch.bincount(index, minlength=_HISTOGRAM_BINS)
+    for chunk_below, s, a in _bracket_chunks(scores, numels, lo, hi, progress):
+        below += chunk_below
+        inside = s[a]
+        if inside.numel():
+            index = torch.bucketize(inside.double(), edges[1:-1], right=True)
+            counts += torch.bincount(index, minlength=_HISTOGRAM_BINS)
     below = combine.sum(below)
     counts = torch.tensor([combine.sum(int(c)) for c in counts]) if combine.shards > 1 else counts
     position = int(torch.searchsorted(torch.cumsum(counts, 0), k - below))
