@@ -21,6 +21,7 @@ from es_plugins import (
     resolve_targets,
     sparsify_,
 )
+from es_plugins.calibration.stats import add_gram_
 from es_plugins.masks import nm_compliance
 from es_plugins.methods.sparsegpt import sparsegpt_prune
 from es_plugins.methods.wanda import wanda_keep_mask
@@ -99,6 +100,65 @@ def test_sparsegpt_reconstruction_beats_magnitude_on_the_same_mask():
     assert int((~own_keep).sum()) == w.numel() // 2
 
 
+def _textbook_sparsegpt(w, hessian, sparsity, nm=None, keep=None, blocksize=128, damp=0.01):
+    """SparseGPT with no lazy updates: each column's error goes at once to every later column;
+    the mask per column block (exact cumulative quota, stable-sort ties) or per N:M group."""
+    h = hessian.clone()
+    h.diagonal().add_(damp * h.diagonal().mean())
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    w, (rows, cols) = w.clone(), w.shape
+    pruned = torch.zeros_like(w, dtype=torch.bool) if keep is None else ~keep
+    total, done = round(sparsity * w.numel()), 0
+
+    def scores(i, j):
+        return w[:, i:j] ** 2 / hinv.diagonal()[i:j] ** 2
+
+    for i in range(cols):
+        if keep is None and nm is None and i % blocksize == 0:
+            j = min(i + blocksize, cols)
+            quota = round(total * j / cols) - done
+            done += quota
+            lowest = scores(i, j).reshape(-1).sort(stable=True).indices[:quota]
+            pruned[:, i:j] = torch.zeros(rows * (j - i), dtype=torch.bool).index_fill_(0, lowest, True).view(rows, -1)
+        if keep is None and nm is not None and i % nm[1] == 0:
+            order = scores(i, i + nm[1]).sort(dim=1, descending=True, stable=True).indices
+            pruned[:, i : i + nm[1]] = torch.ones(rows, nm[1], dtype=torch.bool).scatter_(1, order[:, : nm[0]], False)
+        error = w[:, i] * pruned[:, i] / hinv[i, i]
+        w[:, i:] -= torch.outer(error, hinv[i, i:])
+    return w.masked_fill_(pruned, 0.0), ~pruned
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"sparsity": 0.5},
+        {"sparsity": 0.37},
+        {"sparsity": 0.5, "nm": (2, 4)},
+        {"sparsity": 0.5, "nm": (3, 6)},  # M does not divide the block size: groups must stay aligned
+        {"sparsity": 0.0, "keep": "magnitude"},
+    ],
+)
+def test_sparsegpt_equals_the_unblocked_algorithm(case):
+    """The blocked, lazily updated loop (column blocks, sub-blocks, transposed layout) computes
+    what the plain column-by-column algorithm computes: the same mask, the same weights."""
+    x, _, _ = _layer_problem(1)
+    x = torch.cat([x, x @ torch.randn(32, 64, generator=torch.Generator().manual_seed(2))], dim=1)  # 96 inputs
+    w = torch.randn(24, 96, generator=torch.Generator().manual_seed(3))
+    hessian = x.t() @ x / x.shape[0]
+    keep = None
+    if case.get("keep"):
+        keep = w.abs() > w.abs().median()
+    args = (case["sparsity"], case.get("nm"), keep)
+    ours, ours_keep = sparsegpt_prune(w, 1, hessian, *args, blocksize=64)
+    expected, expected_keep = _textbook_sparsegpt(w, hessian, *args, blocksize=64)
+    assert torch.equal(ours_keep, expected_keep)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    assert bool((ours[~ours_keep] == 0).all())
+    if case.get("nm"):
+        n, m = case["nm"]
+        assert nm_compliance(ours, n, m, 1) == (24 * 96 // m,) * 2
+
+
 def test_refinement_keeps_the_given_mask_exactly():
     model = make_tiny_gpt2()
     reference = copy.deepcopy(model)
@@ -161,6 +221,15 @@ def test_bad_inputs():
         SparseGPTConfig(pattern="4:4")
     with pytest.raises(SparsityConfigError, match="damp"):
         SparseGPTConfig(damp=0)
+
+
+@pytest.mark.parametrize("width", [3, 7, 96])
+def test_banded_gram_equals_the_full_product(width):
+    x = torch.randn(50, width, generator=torch.Generator().manual_seed(width))
+    gram = torch.ones(width, width)  # accumulates: += x^T x
+    add_gram_(gram, x)
+    torch.testing.assert_close(gram, 1 + x.t() @ x)
+    assert torch.equal(gram, gram.t())
 
 
 def test_singular_hessian_is_a_clear_error():
