@@ -230,17 +230,19 @@ def main() -> None:
         "vs reference",
         "prune time",
         "cost (x forward)",
+        "forward (median, min-max)",
     ]
-    rows = [["dense", "-", "-", f"{dense_ppl:.3f}", "-", "-", "-"]]
+    rows = [["dense", "-", "-", f"{dense_ppl:.3f}", "-", "-", "-", "-"]]
     for spec in args.rows.split(","):
         method, level = spec.split("-")
         nm = tuple(int(v) for v in level.split(":")) if ":" in level else None
         sparsity = 0.5 if nm is None else 1 - nm[0] / nm[1]
         config_cls = SparseGPTConfig if method == "sparsegpt" else WandaConfig
-        runs: dict[str, list[tuple[float, float, float]]] = {}
+        runs: dict[str, list[tuple[float, float]]] = {}
+        forwards: list[float] = []  # timed before and after each seed's prunes: the cost uses their median
         for seed in args.seeds:  # interleaved: every implementation once per seed
             calibration = calibration_blocks(tokenizer, bbc_news("calib"), CALIB_SAMPLES, SEQ_LEN, seed=seed)
-            forward = forward_seconds(dense, calibration)
+            forwards.append(forward_seconds(dense, calibration))
             cases = (
                 []
                 if args.skip_reference
@@ -259,8 +261,10 @@ def main() -> None:
                 start = time.perf_counter()
                 run(model)
                 seconds = time.perf_counter() - start
-                runs.setdefault(label, []).append((perplexity(model, evaluation), seconds, seconds / forward))
+                runs.setdefault(label, []).append((perplexity(model, evaluation), seconds))
                 del model
+            forwards.append(forward_seconds(dense, calibration))
+        forward = statistics.median(forwards)
         reference = statistics.mean(r[0] for r in runs.get("reference", next(iter(runs.values()))))
         for label, results in runs.items():
             ppls = [r[0] for r in results]
@@ -273,15 +277,17 @@ def main() -> None:
                     f"{mean:.3f} ({min(ppls):.3f}-{max(ppls):.3f})",
                     f"{100 * (mean / reference - 1):+.2f} %",
                     f"{statistics.median(r[1] for r in results):.1f} s",
-                    f"{statistics.median(r[2] for r in results):.2f}x",
+                    f"{statistics.median(r[1] for r in results) / forward:.2f}x",
+                    f"{forward:.1f} s ({min(forwards):.1f}-{max(forwards):.1f})",
                 ]
             )
         print(table(rows[-len(runs) :], header), flush=True)
     print()
     print(
         f"SmolLM2-135M fp32, {CALIB_SAMPLES}x{SEQ_LEN} calibration tokens (BBC News; seeds {args.seeds}), "
-        f"perplexity on {EVAL_WINDOWS}x{SEQ_LEN} held-out tokens, {args.threads} threads; cost = prune time / "
-        "one forward pass of the calibration set through the model, measured in the same process"
+        f"perplexity on {EVAL_WINDOWS}x{SEQ_LEN} held-out tokens, {args.threads} threads; cost = median prune time / "
+        "median time of one forward pass of the calibration set through the model (timed before and after each "
+        "seed's prunes, same process)"
     )
     print(table(rows, header))
 

@@ -16,6 +16,30 @@ from torch import nn
 from .masks.nm import nm_compliance
 from .targets import Target
 
+_SAME_WIDTH_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def count_zeros(tensor: torch.Tensor, chunk: int = 1 << 24) -> int:
+    """Exact zeros (+0 and -0) in ``tensor``, chunk by chunk (bounded transients on mapped
+    checkpoints). Floats are counted on their bits, the sign bit shifted out: an integer
+    ``count_nonzero`` is ~5x faster than ``(x == 0).sum()`` on bf16 on this CPU, and the count
+    runs over every weight of every report.
+
+    Example:
+        >>> count_zeros(torch.tensor([0.0, -0.0, 1e-30, float("nan")], dtype=torch.bfloat16))
+        2
+    """
+    flat = tensor.detach().reshape(-1)
+    width = flat.element_size()
+    if flat.is_floating_point() and width in _SAME_WIDTH_INT:
+        bits = flat.view(_SAME_WIDTH_INT[width])
+        return sum((b - a) - int(torch.count_nonzero(bits[a:b] << 1)) for a, b in _ranges(flat.numel(), chunk))
+    return sum((b - a) - int(torch.count_nonzero(flat[a:b])) for a, b in _ranges(flat.numel(), chunk))
+
+
+def _ranges(numel: int, chunk: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk, numel)) for a in range(0, numel, chunk)]
+
 
 @dataclass(frozen=True)
 class LayerStats:
@@ -150,7 +174,7 @@ def build_report(
                 name=target.name,
                 shape=tuple(weight.shape),
                 numel=weight.numel(),
-                zeros=int((weight == 0).sum()),
+                zeros=count_zeros(weight),
                 nm_groups=groups,
                 nm_compliant=compliant,
             )
@@ -159,7 +183,7 @@ def build_report(
     return SparsityReport(
         layers=layers,
         all_params=sum(p.numel() for p in params),
-        all_zeros=sum(int((p.detach() == 0).sum()) for p in params),
+        all_zeros=sum(count_zeros(p) for p in params),
         pattern=pattern,
         meta=dict(meta or {}),
     )

@@ -51,13 +51,24 @@ def chunks(numel: int, size: int | None = None) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, numel)
 
 
-def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int) -> torch.Tensor:
+def _sample_size(total: int, limit: int | None) -> int:
+    """How many scores to sample for the first bracket. Its width shrinks as 1/sqrt(samples)
+    (about ``1.25 * _Z * total / sqrt(samples)`` scores), so under a gather limit, sampling
+    enough for the bracket to fit (with a 1.5x margin) saves the histogram pass that would
+    narrow it; at most ``limit`` samples, so the sample obeys the same memory bound."""
+    if limit is None:
+        return _SAMPLE_SIZE
+    fits = (1.5 * 1.25 * _Z * total / limit) ** 2
+    return int(max(_SAMPLE_SIZE, min(fits, limit)))
+
+
+def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int, size: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     samples = []
     for score_fn, numel in zip(scores, numels):
         if numel == 0:  # an empty shard (FSDP ranks may own no part of a parameter)
             continue
-        windows = max(1, round(_SAMPLE_SIZE * numel / total / _WINDOW))
+        windows = max(1, round(size * numel / total / _WINDOW))
         if windows * _WINDOW >= numel:
             ranges = list(chunks(numel))
         else:
@@ -167,9 +178,9 @@ def kth_smallest_threshold(
     total = combine.sum(sum(numels))
     if not 0 < k <= total:
         raise ValueError(f"k must be in (0, {total}], got {k}")
-    samples = combine.cat(_sample_scores(scores, numels, total)).sort().values
-    lo, hi, capacity = _bracket(samples, k, total)
     limit = _GATHER_LIMIT.get()
+    samples = combine.cat(_sample_scores(scores, numels, total, _sample_size(total, limit))).sort().values
+    lo, hi, capacity = _bracket(samples, k, total)
     narrowings = 0
     while True:
         narrow = limit is not None and capacity > limit and narrowings < _MAX_NARROWINGS

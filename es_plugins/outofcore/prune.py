@@ -28,7 +28,7 @@ from ..methods import entry_for, iter_masks
 from ..naming import canonical_names, match_names
 from ..plan import SparsityPlan
 from ..progress import progress_factory
-from ..report import LayerStats, SparsityReport
+from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
 from .files import ShardedCheckpoint, StreamingMasksFile, TensorEntry, copy_checkpoint_files, write_tensor_in_place
@@ -73,11 +73,6 @@ def streamed_targets(folder: Path, plan: SparsityPlan) -> StreamedTargets:
     targets = [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in resolved]
     entries = {t.name: checkpoint.entries[mapping[t.name]] for t in resolved}
     return StreamedTargets(targets, entries, checkpoint)
-
-
-def count_zeros(tensor: torch.Tensor, chunk: int = 1 << 24) -> int:
-    flat = tensor.reshape(-1)
-    return sum(int((flat[a : a + chunk] == 0).sum()) for a in range(0, flat.numel(), chunk))
 
 
 def prune_checkpoint(

@@ -32,11 +32,11 @@ from ..methods import check_finite, entry_for
 from ..naming import canonical_names
 from ..plan import SparsityPlan
 from ..progress import progress_factory
-from ..report import LayerStats, SparsityReport
+from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
 from .files import DTYPES, ShardedCheckpoint, StreamingMasksFile, copy_checkpoint_files, write_tensor_in_place
-from .prune import checkpoint_names, count_zeros, meta_model
+from .prune import checkpoint_names, meta_model
 
 
 class ActivationStore:
@@ -185,7 +185,7 @@ def prune_checkpoint_sequential(
                 stored = checkpoint.entries[mapping[target.name]]
                 write_tensor_in_place(stored, dst, target.param)
                 masks_file.write(canonical_of[target.name], keeps[target.name])
-                written = target.param.detach().to(torch.float32)
+                written = target.param.detach()
                 groups, compliant = nm_compliance(written, *pattern, target.in_axis) if pattern else (0, 0)
                 layers.append(
                     LayerStats(

@@ -101,3 +101,14 @@ def test_a_bounded_gather_narrows_the_bracket_and_gives_the_same_masks(monkeypat
     assert all(torch.equal(a, b) for a, b in zip(free, bounded))
     assert sum(int((~m).sum()) for m in bounded) == 512_345
     assert calls  # the histogram pass really ran
+
+
+def test_under_a_gather_limit_the_sample_is_sized_for_the_bracket_to_fit():
+    """Out of core, a sample large enough for the first bracket to fit the limit saves a
+    histogram pass over the whole checkpoint; the sample itself stays within the limit."""
+    assert select._sample_size(10**6, None) == select._SAMPLE_SIZE
+    total, limit = 1_700_000_000, 16_384_000  # a 4 GB bf16 Llama's targets; its largest tensor / 4
+    size = select._sample_size(total, limit)
+    assert select._SAMPLE_SIZE < size <= limit
+    assert 1.25 * select._Z * total / size**0.5 <= limit  # the expected bracket fits
+    assert select._sample_size(10**12, limit) == limit  # a huge model: capped, narrowing does the rest
