@@ -22,7 +22,7 @@ _SAME_WIDTH_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 def count_zeros(tensor: torch.Tensor, chunk: int = 1 << 24) -> int:
     """Exact zeros (+0 and -0) in ``tensor``, chunk by chunk (bounded transients on mapped
     checkpoints). Floats are counted on their bits, the sign bit shifted out: an integer
-    ``count_nonzero`` is ~5x faster than ``(x == 0).sum()`` on bf16 on this CPU, and the count
+    ``count_nonzero`` is 2x (fp32) to 4x (bf16) faster than ``(x == 0).sum()`` on this CPU, and the count
     runs over every weight of every report.
 
     Example:

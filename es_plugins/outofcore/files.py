@@ -146,12 +146,14 @@ def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor)
     if tuple(value.shape) != entry.shape:
         raise CheckpointError(f"{entry.name}: writing shape {tuple(value.shape)} over {entry.shape}")
     data = value.detach().to("cpu", dtype).contiguous().reshape(-1)
-    raw = (data.view(torch.uint16) if dtype == torch.bfloat16 else data).numpy().tobytes()
+    raw = memoryview((data.view(torch.uint16) if dtype == torch.bfloat16 else data).numpy()).cast("B")  # no copy
     if len(raw) != entry.nbytes:
         raise CheckpointError(f"{entry.name}: {len(raw)} bytes do not fit its {entry.nbytes}-byte slot")
     fd = os.open(folder / entry.file.name, os.O_WRONLY)
     try:
-        os.pwrite(fd, raw, entry.start)
+        done = 0
+        while done < len(raw):  # one pwrite moves at most ~2 GiB on Linux: a large tensor takes several
+            done += os.pwrite(fd, raw[done:], entry.start + done)
     finally:
         os.close(fd)
 
