@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -78,23 +79,27 @@ def write_checkpoint(folder: Path, layers: int, dtype: torch.dtype, shard_bytes:
         shapes.update({p + "input_layernorm.weight": (HIDDEN,), p + "post_attention_layernorm.weight": (HIDDEN,)})
     shapes.update({"model.norm.weight": (HIDDEN,), "lm_head.weight": (VOCAB, HIDDEN)})
     generator = torch.Generator().manual_seed(0)
-    shards: list[dict[str, torch.Tensor]] = [{}]
+    planned: list[list[str]] = [[]]  # names per shard, planned from the shapes alone
     size = 0
     for name, shape in shapes.items():
-        value = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=generator) * 0.02
-        value = value.to(dtype)
-        if size and size + value.numel() * value.element_size() > shard_bytes:
-            shards.append({})
+        nbytes = math.prod(shape) * torch.finfo(dtype).bits // 8
+        if size and size + nbytes > shard_bytes:
+            planned.append([])
             size = 0
-        shards[-1][name] = value
-        size += value.numel() * value.element_size()
+        planned[-1].append(name)
+        size += nbytes
     weight_map, total = {}, 0
-    for index, shard in enumerate(shards):
-        file = f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
+    for index, names in enumerate(planned):  # one shard in memory at a time
+        file = f"model-{index + 1:05d}-of-{len(planned):05d}.safetensors"
+        shard = {}
+        for name in names:
+            shape = shapes[name]
+            value = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=generator) * 0.02
+            shard[name] = value.to(dtype)
         save_file(shard, str(folder / file), metadata={"format": "pt"})
         weight_map.update({name: file for name in shard})
         total += sum(t.numel() * t.element_size() for t in shard.values())
-        shard.clear()
+        del shard
     (folder / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
     )

@@ -44,6 +44,7 @@ METHOD_FLAGS = {
     "skip_incompatible": "--skip-incompatible",
     "damp": "--damp",
     "blocksize": "--blocksize",
+    "passes": "--passes",
 }
 
 
@@ -107,6 +108,13 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     )
     calib.add_argument("--damp", type=float, help="sparsegpt Hessian dampening (default 0.01)")
     calib.add_argument("--blocksize", type=int, help="sparsegpt column block size (default 128)")
+    calib.add_argument(
+        "--passes",
+        type=int,
+        choices=(1, 2),
+        help="forwards per block: 1 prunes each layer as its input arrives, 2 is the reference codes' "
+        "scheme (default: 1, and 2 for wanda with --pattern; docs/llm.md has the measurements)",
+    )
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     scale = prune.add_argument_group("memory and threads")
     scale.add_argument(

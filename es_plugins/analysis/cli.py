@@ -90,7 +90,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     ft.add_argument("--text-column", default="text")
     ft.add_argument("--label-column", default="label")
-    ft.add_argument("--train", type=int, help="training examples (default 1000; quick 300)")
+    ft.add_argument("--train", type=int, help="training examples (default 1000; quick 400)")
     ft.add_argument("--test", type=int, help="test examples (default 2000; quick 200)")
     ft.add_argument("--epochs", type=float, help="fine-tuning epochs (default 2)")
     ft.add_argument("--lr", type=float, help="learning rate (default 1e-4; quick 2e-4)")

@@ -1,17 +1,18 @@
 """Calibrate and prune one transformer block: the step the in-memory driver
 (:mod:`.oneshot`) and the out-of-core driver (:mod:`es_plugins.outofcore.sequential`) share.
 
-Two schedules:
+Two schedules (the default is the method config's, see ``CalibratedConfig.passes``):
 
-* **one pass** (default): the whole calibration set goes through the block as one batch. A
-  forward pre-hook on each targeted layer sees its complete input, computes the statistics,
-  prunes the weight in place and lets the layer run with it — "true sequential" in execution
-  order — so the block's outputs (the next block's inputs) come from the same forward. Layers
-  fed the same tensor (q/k/v, gate/up) share one set of statistics (one Hessian, not three).
-* **two passes** (the reference codes' scheme): batch by batch, hooks collect every layer's
-  statistics from the dense block; then all layers are pruned; then a second forward computes
-  the outputs. Kept for comparison with published numbers and for calibration sets too large
-  to run as one batch.
+* **one pass** (SparseGPT's default): the whole calibration set goes through the block as one
+  batch. A forward pre-hook on each targeted layer sees its complete input, computes the
+  statistics, prunes the weight in place and lets the layer run with it — "true sequential"
+  in execution order — so the block's outputs (the next block's inputs) come from the same
+  forward. Layers fed the same tensor (q/k/v, gate/up) share one set of statistics (one
+  Hessian, not three).
+* **two passes** (the reference codes' scheme, Wanda's default): batch by batch, hooks collect
+  every layer's statistics from the dense block; then all layers are pruned; then a second
+  forward computes the outputs. Also the choice for calibration sets too large to run as one
+  batch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,44 @@ Inputs = list[tuple[tuple, dict]]  # (args, kwargs) of the block, one entry per 
 def forward_all(block: nn.Module, inputs: Inputs) -> Inputs:
     """The block's outputs as the next block's inputs (same kwargs: masks, positions)."""
     return [((block_output(block(*args, **kwargs)), *args[1:]), kwargs) for args, kwargs in inputs]
+
+
+class _StatisticsComplete(Exception):
+    """Raised once every target has seen a batch: the rest of the block need not run."""
+
+
+def collect_dense_statistics(
+    block: nn.Module,
+    targets: Sequence[Target],
+    modules: dict[str, nn.Module],
+    inputs: Inputs,
+    stats: dict[str, InputStats],
+) -> None:
+    """The first of two passes: each target's input statistics from the dense block, batch by
+    batch. Pre-hooks read the inputs, and the forward stops when the last target has its input:
+    the layer after it (the MLP's down projection, a fifth of a block) is never computed."""
+    pending: set[str] = set()
+
+    def on_input(target: Target) -> Any:
+        def hook(module: nn.Module, args: tuple) -> None:
+            stats[target.name].hook(module, args, None)
+            pending.discard(target.name)
+            if not pending:
+                raise _StatisticsComplete
+
+        return hook
+
+    handles = [modules[t.name].register_forward_pre_hook(on_input(t)) for t in targets]
+    try:
+        for args, kwargs in inputs:
+            pending.update(t.name for t in targets)
+            try:
+                block(*args, **kwargs)
+            except _StatisticsComplete:
+                pass
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @torch.no_grad()
@@ -58,13 +97,7 @@ def prune_block_(
         return keeps, forward_all(block, inputs)
     if passes == 2:
         stats = {t.name: InputStats(t, hessian=entry.needs_hessian) for t in targets}
-        handles = [modules[t.name].register_forward_hook(stats[t.name].hook) for t in targets]
-        try:
-            for args, kwargs in inputs:
-                block(*args, **kwargs)
-        finally:
-            for handle in handles:
-                handle.remove()
+        collect_dense_statistics(block, targets, modules, inputs, stats)
         for target in targets:
             keeps[target.name] = entry.fn(target, config, stats.pop(target.name), given.get(target.name))
         return keeps, forward_all(block, inputs)

@@ -47,13 +47,13 @@ def lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return mask
 
 
-def _prune_in_groups(scores: torch.Tensor, n: int) -> torch.Tensor:
-    """Bool mask pruning all but the ``n`` highest scores of each row of one (rows, M) group,
-    ties kept at the lower index (as :func:`es_plugins.masks.nm.nm_keep_mask`), in two ops:
-    called once per M columns inside SparseGPT's column loop, where its cost adds up."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    pruned = torch.ones_like(scores, dtype=torch.bool)
-    return pruned.scatter_(1, order[:, :n], False)
+def _prune_in_groups_(pruned: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Fill ``pruned`` (M, rows), one group of M inputs in the transposed layout, with all but
+    the ``n`` highest ``scores`` of each column pruned, ties kept at the lower input index (as
+    :func:`es_plugins.masks.nm.nm_keep_mask`). Called once per M columns inside SparseGPT's
+    column loop, where every small op adds up: a sort and a scatter, in place."""
+    order = torch.sort(scores, dim=0, descending=True, stable=True).indices
+    return pruned.fill_(True).scatter_(0, order[:n], False)
 
 
 def _block_quota(total_pruned: int, done_cols: int, block_cols: int, cols: int, already: int) -> int:
@@ -80,6 +80,7 @@ def _reconstruct_block(
     """
     count = w1.shape[0]
     diag = torch.diag(hinv1).unsqueeze(1)
+    diag_sq = diag**2
     errors = torch.empty_like(w1)
     if pruned1 is None:
         pruned1 = torch.zeros_like(w1, dtype=torch.bool)
@@ -93,9 +94,8 @@ def _reconstruct_block(
         for i in range(s1, s2):
             if nm is not None and i % nm[1] == 0:
                 group = slice(i, i + nm[1])
-                scores = w1[group] ** 2 / diag[group] ** 2
-                pruned1[group] = _prune_in_groups(scores.t(), nm[0]).t()
-                torch.div(pruned1[group].float(), diag[group], out=scale[group])
+                _prune_in_groups_(pruned1[group], w1[group].square().div_(diag_sq[group]), nm[0])
+                torch.div(pruned1[group], diag[group], out=scale[group])
             torch.mul(w1[i], scale[i], out=errors[i])
             w1[i + 1 : s2].addr_(hinv1[i, i + 1 : s2], errors[i], alpha=-1)
         w1[s2:].addmm_(hinv1[s1:s2, s2:].t(), errors[s1:s2], alpha=-1)

@@ -256,7 +256,12 @@ def calib_file(tmp_path):
 
 @pytest.mark.parametrize(
     "extra,nm",
-    [(["--method", "wanda", "--sparsity", "0.5"], None), (["--method", "sparsegpt", "--pattern", "2:4"], (2, 4))],
+    [
+        (["--method", "wanda", "--sparsity", "0.5"], None),
+        (["--method", "sparsegpt", "--pattern", "2:4"], (2, 4)),
+        (["--method", "wanda", "--pattern", "2:4"], (2, 4)),
+        (["--method", "wanda", "--pattern", "2:4", "--passes", "1"], (2, 4)),
+    ],
 )
 def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, nm):
     import json
@@ -282,6 +287,9 @@ def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, 
         assert report["nm_compliant_layers"] == report["targets"]["layers"]
     state = SparsityState.load(out / "sparsity_masks.safetensors")
     assert state.meta["calibration"] == {"samples": 4, "seq_len": 32}
+    default_passes = 2 if extra[1] == "wanda" and nm else 1
+    given = int(extra[extra.index("--passes") + 1]) if "--passes" in extra else None
+    assert state.meta["plan"]["method"]["passes"] == (given or default_passes)
 
 
 def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
@@ -328,6 +336,7 @@ def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
             "masks do not match the model",
         ),
         (["--method", "omp", "--calib", "CALIB"], "apply to calibrated methods \\(wanda, sparsegpt\\)"),
+        (["--method", "omp", "--passes", "1"], "--passes does not apply to --method omp"),
         (["--method", "sparsegpt", "--calib", "CALIB", "--sparsity", "0.3", "--pattern", "2:4"], "not both"),
     ],
 )
@@ -348,3 +357,44 @@ def test_refining_an_already_pruned_model_warns():
     omp = sparsify_(model, SparsityPlan(OMPConfig(0.5)))  # pruned in place: nothing left to reconstruct from
     with pytest.warns(UserWarning, match="reconstructs from the \\*dense\\* weights"):
         sparsify_(model, SparsityPlan(SparseGPTConfig(0.5)), calibration=CALIB, masks=omp)
+
+
+def test_default_schedule_per_method_and_pattern():
+    """docs/llm.md measures why: one pass for SparseGPT and unstructured Wanda, two for N:M Wanda."""
+    assert SparseGPTConfig(0.5).passes == 1 and SparseGPTConfig(pattern="2:4").passes == 1
+    assert WandaConfig(0.5).passes == 1 and WandaConfig(pattern="2:4").passes == 2
+    assert WandaConfig(pattern="2:4", passes=1).passes == 1 and SparseGPTConfig(0.5, passes=2).passes == 2
+    with pytest.raises(SparsityConfigError, match="passes must be 1 or 2, got 3"):
+        WandaConfig(0.5, passes=3)
+
+
+def _input_sq_norms(model, module) -> torch.Tensor:
+    """Squared column norms of what ``module`` receives when ``model`` runs the calibration set."""
+    seen: list[torch.Tensor] = []
+    hook = module.register_forward_pre_hook(lambda _, args: seen.append(args[0].reshape(-1, args[0].shape[-1])))
+    with torch.no_grad():
+        model(input_ids=CALIB)
+    hook.remove()
+    return torch.cat(seen).float().pow(2).sum(0)
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_the_schedule_decides_which_inputs_a_later_layer_is_scored_on(passes):
+    """Two passes score every layer of a block on the dense block's activations (the reference
+    codes' scheme); one pass scores a layer on what the already-pruned layers before it feed it."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    dense = GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=64)).eval()
+    model = copy.deepcopy(dense)
+    state = sparsify_(model, SparsityPlan(WandaConfig(0.5, passes=passes)), calibration=CALIB)
+    last = dense.transformer.h[0].mlp.c_proj  # fed by c_attn, attn.c_proj and c_fc, all pruned before it
+    # The pruned model feeds its last layer exactly what one pass saw: that layer's own weight is not upstream.
+    expected = {
+        schedule: wanda_keep_mask(
+            last.weight, 0, _input_sq_norms(feeder, feeder.transformer.h[0].mlp.c_proj), 0.5, None
+        )
+        for schedule, feeder in ((1, model), (2, dense))
+    }
+    assert not torch.equal(expected[1], expected[2])  # the two schedules are distinguishable here
+    assert torch.equal(state.masks["transformer.h.0.mlp.c_proj.weight"], expected[passes])

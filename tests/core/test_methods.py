@@ -95,9 +95,11 @@ def test_sparsegpt_block_selection_equals_a_stable_sort_under_ties():
 
 def test_sparsegpt_group_selection_equals_the_n_m_mask_under_ties():
     from es_plugins.masks.nm import nm_keep_mask
-    from es_plugins.methods.sparsegpt import _prune_in_groups
+    from es_plugins.methods.sparsegpt import _prune_in_groups_
 
     generator = torch.Generator().manual_seed(1)
     for m, n in ((4, 2), (8, 4), (4, 1)):
-        scores = torch.randint(0, 4, (300, m), generator=generator).float()  # many ties
-        assert torch.equal(_prune_in_groups(scores, n), ~nm_keep_mask(scores, n, m, in_axis=1))
+        scores = torch.randint(0, 4, (m, 300), generator=generator).float()  # many ties; (M, rows) as in the loop
+        pruned = torch.zeros(m, 300, dtype=torch.bool)
+        assert _prune_in_groups_(pruned, scores, n) is pruned
+        assert torch.equal(pruned, ~nm_keep_mask(scores, n, m, in_axis=0))
