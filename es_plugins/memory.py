@@ -8,9 +8,10 @@ itself. ``RssAnon`` is what the process really holds.
 Why an allocator setting: glibc serves large blocks from its heap arenas once its dynamic mmap
 threshold has grown, and keeps freed chunks there, so a peak can depend on what ran before. A
 fixed mmap threshold makes every large buffer its own mapping, returned to the OS on free.
-Measured (benchmarks/global_omp.py, 352M weights, 3 interleaved runs): peak 0.26x the weights in
-every run with it; on BERT-base 0.29x with it vs 0.31x without, but 1.4x the time under load.
-So it is opt-in (the benchmarks use it for repeatable memory figures), not a CLI default.
+Measured (benchmarks/global_omp.py, 5 interleaved runs): at 352M weights the peak is 0.26x the
+weights in every run with it, 0.26-0.53x without; but every large buffer is then mapped and
+page-faulted afresh, 1.5-1.9x the time. So it is opt-in (the benchmarks use it for repeatable
+memory figures), not a CLI default.
 """
 
 from __future__ import annotations
