@@ -3,13 +3,13 @@
 
 Two schedules (the default is the method config's, see ``CalibratedConfig.passes``):
 
-* **one pass** (SparseGPT's default): the whole calibration set goes through the block as one
+* **one pass** (the default but for N:M Wanda): the whole calibration set goes through the block as one
   batch. A forward pre-hook on each targeted layer sees its complete input, computes the
   statistics, prunes the weight in place and lets the layer run with it — "true sequential"
   in execution order — so the block's outputs (the next block's inputs) come from the same
   forward. Layers fed the same tensor (q/k/v, gate/up) share one set of statistics (one
   Hessian, not three).
-* **two passes** (the reference codes' scheme, Wanda's default): batch by batch, hooks collect
+* **two passes** (the reference codes' scheme, N:M Wanda's default): batch by batch, hooks collect
   every layer's statistics from the dense block; then all layers are pruned; then a second
   forward computes the outputs. Also the choice for calibration sets too large to run as one
   batch.
