@@ -36,13 +36,9 @@ from .sparsify import calibrated_prune_, sparsify_
 from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
 
-_logger = _logging.getLogger("es_plugins")
-if not _logger.handlers:  # one visible line per pruning event; silence with setLevel(logging.WARNING)
-    _handler = _logging.StreamHandler()
-    _handler.setFormatter(_logging.Formatter("es-plugins: %(message)s"))
-    _logger.addHandler(_handler)
-    _logger.setLevel(_logging.INFO)
-    _logger.propagate = False
+# A library's manners: no handler that prints, records propagate to the user's logging set-up.
+# The CLI alone attaches console output (es_plugins.cli.console_logging).
+_logging.getLogger("es_plugins").addHandler(_logging.NullHandler())
 
 __all__ = [
     "CheckpointError",

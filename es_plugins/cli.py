@@ -12,14 +12,16 @@ from typing import Any, Sequence
 
 import torch
 
+from ._cli_args import add_device_argument
 from ._cli_args import add_target_args as _add_target_args
 from ._cli_args import target_spec as _target_spec
-from ._console import emit, log, results_only_on_stdout
+from ._console import console_logging, emit, log, results_only_on_stdout
 from .analysis import cli as analysis_cli
 from .artifacts import REPORT_FILENAME, plan_pattern, write_report_files, write_sparsity_files
 from .assets import resolve_model_path
 from .checkpoint import DTYPES, check_checkpoint_dir, copy_side_files, load_hf_model, read_config, save_hf_checkpoint
 from .datasets import calibration_blocks, resolve_texts
+from .device import resolve_device
 from .errors import SparsityConfigError
 from .export import cli as export_cli
 from .export.compressed import is_compressed_config
@@ -116,6 +118,12 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
         "scheme (default: 1, and 2 for wanda with --pattern; docs/llm.md has the measurements)",
     )
     prune.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
+    add_device_argument(
+        calib,
+        "where calibration runs (default: cuda when available, else cpu; e.g. cuda:1). The model stays in "
+        "CPU memory and each transformer block is onloaded to the device in turn, so it need not fit the GPU; "
+        "omp, random and nm read the weights where they are loaded",
+    )
     scale = prune.add_argument_group("memory and threads")
     scale.add_argument(
         "--low-memory",
@@ -175,6 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     plan = SparsityPlan(_method_config(args), _target_spec(args))  # validate before any I/O
+    args.device = resolve_device(args.device, flag="--device")
     src = resolve_model_path(args.model)
     check_output(args.out_dir, inputs=[src], overwrite=args.overwrite)  # before minutes of work
     calibration_inputs = _calibration_inputs(src, args) if is_calibrated(plan.method) else None
@@ -263,10 +272,10 @@ def _prune_out_of_core(
             masks = SparsityState.load(args.refine_masks) if args.refine_masks else None
             log(
                 f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed}), "
-                "block by block"
+                f"block by block on {args.device}"
             )
             report = prune_checkpoint_sequential(
-                src, tmp, plan, calibration, masks, pattern=pattern, show_progress=True, meta=meta
+                src, tmp, plan, calibration, masks, pattern=pattern, show_progress=True, meta=meta, device=args.device
             )
         report.meta["prune_seconds"] = round(time.perf_counter() - started, 3)
         write_report_files(tmp, report, command)
@@ -314,8 +323,8 @@ def _prune(model, plan: SparsityPlan, inputs: tuple[Any, list[str]] | None, args
     tokenizer, texts = inputs
     masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
     calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
-    log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed})")
-    return sparsify_(model, plan, calibration=calibration, masks=masks, show_progress=True)
+    log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed}) on {args.device}")
+    return sparsify_(model, plan, calibration=calibration, masks=masks, show_progress=True, device=args.device)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -370,7 +379,7 @@ def run_command(name: str, args: argparse.Namespace, prog: str = "es-plugins") -
     """
     threads = torch.get_num_threads()  # restored after: main() may be called as a library function
     try:
-        with results_only_on_stdout():
+        with results_only_on_stdout(), console_logging():
             _configure_process(args)
             return COMMANDS[name](args)
     except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, a failed write

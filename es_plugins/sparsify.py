@@ -21,6 +21,7 @@ def sparsify_(
     masks: SparsityState | None = None,
     show_progress: bool = False,
     batch_size: int = 4,
+    device: str | torch.device | None = None,
 ) -> SparsityState:
     """Prune ``model`` in place according to ``plan`` and return its :class:`SparsityState`.
 
@@ -34,6 +35,10 @@ def sparsify_(
         masks: for methods that refine a given mask (SparseGPT): keep it exactly and only
             reconstruct the surviving weights.
         batch_size: calibration sequences per forward call.
+        device: where calibrated methods run (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ``"auto"``).
+            ``None`` runs where the model is. A model kept elsewhere (a large model on the CPU)
+            is calibrated block by block, each block onloaded to ``device`` and back.
+            Methods that prune from the weights alone run where the weights are.
 
     Raises:
         SparsityConfigError: calibration missing for a calibrated method, given to one that
@@ -60,7 +65,7 @@ def sparsify_(
                 "(the CLI's --calib)"
             )
         return prune_calibrated_(
-            model, plan, calibration, masks=masks, batch_size=batch_size, show_progress=show_progress
+            model, plan, calibration, masks=masks, batch_size=batch_size, show_progress=show_progress, device=device
         )
     if calibration is not None:
         raise SparsityConfigError(f"method {entry.name!r} needs no calibration: it prunes from the weights alone")

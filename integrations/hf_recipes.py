@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from es_plugins.checkpoint import check_checkpoint_dir
 from es_plugins.datasets import TokenizedDataset
+from es_plugins.device import check_precision, resolve_device
 
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):
@@ -58,11 +59,21 @@ def finetune_and_evaluate(
     max_length: int = 64,
     seed: int = 0,
     max_steps: int = -1,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> tuple[dict[str, float], Trainer]:
-    """Fine-tune on ``train`` (texts, labels) and return test accuracy and the trainer."""
+    """Fine-tune on ``train`` (texts, labels) and return test accuracy and the trainer.
+
+    ``device``: ``"cpu"`` keeps the Trainer on the CPU; anything else (default: cuda when
+    available) leaves it to the Trainer, which uses the GPUs it sees (pick them with
+    ``CUDA_VISIBLE_DEVICES``). ``precision``: ``"bf16"``/``"fp16"`` mixed precision, or None."""
+    use_cpu = resolve_device(device).type == "cpu"
+    check_precision(precision)
     args = TrainingArguments(
         output_dir=str(output_dir),
-        use_cpu=True,
+        use_cpu=use_cpu,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         num_train_epochs=epochs,
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from es_plugins.analysis.tasks import layer_sparsity_at, method_at
 from es_plugins.checkpoint import check_checkpoint_dir
+from es_plugins.device import check_precision, resolve_device
 from es_plugins.targets import resolve_targets
 
 from .hf_recipes import finetune_and_evaluate, load_classifier
@@ -36,13 +37,24 @@ class FinetuneTask:
         max_length: int = 64,
         targets=None,
         keep_dense_weights: str | Path | None = None,
+        device: str | None = None,
+        precision: str | None = None,
     ):
         method_at(method, 0.0, scope, 0)  # validate before any training
+        resolve_device(device)
+        check_precision(precision)
         check_checkpoint_dir(Path(model_dir))
         self.model_dir, self.train, self.test, self.num_labels = model_dir, train, test, num_labels
         self.method, self.scope, self.targets = method, scope, targets
         self.keep_dense_weights = Path(keep_dense_weights) if keep_dense_weights else None
-        self.options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length)
+        self.options = dict(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+            device=device,
+            precision=precision,
+        )
 
     def load_model(self, seed: int = 0):
         """The checkpoint as a classifier with a seeded head (what each evaluation fine-tunes)."""
@@ -61,7 +73,7 @@ class FinetuneTask:
             # The fine-tuned dense weights: OMP of them is what one IMP round would prune.
             self.keep_dense_weights.parent.mkdir(parents=True, exist_ok=True)
             save_file(
-                {t.name: t.param.detach().contiguous() for t in resolve_targets(model, self.targets)},
+                {t.name: t.param.detach().to("cpu").contiguous() for t in resolve_targets(model, self.targets)},
                 str(self.keep_dense_weights),
             )
         return metrics["accuracy"]

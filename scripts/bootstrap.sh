@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 stamp=.venv/.es-plugins-installed
-want=$(cat requirements/lock.txt requirements/assets.txt requirements/deepspeed.txt setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/lock.txt requirements/assets.txt requirements/deepspeed.txt setup.cfg setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -14,10 +14,12 @@ from typing import Any
 
 from safetensors.torch import load_file
 
+from .._cli_args import add_device_argument
 from .._console import emit, log
 from ..assets import resolve_model_path
 from ..checkpoint import check_checkpoint_dir, load_hf_model
 from ..datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
+from ..device import resolve_device
 from ..errors import SparsityConfigError
 from ..methods import compute_masks, is_calibrated
 from ..output import check_output, write_folder_atomically, write_marker
@@ -74,6 +76,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--tolerance-kind", default="relative", choices=("relative", "absolute"))
     sweep.add_argument("--resolution", type=float, help="locate the essential sparsity to this (default 0.025)")
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (mean and spread)")
+    add_device_argument(
+        sweep,
+        "where each level is pruned and evaluated (default: cuda when available, else cpu; e.g. cuda:1). "
+        "Fine-tunes run on the Trainer's device: cpu with --device cpu, else the GPUs it sees",
+    )
     lm = sweep.add_argument_group("perplexity task")
     lm.add_argument("--text", help="a .txt file or a folder of .txt files")
     lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
@@ -96,6 +103,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--lr", type=float, help="learning rate (default 1e-4; quick 2e-4)")
     ft.add_argument("--batch-size", type=int, default=16)
     ft.add_argument("--max-length", type=int, default=48, help="tokens per example (default 48)")
+    precision = ft.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="fine-tune in bf16 mixed precision (GPU)")
+    precision.add_argument("--fp16", action="store_true", help="fine-tune in fp16 mixed precision (GPU)")
 
     compare = sub.add_parser("compare-masks", help="cosine / IoU / Hamming similarity of two mask sets")
     compare.add_argument("a", help="masks file, or a folder holding sparsity_masks.safetensors")
@@ -191,6 +201,7 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
         args.scope,
         calib_texts=resolve_texts(calib) if calib else None,
         calib_samples=args.calib_samples,
+        device=args.device,
     )
     identity = {
         "task": "perplexity",
@@ -228,6 +239,8 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         lr,
         args.max_length,
         keep_dense_weights=dense_weights,
+        device=args.device,
+        precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
     )
     identity = {
         "task": "finetune",
@@ -303,6 +316,7 @@ def _check_positive(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     preset = QUICK if args.quick else FULL
     _check_positive(args)
+    resolve_device(args.device, flag="--device")  # a missing GPU is an error before any work
     inputs = [resolve_model_path(args.model)] if args.model else []
     out = check_output(args.output, inputs=inputs, resume=True, flag="--output")  # resumes only its own folder
     command = "es-plugins " + " ".join(shlex.quote(a) for a in sys.argv[1:])

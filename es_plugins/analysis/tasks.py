@@ -16,6 +16,7 @@ import torch
 
 from ..checkpoint import load_hf_model
 from ..datasets import calibration_blocks, token_blocks
+from ..device import resolve_device
 from ..errors import SparsityConfigError
 from ..evaluation import perplexity
 from ..methods import MethodConfig, compute_masks, config_from_dict, entry_for, method_names
@@ -76,6 +77,9 @@ def layer_sparsity_at(
 class PerplexityTask:
     """Zero-shot perplexity of a causal LM on local text after pruning (the paper's LLM protocol).
 
+    The model, its evaluation and its calibration run on ``device`` (default: cuda when
+    available, else the CPU).
+
     Raises:
         SparsityConfigError: ``seq_len`` beyond the model's maximum, or a model without logits.
     """
@@ -92,13 +96,15 @@ class PerplexityTask:
         batch_size: int = 2,
         calib_texts: Sequence[str] | None = None,
         calib_samples: int = 32,
+        device: str | torch.device | None = None,
     ):
         from transformers import AutoTokenizer  # the hf extra
 
         calibrated = entry_for(method_at(method, 0.0, scope, 0, allow_calibrated=True)).calibrated  # validates early
         if calibrated and not calib_texts:
             raise SparsityConfigError(f"sweeping {method!r} needs calibration text (--calib)")
-        self.model = load_hf_model(model_dir, dtype="float32")
+        self.device = resolve_device(device)  # default: cuda when available; checked before the load
+        self.model = load_hf_model(model_dir, dtype="float32").to(self.device)
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and seq_len > limit:
             raise SparsityConfigError(f"seq_len={seq_len} is larger than the model's maximum ({limit})")
@@ -110,7 +116,8 @@ class PerplexityTask:
             else None
         )
         self.method, self.scope, self.targets, self.batch_size = method, scope, targets, batch_size
-        self._original = {t.name: t.param.detach().clone() for t in resolve_targets(self.model, targets)}
+        # The unpruned targets wait in CPU memory: a second copy on the GPU would halve the largest model.
+        self._original = {t.name: t.param.detach().to("cpu", copy=True) for t in resolve_targets(self.model, targets)}
 
     @torch.no_grad()
     def restore(self) -> None:

@@ -7,12 +7,14 @@ are updated in place, so peak memory is the model plus one block's working set.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
+from ..device import model_device, resolve_device, to_device
 from ..errors import MaskMismatchError, SparsityConfigError
 from ..methods import check_finite, entry_for, method_names
 from ..methods._selection import check_keeps_some
@@ -42,6 +44,20 @@ def group_by_block(targets: list[Target], prefix: str, count: int) -> list[list[
             f"exclude these: {outside[:5]}"
         )
     return grouped
+
+
+@contextlib.contextmanager
+def onloaded(block: nn.Module, work: torch.device, home: torch.device) -> Iterator[None]:
+    """``block`` on ``work`` for the duration, back on ``home`` after (a no-op when they agree).
+    ``Module.to`` swaps each parameter's data in place, so targets keep pointing at them."""
+    if work == home:
+        yield
+        return
+    block.to(work)
+    try:
+        yield
+    finally:
+        block.to(home)
 
 
 def check_calibration(model: nn.Module, calibration: object) -> torch.Tensor:
@@ -76,6 +92,7 @@ def prune_calibrated_(
     batch_size: int = 4,
     show_progress: bool = False,
     on_block: Callable[[int, int], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> SparsityState:
     """Prune ``model`` in place with a calibrated method on ``calibration`` token ids ``[n, L]``.
 
@@ -87,6 +104,11 @@ def prune_calibrated_(
             exactly and only reconstruct the weights (refinement of OMP / LTH / N:M masks).
         batch_size: calibration sequences per forward call with ``passes=2`` (one pass runs
             the whole set as one batch).
+        device: where the blocks are calibrated (``None``: where the model is). When the model
+            lives elsewhere, each block is onloaded to ``device``, calibrated and pruned there,
+            and moved back: the model never has to fit the device, only one block and its
+            activations do (llm-compressor's sequential onloading). Statistics, Hessians and
+            SparseGPT updates stay on ``device``; masks come back beside the weights.
 
     Raises:
         SparsityConfigError: bad calibration data, masks for a method that cannot refine,
@@ -122,23 +144,25 @@ def prune_calibrated_(
                 stacklevel=3,
             )
 
+    home = model_device(model)
+    work = home if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     passes = int(getattr(config, "passes", 2))
     size = calibration.shape[0] if passes == 1 else batch_size
-    batches = [calibration[i : i + size].to(device) for i in range(0, calibration.shape[0], size)]
-    inputs = capture_block_inputs(model, blocks[0], batches)
+    batches = [calibration[i : i + size].to(home) for i in range(0, calibration.shape[0], size)]
+    inputs = to_device(capture_block_inputs(model, blocks[0], batches), work)
     keep: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
-    given = masks.masks if masks is not None else {}
+    given = {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
     progress = progress_factory(show_progress, f"{config.name} (block)")
     try:
         for index in progress(range(len(blocks))):
             targets = grouped[index]
             hooked = {t.name: modules[t.module_name] for t in targets}
-            kept, inputs = prune_block_(blocks[index], targets, hooked, inputs, entry, config, given, passes)
-            keep.update(kept)
+            with onloaded(blocks[index], work, home):
+                kept, inputs = prune_block_(blocks[index], targets, hooked, inputs, entry, config, given, passes)
+            keep.update({name: mask.to(home) for name, mask in kept.items()})
             if on_block:
                 on_block(index, len(blocks))
     finally:

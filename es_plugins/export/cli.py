@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .._cli_args import add_target_args, target_spec
+from .._cli_args import add_device_argument, add_target_args, target_spec
 from .._console import emit, log
 from ..assets import resolve_model_path
 from ..checkpoint import load_hf_model, save_hf_checkpoint
@@ -271,7 +271,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ONNX opset (>= 14; default: the one Optimum recommends for the architecture)",
     )
-    parser.add_argument("--device", default="cpu", help="device the export runs on (Optimum's --device)")
+    add_device_argument(
+        parser, "device the export runs on (Optimum's --device; default: cuda when available, else cpu)"
+    )
     parser.add_argument(
         "--dtype",
         choices=("fp32", "fp16", "bf16"),
@@ -300,7 +302,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Optimum's ONNX export into OUT, published only once every check passed."""
-    options = ExportOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ExportOptions)})
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExportOptions)}
+    options = ExportOptions(**{**given, "device": args.device or "auto"})
     model = resolve_model_path(args.model)
     check_output(args.output, inputs=[model], overwrite=args.overwrite, flag="output")
     results = []

@@ -11,7 +11,9 @@ the fp32 bytes at sparsity ``s``. Two layouts:
   loads it bit-exactly (without ``dtype`` transformers silently loads it as fp16).
 
 compressed-tensors 0.20 dropped the sparse compressors (loading such a file there gives
-random weights without an error), so the version is checked before reading or writing.
+random weights without an error) and 0.19 no longer takes ``sparsity_config``; only the 0.14
+series is tested (0.14.0.1, the lock's pin), so the version is checked before reading or
+writing, and the ``onnx`` extra asks for exactly that series.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from ..targets import Target, TargetSpec, resolve_targets
 FORMATS = {"bitmask": "sparse-bitmask", "2:4": "sparse-24-bitmask"}
 LOADABLE_FORMATS = tuple(FORMATS.values())
 WEIGHTS_FILE = "model.safetensors"
-SUPPORTED = "compressed-tensors>=0.9,<0.20 (pinned: 0.14.0.1)"
+SUPPORTED_SERIES = (0, 14)
+SUPPORTED = "compressed-tensors>=0.14.0.1,<0.15 (tested: 0.14.0.1)"
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,11 @@ def _compressed_tensors():
     except ImportError:
         raise ImportError(f"compressed checkpoints need {SUPPORTED}: pip install 'es-plugins[onnx]'") from None
     major, minor = (int(x) for x in compressed_tensors.__version__.split(".")[:2])
-    if (major, minor) >= (0, 20) or (major, minor) < (0, 9):
+    if (major, minor) != SUPPORTED_SERIES:
         raise ImportError(
             f"compressed-tensors {compressed_tensors.__version__} is installed; sparse checkpoints need "
-            f"{SUPPORTED} (0.20 removed the sparse compressors and would give random weights)"
+            f"{SUPPORTED} (0.19 changed the compressor API, 0.20 removed the sparse compressors and would "
+            "give random weights): pip install 'compressed-tensors>=0.14.0.1,<0.15'"
         )
     return compressed_tensors
 

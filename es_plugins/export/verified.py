@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_hf_model
+from ..device import resolve_device
 from ..errors import ExportError, SparsityConfigError
 from ..targets import resolve_targets
 from .onnx_check import pytorch_parity
@@ -30,7 +31,8 @@ class ExportOptions:
     Args:
         task: Optimum task, or ``"auto"`` to infer it from the checkpoint.
         opset: ONNX opset; ``None`` lets Optimum pick the recommended one for the architecture.
-        device: device the export runs on (``"cpu"``, ``"cuda"``).
+        device: device the export runs on: ``"auto"`` (cuda when available, else cpu), ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``.
         dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         optimize: ONNX Runtime optimization level ``"O1"`` ... ``"O4"``.
         library_name: ``"transformers"``, ``"sentence_transformers"``, ... (Optimum infers it).
@@ -39,13 +41,14 @@ class ExportOptions:
 
     task: str = "auto"
     opset: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     dtype: str | None = None
     optimize: str | None = None
     library_name: str | None = None
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        resolve_device(self.device, flag="device")  # a missing GPU is an error before the export
         if self.opset is not None and self.opset < 14:
             raise SparsityConfigError(f"opset must be >= 14 (SDPA attention does not export below), got {self.opset}")
         if self.dtype is not None and self.dtype not in DTYPES:
@@ -110,7 +113,7 @@ def export_and_verify(
         output=str(output),
         task=task,
         opset=options.opset,
-        device=options.device,
+        device=str(resolve_device(options.device)),
         dtype=options.dtype,
         optimize=options.optimize,
         library_name=options.library_name,

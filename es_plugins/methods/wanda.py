@@ -27,11 +27,12 @@ def row_keep_mask(scores: torch.Tensor, sparsity: float, in_axis: int) -> torch.
     rows = scores.movedim(in_axis, -1)
     flat = rows.reshape(-1, rows.shape[-1])
     width = flat.shape[1]
-    bounds = torch.round(sparsity * width * torch.arange(flat.shape[0] + 1, dtype=torch.float64)).long()
+    steps = torch.arange(flat.shape[0] + 1, dtype=torch.float64, device=flat.device)
+    bounds = torch.round(sparsity * width * steps).long()
     counts = (bounds[1:] - bounds[:-1]).unsqueeze(1)
     rank = torch.empty_like(flat, dtype=torch.long)
     order = torch.sort(flat, dim=1, stable=True).indices
-    rank.scatter_(1, order, torch.arange(width).expand_as(order).contiguous())
+    rank.scatter_(1, order, torch.arange(width, device=flat.device).expand_as(order).contiguous())
     keep = (rank >= counts).reshape(rows.shape)
     return keep.movedim(-1, in_axis).contiguous()
 

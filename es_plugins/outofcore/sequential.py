@@ -25,6 +25,7 @@ from torch import nn
 from ..calibration.blocks import capture_block_inputs, find_blocks
 from ..calibration.engine import Inputs, prune_block_
 from ..calibration.oneshot import check_calibration, group_by_block
+from ..device import resolve_device, to_device
 from ..errors import SparsityConfigError
 from ..hf_config import model_class, read_config
 from ..masks.nm import nm_compliance
@@ -113,8 +114,14 @@ def prune_checkpoint_sequential(
     pattern: tuple[int, int] | None = None,
     show_progress: bool = False,
     meta: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> SparsityReport:
     """Prune ``src`` into the existing folder ``dst`` with a calibrated method, block by block.
+
+    ``device`` (default: ``cuda`` when available, else the CPU) is where each block runs: the
+    block is filled there from the memory-mapped shards, calibrated, pruned, and only its
+    pruned weights and masks come back to be written. What runs before the blocks (the
+    embeddings) stays on the CPU.
 
     Raises:
         SparsityConfigError: a method without calibration, bad calibration ids, or targets
@@ -122,6 +129,7 @@ def prune_checkpoint_sequential(
         MaskMismatchError: tensors that do not fit the architecture, or ``masks`` that do not.
     """
     src, dst = Path(src), Path(dst)
+    work = resolve_device(device)
     entry = entry_for(plan.method)
     if not entry.calibrated:
         raise SparsityConfigError(f"{plan.method.name!r} needs no calibration: use prune_checkpoint")
@@ -142,7 +150,7 @@ def prune_checkpoint_sequential(
     skeleton = skeleton_model(src, stored)
     check_calibration(skeleton, calibration)
     _, skeleton_blocks = find_blocks(skeleton)
-    template = skeleton_blocks[0]
+    template = skeleton_blocks[0].to(work)
     outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{prefix}.0.") and p.numel()}
     _fill(skeleton, {n: checkpoint.tensor(mapping[n]) for n in outside})
 
@@ -162,11 +170,11 @@ def prune_checkpoint_sequential(
     size = calibration.shape[0] if passes == 1 else batch_size
     batches = [calibration[i : i + size] for i in range(0, calibration.shape[0], size)]
     store = ActivationStore(activation_budget)
-    inputs = store.keep(capture_block_inputs(skeleton, template, batches))
+    inputs = store.keep(to_device(capture_block_inputs(skeleton, template, batches), work))
     template_modules = dict(template.named_modules())
     template_params = [n for n, _ in template.named_parameters()]
     layers: list[LayerStats] = []
-    given = masks.masks if masks is not None else {}
+    given = {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
     progress = progress_factory(show_progress, f"{plan.method.name} (block, out-of-core)")
     try:
         for index in progress(range(len(blocks))):

@@ -4,6 +4,7 @@ trips, the loaders, the sizes, and the refusals."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,14 +72,36 @@ def test_two_four_format_refuses_unstructured_weights(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
-def test_unsupported_compressed_tensors_version_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", ["0.13.0", "0.19.0", "0.20.1"])
+def test_unsupported_compressed_tensors_version_is_refused(tmp_path, monkeypatch, version):
     import compressed_tensors
 
     _, src = pruned_dir(tmp_path, OMPConfig(0.5), "pruned")
     es_cli(["compress", str(src), str(tmp_path / "c")])
-    monkeypatch.setattr(compressed_tensors, "__version__", "0.20.1")
-    with pytest.raises(ImportError, match="0.20 removed the sparse compressors"):
+    monkeypatch.setattr(compressed_tensors, "__version__", version)
+    with pytest.raises(ImportError, match=f"compressed-tensors {version} is installed; .*>=0.14.0.1,<0.15"):
         compressed.load_compressed(tmp_path / "c")
+
+
+def test_the_onnx_extra_admits_only_the_tested_compressed_tensors():
+    """The extra's range, the lock's pin (what CI runs) and the runtime check agree: the floor is
+    the tested release, and the releases known to break (0.19 API, 0.20 no sparse compressors)
+    are outside."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    extra = [Requirement(line) for line in setup["options.extras_require"]["onnx"].split("\n") if line.strip()]
+    (requirement,) = [r for r in extra if r.name == "compressed-tensors"]
+    lock = root / "requirements" / "lock.txt"
+    pinned = next(
+        line.split("==")[1] for line in lock.read_text().splitlines() if line.startswith("compressed-tensors==")
+    )
+    assert pinned in requirement.specifier and str(requirement.specifier) == f"<0.15,>={pinned}"
+    assert not any(v in requirement.specifier for v in ("0.13.0", "0.15.0", "0.19.0", "0.20.1"))
 
 
 def test_not_a_compressed_checkpoint(tmp_path):

@@ -73,22 +73,26 @@ def test_streamed_prune_equals_the_in_memory_one_bit_for_bit(tmp_path, config):
 
 
 @pytest.mark.parametrize(
-    "config, dtype",
+    "config, dtype, device",
     [
-        (WandaConfig(0.5), torch.float32),
-        (SparseGPTConfig(pattern="2:4"), torch.float32),
-        (SparseGPTConfig(0.5, passes=2), torch.float32),
-        (WandaConfig(0.5), torch.bfloat16),  # blocks run in the stored dtype, as in memory with dtype auto
+        (WandaConfig(0.5), torch.float32, "cpu"),
+        (SparseGPTConfig(pattern="2:4"), torch.float32, "cpu"),
+        (SparseGPTConfig(0.5, passes=2), torch.float32, "cpu"),
+        (WandaConfig(0.5), torch.bfloat16, "cpu"),  # blocks run in the stored dtype, as in memory with dtype auto
+        # a device unequal to the skeleton's "cpu": the block and its inputs are moved there (tests/core/test_device.py)
+        (SparseGPTConfig(0.5), torch.float32, "cpu:0"),
     ],
 )
-def test_sequential_onloading_equals_the_in_memory_prune(tmp_path, config, dtype):
+def test_sequential_onloading_equals_the_in_memory_prune(tmp_path, config, dtype, device):
     from transformers import LlamaForCausalLM
 
     src = sharded(tiny_llama(dtype=dtype), tmp_path / "src")
     calibration = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(1))
     out = tmp_path / "out"
     out.mkdir()
-    prune_checkpoint_sequential(src, out, SparsityPlan(config), calibration, activation_budget=0)  # spill to disk
+    prune_checkpoint_sequential(
+        src, out, SparsityPlan(config), calibration, activation_budget=0, device=device
+    )  # activations spill to disk
     (out / "config.json").write_bytes((src / "config.json").read_bytes())
     reference = LlamaForCausalLM.from_pretrained(src, dtype="auto")
     state = sparsify_(reference, config, calibration=calibration)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,31 +25,6 @@ def test_commands_are_listed_in_optimum_cli_help():
         assert command in listing
     assert "--rewrite-gemm" in optimum_cli("sparsity", "export", "--help").stdout
     assert "onnx" in optimum_cli("export", "--help").stdout  # Optimum's own commands still register
-
-
-def test_wheel_installs_the_register_module_into_optimums_namespace(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    wheel = next(tmp_path.glob("es_plugins-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "optimum/commands/register/es_plugins_sparsity.py" in names
-    assert not any(n.startswith("optimum/") and n.endswith("__init__.py") for n in names)  # PEP 420
-    assert "es_plugins/export/onnx_report.py" in names and "es_plugins/integrations/optimum.py" in names
 
 
 def test_sparsity_prune_equals_es_plugins_prune(tmp_path):
