@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from .methods import NMConfig, config_from_dict
+from .methods import config_from_dict
 from .report import SparsityReport, build_report
 from .state import MASKS_FILENAME, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
@@ -34,8 +34,7 @@ def plan_pattern(plan_dict: dict | None) -> tuple[int, int] | None:
     method = (plan_dict or {}).get("method")
     if not method:
         return None
-    config = config_from_dict(dict(method))
-    return (config.n, config.m) if isinstance(config, NMConfig) else getattr(config, "nm", None)
+    return config_from_dict(dict(method)).nm_pattern
 
 
 def masked_targets(model: nn.Module, state: SparsityState) -> list[Target]:

@@ -19,7 +19,15 @@ from ._console import console_logging, emit, log, results_only_on_stdout
 from .analysis import cli as analysis_cli
 from .artifacts import REPORT_FILENAME, plan_pattern, write_report_files, write_sparsity_files
 from .assets import resolve_model_path
-from .checkpoint import DTYPES, check_checkpoint_dir, copy_side_files, load_hf_model, read_config, save_hf_checkpoint
+from .checkpoint import (
+    DTYPES,
+    check_checkpoint_dir,
+    copy_side_files,
+    load_hf_model,
+    load_tokenizer,
+    read_config,
+    save_hf_checkpoint,
+)
 from .datasets import calibration_blocks, resolve_texts
 from .device import resolve_device
 from .errors import SparsityConfigError
@@ -147,6 +155,12 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
         help="replace an OUT_DIR that an earlier es-plugins run wrote (never any other folder)",
     )
     prune.add_argument(
+        "--allow-external-shards",
+        action="store_true",
+        help="read shards that the safetensors index places outside the model folder (refused by default: "
+        "an index is untrusted input); OUT_DIR still gets its own copies and an index naming only them",
+    )
+    prune.add_argument(
         "--copy-remote-code",
         action="store_true",
         help="also copy the model folder's .py files (remote code) into OUT_DIR",
@@ -190,7 +204,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if _out_of_core(src, args):
         return _prune_out_of_core(src, plan, calibration_inputs, args)
     log(f"loading {src}")
-    model = load_hf_model(src, dtype=args.dtype)
+    model = load_hf_model(src, dtype=args.dtype, allow_external=args.allow_external_shards)
     started = time.perf_counter()
     state = _prune(model, plan, calibration_inputs, args)
     elapsed = time.perf_counter() - started
@@ -238,9 +252,11 @@ def _out_of_core(src: Path, args: argparse.Namespace) -> bool:
             )
         if args.dtype != "auto":
             raise SparsityConfigError("--dtype does not apply to --low-memory: the checkpoint's dtype is kept")
+    # index, shard paths and headers validated here, before OUT_DIR is created
+    size = ShardedCheckpoint(src, args.allow_external_shards).nbytes if streamable else 0
+    if args.low_memory:
         return True
     budget = args.memory_budget * 2**30 if args.memory_budget else available_memory() / 2
-    size = ShardedCheckpoint(src).nbytes if streamable else 0
     if streamable and budget and size > budget and args.dtype == "auto":
         log(
             f"the weights ({size / 2**30:.1f} GiB) exceed the memory budget ({budget / 2**30:.1f} GiB): "
@@ -265,7 +281,9 @@ def _prune_out_of_core(
         started = time.perf_counter()
         meta = {"plan": plan.to_dict(), "source": str(src)}
         if inputs is None:
-            report = prune_checkpoint(src, tmp, plan, pattern, show_progress=True, meta=meta)
+            report = prune_checkpoint(
+                src, tmp, plan, pattern, show_progress=True, meta=meta, allow_external=args.allow_external_shards
+            )
         else:
             tokenizer, texts = inputs
             calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
@@ -275,7 +293,16 @@ def _prune_out_of_core(
                 f"block by block on {args.device}"
             )
             report = prune_checkpoint_sequential(
-                src, tmp, plan, calibration, masks, pattern=pattern, show_progress=True, meta=meta, device=args.device
+                src,
+                tmp,
+                plan,
+                calibration,
+                masks,
+                pattern=pattern,
+                show_progress=True,
+                meta=meta,
+                device=args.device,
+                allow_external=args.allow_external_shards,
             )
         report.meta["prune_seconds"] = round(time.perf_counter() - started, 3)
         write_report_files(tmp, report, command)
@@ -296,7 +323,7 @@ def _prune_out_of_core(
 
 def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The tokenizer and calibration texts, checked before the model is loaded."""
-    from transformers import AutoConfig, AutoTokenizer  # the hf extra, needed for calibration only
+    from transformers import AutoConfig  # the hf extra, needed for calibration only
 
     read_config(src)  # a clear error for a broken config.json
     limit = getattr(AutoConfig.from_pretrained(src, local_files_only=True), "max_position_embeddings", None)
@@ -305,14 +332,7 @@ def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[
     if args.refine_masks and not Path(args.refine_masks).is_file():
         raise SparsityConfigError(f"--refine-masks {args.refine_masks!r}: no such masks file")
     texts = resolve_texts(args.calib, flag="--calib")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise SparsityConfigError(
-            f"--calib needs the model's tokenizer, and {str(src)!r} has none that loads "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "add the tokenizer files to the checkpoint folder"
-        ) from None
+    tokenizer = load_tokenizer(src, "--calib (calibration of wanda/sparsegpt)")
     return tokenizer, texts
 
 

@@ -9,7 +9,7 @@ import torch.distributed as dist
 
 from .errors import MaskMismatchError, SparsityConfigError
 from .masks import select
-from .methods import OMPConfig
+from .methods import entry_for, method_names
 from .methods.magnitude import magnitude_score
 from .state import SparsityState, _local_view
 from .targets import resolve_targets
@@ -101,8 +101,9 @@ def sparsify_sharded_(model, plan, group=None) -> SparsityState:
     """Global or per-layer OMP of a sharded model (FSDP2 ``fully_shard`` or FSDP1 with
     ``use_orig_params=True``): exact global count, masks stay sharded with their parameters
     (keyed by parameter name, shaped like this rank's local shard)."""
-    if not isinstance(plan.method, OMPConfig):
-        raise SparsityConfigError(f"sharded pruning supports omp; got {plan.method.name!r}")
+    if not entry_for(plan.method).shardable:
+        shardable = [name for name in method_names() if entry_for(name).shardable]
+        raise SparsityConfigError(f"sharded pruning supports {', '.join(shardable)}; got {plan.method.name!r}")
     targets = resolve_targets(model, plan.targets)
     views = [local_view(t.param) for t in targets]
     scores = [magnitude_score(v) for v in views]

@@ -7,6 +7,8 @@ precise failure.
 
 from __future__ import annotations
 
+import numbers
+
 
 class SparsityConfigError(ValueError):
     """A configuration value is outside its allowed range or set."""
@@ -30,10 +32,9 @@ class CheckpointError(ValueError):
 
 def check_fraction(name: str, value: float) -> float:
     """Validate a sparsity-like fraction in [0, 1) and return it as float."""
-    try:
-        fvalue = float(value)
-    except (TypeError, ValueError):
-        raise SparsityConfigError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # "0.5" and True are typos, not numbers
+        raise SparsityConfigError(f"{name} must be a number in [0, 1), got {value!r} ({type(value).__name__})")
+    fvalue = float(value)
     if not 0.0 <= fvalue < 1.0:
         raise SparsityConfigError(f"{name} must be in [0, 1), got {value!r}")
     return fvalue

@@ -129,6 +129,26 @@ def _temp_name(out: Path, tag: str) -> Path:
     return out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def _make_temp(out: Path, command: str) -> Path:
+    """A new temp folder beside ``out``, holding our marker from its first instant: a later run
+    deletes a leftover only if it finds that marker inside, never because of a name alone."""
+    tmp = _temp_name(out, _TMP_TAG)
+    tmp.mkdir(mode=0o777)  # mode filtered by the umask, like a plain mkdir
+    write_marker(tmp, command)
+    return tmp
+
+
+def _holds_our_marker(entry: Path) -> bool:
+    """A real folder (not a link) whose marker file is es-plugins' own JSON."""
+    if entry.is_symlink() or not entry.is_dir():
+        return False
+    try:
+        data = json.loads((entry / MARKER_FILENAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("written_by") == "es-plugins"
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # this process has not made its own temp folder yet
@@ -151,17 +171,18 @@ def _remove(path: Path) -> None:
 def clean_stale_temps(out: Path) -> list[Path]:
     """Remove the temp folders/files of earlier runs on ``out`` that were killed.
 
-    Only names this module creates (``.NAME.es-tmp-PID-XXXX``) whose process is gone are
-    touched. If a kill fell between the two renames of the fallback swap, the old OUT is
-    put back first.
+    Only folders with the names this module creates (``.NAME.es-tmp-PID-XXXX``), whose
+    process is gone, *and* that hold es-plugins' marker file are touched: a user's folder that
+    happens to have such a name is left alone. If a kill fell between the two renames of the
+    fallback swap, the old OUT is put back first.
     """
     if not out.parent.is_dir():
         return []
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.({_TMP_TAG}|{_OLD_TAG})-(\d+)-[0-9a-f]+(\.\w+)?$")
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.({_TMP_TAG}|{_OLD_TAG})-(\d+)-[0-9a-f]+$")
     stale = []
     for entry in out.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and not _pid_alive(int(match.group(2))):
+        if match and not _pid_alive(int(match.group(2))) and _holds_our_marker(entry):
             stale.append((match.group(1), entry))
     for tag, entry in stale:
         if tag == _OLD_TAG and not out.exists() and is_es_plugins_output(entry):
@@ -267,11 +288,9 @@ def write_folder_atomically(
         target = check_output(out, inputs=inputs, overwrite=overwrite, flag=flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target)
-    tmp = _temp_name(target, _TMP_TAG)
-    tmp.mkdir(mode=0o777)  # mode filtered by the umask, like a plain mkdir
+    tmp = _make_temp(target, command)
     try:
         _write_or_explain(write, tmp, flag, target)
-        write_marker(tmp, command)
         fsync_tree(tmp)
         if not owned:  # re-check: the destination may have changed while we worked
             check_output(out, inputs=inputs, overwrite=overwrite, flag=flag)
@@ -295,8 +314,8 @@ def write_file_atomically(
     target = check_output(out, inputs=inputs, overwrite=overwrite, kind="file", flag=flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target)
-    tmp = _temp_name(target, _TMP_TAG)
-    tmp = tmp.with_name(tmp.name + target.suffix)  # tools that look at the extension still see it
+    folder = _make_temp(target, "write-file")  # the file is written inside a marked temp folder
+    tmp = folder / target.name  # tools that look at the extension still see it
     try:
         result = _write_or_explain(write, tmp, flag, target)
         fsync_tree(tmp)
@@ -304,5 +323,5 @@ def write_file_atomically(
         os.replace(tmp, target)
         _fsync_path(target.parent)
     finally:
-        _remove(tmp)
+        _remove(folder)
     return result

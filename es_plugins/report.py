@@ -50,6 +50,17 @@ class LayerStats:
     nm_groups: int = 0
     nm_compliant: int = 0
 
+    @classmethod
+    @torch.no_grad()
+    def measure(
+        cls, name: str, weight: torch.Tensor, in_axis: int, pattern: tuple[int, int] | None = None
+    ) -> "LayerStats":
+        """The one way a layer's line of a report is made (in memory, out of core, calibrated):
+        its exact zeros and, with ``pattern``, its N:M compliance along ``in_axis``."""
+        weight = weight.detach()
+        groups, compliant = nm_compliance(weight, pattern[0], pattern[1], in_axis) if pattern else (0, 0)
+        return cls(name, tuple(weight.shape), weight.numel(), count_zeros(weight), groups, compliant)
+
     @property
     def sparsity(self) -> float:
         return self.zeros / self.numel if self.numel else 0.0
@@ -163,22 +174,7 @@ def build_report(
     meta: dict[str, Any] | None = None,
 ) -> SparsityReport:
     """Count zeros in ``targets`` (with N:M compliance if ``pattern``) and in all params."""
-    layers = []
-    for target in targets:
-        weight = target.param.detach()
-        groups = compliant = 0
-        if pattern:
-            groups, compliant = nm_compliance(weight, pattern[0], pattern[1], target.in_axis)
-        layers.append(
-            LayerStats(
-                name=target.name,
-                shape=tuple(weight.shape),
-                numel=weight.numel(),
-                zeros=count_zeros(weight),
-                nm_groups=groups,
-                nm_compliant=compliant,
-            )
-        )
+    layers = [LayerStats.measure(t.name, t.param, t.in_axis, pattern) for t in targets]
     params = _unique_params(model)
     return SparsityReport(
         layers=layers,

@@ -22,7 +22,7 @@ from torch import nn
 from .artifacts import save_with_sparsity_files
 from .distributed import assert_identical_across_ranks
 from .errors import SparsityConfigError
-from .methods import MethodConfig, NMConfig, compute_masks, config_from_dict, is_calibrated
+from .methods import MethodConfig, compute_masks, config_from_dict, entry_for, is_calibrated, method_names
 from .naming import canonical_name
 from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
@@ -92,8 +92,11 @@ class Sparsifier:
         if schedule is not None:
             if not isinstance(schedule, CubicSchedule):
                 raise SparsityConfigError(f"schedule must be a CubicSchedule or None, got {schedule!r}")
-            if plan is None or isinstance(plan.method, NMConfig):
-                raise SparsityConfigError("a gradual schedule needs an unstructured method (omp or random)")
+            schedulable = [name for name in method_names() if entry_for(name).schedulable]
+            if plan is None or not entry_for(plan.method).schedulable:
+                raise SparsityConfigError(
+                    f"a gradual schedule needs an unstructured method ({' or '.join(schedulable)})"
+                )
             schedule.sparsity_at(schedule.end_step, plan.method.target_sparsity)  # validates the ramp
         self.plan = plan
         self.calibration = calibration

@@ -9,48 +9,32 @@ weight decay and AMP cannot regrow a pruned weight.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import nn
 
-from .errors import MaskMismatchError
+from .errors import MaskMismatchError, SparsityConfigError
+from .masks.masks_file import MASKS_FILENAME as MASKS_FILENAME  # re-exported: the public name
+from .masks.masks_file import MASKS_FORMAT, MASKS_VERSION, MasksFileWriter, mask_record
 from .masks.packing import pack_mask, unpack_mask
+from .methods import config_from_dict
 from .naming import canonical_names, match_names
 
 if TYPE_CHECKING:  # annotations only: plan and targets never need the state at import time
     from .plan import SparsityPlan
     from .targets import Target
 
-MASKS_FORMAT = "es-plugins-masks"
-
 
 def _local_view(tensor: torch.Tensor) -> torch.Tensor:
     """This rank's part of a (possibly DTensor-sharded) tensor; the tensor itself otherwise."""
     to_local = getattr(tensor, "to_local", None)
     return to_local() if callable(to_local) else tensor.data
-
-
-MASKS_VERSION = "1"
-MASKS_FILENAME = "sparsity_masks.safetensors"
-
-
-def canonical_safetensors(blob: bytes) -> bytes:
-    """The same safetensors file with its JSON header in sorted key order.
-
-    safetensors writes ``__metadata__`` from a hash map, so its order (and the file's
-    bytes) changes from run to run; a sorted header makes identical masks byte-identical.
-    Tensor data and offsets are untouched (offsets are relative to the data section).
-    """
-    size = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8 : 8 + size])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned, as safetensors does
-    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
 
 
 @dataclass
@@ -252,16 +236,28 @@ class SparsityState:
         removed), so a saved state loads under any wrapping of the same model.
         """
         names = canonical_names(list(self.masks))
-        meta = dict(self.meta)
-        if isinstance(meta.get("targets"), list):
-            meta["targets"] = canonical_names(meta["targets"])
+        meta = self._saved_meta()
+        packed = {names[i]: pack_mask(m) for i, m in enumerate(self.masks.values())}
+        shapes = {names[i]: list(m.shape) for i, m in enumerate(self.masks.values())}
+        integrity = {}
+        for name, blob in packed.items():
+            kept, digest = mask_record(blob.numpy().tobytes(), math.prod(shapes[name]))
+            integrity[name] = {"kept": kept, "digest": digest}
         return {
             "format": MASKS_FORMAT,
             "version": MASKS_VERSION,
-            "packed": {names[i]: pack_mask(m) for i, m in enumerate(self.masks.values())},
-            "shapes": {names[i]: list(m.shape) for i, m in enumerate(self.masks.values())},
+            "packed": packed,
+            "shapes": shapes,
             "meta": meta,
+            "integrity": integrity,
         }
+
+    def _saved_meta(self) -> dict[str, Any]:
+        """The metadata as saved: recorded target names made canonical, like the mask names."""
+        meta = dict(self.meta)
+        if isinstance(meta.get("targets"), list):
+            meta["targets"] = canonical_names(meta["targets"])
+        return meta
 
     @classmethod
     def from_state_dict(cls, data: Mapping[str, Any]) -> "SparsityState":
@@ -275,6 +271,9 @@ class SparsityState:
         meta = data.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise MaskMismatchError(f"masks state is corrupt: 'meta' must be a mapping, got {type(meta).__name__}")
+        integrity = data.get("integrity")
+        if integrity is not None and (not isinstance(integrity, Mapping) or set(integrity) != set(packed)):
+            raise MaskMismatchError("masks state is corrupt: its integrity records do not name the same masks")
         masks = {}
         for name, blob in packed.items():
             shape = shapes[name]
@@ -287,9 +286,46 @@ class SparsityState:
                 masks[name] = unpack_mask(blob, shapes[name])
             except ValueError as exc:
                 raise MaskMismatchError(f"mask {name!r}: {exc}") from None
+            if integrity is not None:
+                _check_record(name, blob, masks[name].numel(), integrity[name])
         recorded = meta.get("targets")
         state = cls(masks, meta)
+        state.check_against_plan()
         return state.in_order(recorded) if isinstance(recorded, list) else state
+
+    def check_against_plan(self) -> None:
+        """Refuse masks that contradict what they claim (every resume and load runs this):
+        all weights pruned (as a ``sparsity`` that prunes everything is refused), all kept while
+        the recorded plan or level prunes some (a reset file would let pruned weights regrow),
+        or a layer emptied by a plan that gives every layer its own quota.
+
+        Raises:
+            MaskMismatchError: naming the masks and what their plan says.
+        """
+        total, pruned = self.num_weights, self.num_pruned
+        if total == 0:
+            return
+        if pruned == total:
+            raise MaskMismatchError(
+                f"the masks prune all {total:,} target weights: a model with no weights left is refused, "
+                "as a sparsity that rounds to pruning everything is"
+            )
+        config = _recorded_method(self.meta)
+        level = self.meta.get("level")
+        if not isinstance(level, (int, float)) or isinstance(level, bool):
+            level = config.target_sparsity if config is not None else None
+        if pruned == 0 and level:
+            raise MaskMismatchError(
+                f"the masks keep every weight, but their plan prunes {level:.2%}: the masks were reset or "
+                "edited, and using them would let every pruned weight grow back"
+            )
+        if config is not None and not config.selects_globally:
+            emptied = [name for name, mask in self.masks.items() if mask.numel() and not bool(mask.any())]
+            if emptied:
+                raise MaskMismatchError(
+                    f"the masks prune every weight of {emptied[:3]}, which their plan ({config.name}, one quota "
+                    "per layer) never does"
+                )
 
     def load_state_dict(self, data: Mapping[str, Any]) -> None:
         """Replace masks and metadata in place (hooks already attached keep working
@@ -298,17 +334,15 @@ class SparsityState:
         self.masks, self.meta = other.masks, other.meta
 
     def save(self, path: str | Path) -> Path:
-        """Write a safetensors file: one uint8 bit-packed tensor per mask."""
+        """Write a safetensors file: one uint8 bit-packed tensor per mask, with integrity records
+        (through :class:`~es_plugins.masks.masks_file.MasksFileWriter`, as out-of-core runs do)."""
         path = Path(path)
-        data = self.state_dict()
-        metadata = {
-            "format": MASKS_FORMAT,
-            "version": MASKS_VERSION,
-            "shapes": json.dumps(data["shapes"], sort_keys=True),
-            "meta": json.dumps(data["meta"], sort_keys=True),
-        }
-        blob = save({n: t.contiguous() for n, t in data["packed"].items()}, metadata=metadata)
-        path.write_bytes(canonical_safetensors(blob))
+        names = canonical_names(list(self.masks))
+        meta = self._saved_meta()
+        writer = MasksFileWriter(path, {n: tuple(m.shape) for n, m in zip(names, self.masks.values())}, meta)
+        for name, mask in zip(names, self.masks.values()):
+            writer.write(name, mask)
+        writer.close()
         return path
 
     @classmethod
@@ -318,6 +352,8 @@ class SparsityState:
         Raises:
             MaskMismatchError: not a masks file, corrupt, or not matching ``model``.
         """
+        if not isinstance(path, (str, Path)):
+            raise MaskMismatchError(f"the masks file must be a path (str or Path), got {type(path).__name__}")
         path = Path(path)
         if not path.is_file():
             raise MaskMismatchError(f"masks file {str(path)!r} does not exist")
@@ -333,7 +369,7 @@ class SparsityState:
                 f"(metadata format={metadata.get('format')!r})"
             )
         fields = {}
-        for key, default in (("shapes", None), ("meta", "{}")):
+        for key, default in (("shapes", None), ("meta", "{}"), ("integrity", None)):
             text = metadata.get(key, default)
             try:
                 fields[key] = json.loads(text) if text is not None else None
@@ -341,6 +377,8 @@ class SparsityState:
                 raise MaskMismatchError(f"{str(path)!r}: metadata {key!r} is not valid JSON ({exc})") from None
         if fields["shapes"] is None:
             raise MaskMismatchError(f"{str(path)!r}: metadata has no 'shapes' entry (the file is damaged)")
+        if fields["integrity"] is not None:
+            fields["integrity"] = _parse_integrity(fields["integrity"], str(path))
         try:
             state = cls.from_state_dict({"format": MASKS_FORMAT, "packed": packed, **fields})
         except MaskMismatchError as exc:
@@ -348,3 +386,48 @@ class SparsityState:
         if model is not None:
             state.validate(model)
         return state
+
+
+def _parse_integrity(records: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The file form ``{name: ["000123", digest]}`` as the state form ``{name: {kept, digest}}``."""
+    if not isinstance(records, dict):
+        raise MaskMismatchError(f"{where!r}: metadata 'integrity' must be an object")
+    parsed = {}
+    for name, record in records.items():
+        if not (isinstance(record, list) and len(record) == 2 and all(isinstance(v, str) for v in record)):
+            raise MaskMismatchError(f"{where!r}: integrity record of {name!r} is damaged: {record!r}")
+        if not record[0].isdigit():
+            raise MaskMismatchError(f"{where!r}: integrity record of {name!r} has no count: {record[0]!r}")
+        parsed[name] = {"kept": int(record[0]), "digest": record[1]}
+    return parsed
+
+
+def _check_record(name: str, blob: torch.Tensor, numel: int, record: Any) -> None:
+    """The bits against the count and digest written with them: a flipped bit, an edit or a
+    truncated copy is an error, not a different model."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("kept"), int):
+        raise MaskMismatchError(f"mask {name!r}: its integrity record is damaged: {record!r}")
+    kept, digest = mask_record(blob.numpy().tobytes(), numel)
+    if kept != record["kept"] or digest != record.get("digest"):
+        what = (
+            f"{kept:,} kept weights where {record['kept']:,} were written"
+            if kept != record["kept"]
+            else ("the same count but other bits than were written")
+        )
+        raise MaskMismatchError(
+            f"mask {name!r} has {what}: the file was changed after it was saved (bit flips or an edit); "
+            "re-create the masks instead of using them"
+        )
+
+
+def _recorded_method(meta: Mapping[str, Any]) -> Any:
+    """The method config recorded in ``meta['plan']``, or None (none recorded, or a method this
+    installation does not know)."""
+    plan = meta.get("plan")
+    method = plan.get("method") if isinstance(plan, Mapping) else None
+    if not isinstance(method, Mapping):
+        return None
+    try:
+        return config_from_dict(dict(method))
+    except (SparsityConfigError, TypeError, KeyError):
+        return None

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PrinterCallback,
     Trainer,
     TrainerCallback,
@@ -20,7 +19,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from es_plugins.checkpoint import check_checkpoint_dir
+from es_plugins.checkpoint import check_checkpoint_dir, load_tokenizer
 from es_plugins.datasets import TokenizedDataset
 from es_plugins.device import check_precision, resolve_device
 
@@ -37,7 +36,7 @@ def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):
         )
     finally:
         hf_logging.set_verbosity(verbosity)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    tokenizer = load_tokenizer(model_dir, "fine-tuning")
     return model, tokenizer
 
 

@@ -126,3 +126,25 @@ def tiny_lm_dir(tmp_path):
 @pytest.fixture
 def tiny_classifier_dir(tmp_path):
     return save_checkpoint(make_tiny_bert(), tmp_path / "tiny-bert-cls")
+
+
+def sharded_checkpoint(path, model=None, shard: str = "20KB"):
+    """A complete local checkpoint saved in several safetensors shards with an index (a tiny
+    GPT-2 by default, with the word tokenizer, so calibrated methods run on it too)."""
+    model = model if model is not None else make_tiny_gpt2()
+    model.save_pretrained(path, max_shard_size=shard)
+    word_tokenizer().save_pretrained(path)
+    return path
+
+
+def rewrite_header(shard, edit) -> None:
+    """Replace the JSON header of a safetensors file with ``edit(header)`` (data bytes kept)."""
+    import json
+    from pathlib import Path
+
+    blob = Path(shard).read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    header = edit(json.loads(blob[8 : 8 + size]))
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    Path(shard).write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + size :])

@@ -10,12 +10,12 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import load_file
 
 from .._cli_args import add_device_argument
 from .._console import emit, log
+from .._io import atomic_write_text
 from ..assets import resolve_model_path
 from ..checkpoint import check_checkpoint_dir, load_hf_model
 from ..datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
@@ -25,8 +25,9 @@ from ..methods import compute_masks, is_calibrated
 from ..output import check_output, write_folder_atomically, write_marker
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import resolve_targets
+from .backends import BACKENDS, LocalBackend, PointRecord, RayBackend, TaskSpec, require_ray
 from .plots import plot_near_zero, plot_similarity
-from .similarity import mask_similarity
+from .similarity import check_comparable, mask_similarity
 from .sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
 from .sweep_report import write_sweep_report
 from .tasks import PerplexityTask, method_at, sweep_task, sweepable_methods
@@ -107,6 +108,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     precision.add_argument("--bf16", action="store_true", help="fine-tune in bf16 mixed precision (GPU)")
     precision.add_argument("--fp16", action="store_true", help="fine-tune in fp16 mixed precision (GPU)")
 
+    scale = sweep.add_argument_group("scale-out (a Ray cluster, or independent shards of a job array)")
+    scale.add_argument(
+        "--backend",
+        default="local",
+        choices=BACKENDS,
+        help="local: points one after another in this process; ray: each (sparsity, seed) point a Ray task",
+    )
+    scale.add_argument(
+        "--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS when set, else a new local cluster)"
+    )
+    scale.add_argument("--cpus-per-point", type=float, default=1.0, help="CPUs each point's task reserves (default 1)")
+    scale.add_argument("--gpus-per-point", type=float, default=0.0, help="GPUs each point's task reserves (default 0)")
+    scale.add_argument(
+        "--max-retries", type=int, default=2, help="times a point whose worker died is retried (default 2)"
+    )
+    scale.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="evaluate only grid points i, i+N, ... (0-based) into --output, for N independent jobs (SLURM "
+        "arrays) sharing one folder; then `sweep --merge FOLDER` refines and reports",
+    )
+    scale.add_argument(
+        "--merge",
+        metavar="FOLDER",
+        help="finish a sharded sweep in FOLDER: its settings are read from FOLDER/sweep_args.json",
+    )
+
     compare = sub.add_parser("compare-masks", help="cosine / IoU / Hamming similarity of two mask sets")
     compare.add_argument("a", help="masks file, or a folder holding sparsity_masks.safetensors")
     compare.add_argument("b")
@@ -130,8 +158,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------- sweep
 def _sweep_one(
+    args: argparse.Namespace,
     name: str,
-    task: Any,
+    spec: TaskSpec,
     config: SweepConfig,
     out: Path,
     title: str,
@@ -141,21 +170,62 @@ def _sweep_one(
     notes_fn=None,
     similarity_label: str = "",
 ) -> SweepResult:
+    """One sweep: its points on the chosen backend, then (unless this is one shard of a job
+    array) the report, for which this process builds the task once (layer sparsity, masks)."""
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)  # the --output folder, claimed once the inputs are valid
     write_marker(out.parent, "sweep")
+    settings = {k: v for k, v in vars(args).items() if k not in _RUN_ONLY}
+    atomic_write_text(out.parent / SWEEP_ARGS_FILE, json.dumps(settings, indent=1, sort_keys=True))  # for --merge
+    shard = _parse_shard(args.shard)
+    task = spec.build() if args.backend == "local" else None  # validates before any point runs
+    backend: LocalBackend | RayBackend = (
+        LocalBackend(task.evaluate)
+        if task is not None
+        else RayBackend(spec, args.ray_address, args.cpus_per_point, args.gpus_per_point, args.max_retries)
+    )
+    if backend.slots > 1:
+        log(f"[{name}] {backend.name}: {backend.slots} points at a time")
 
-    def progress(sparsity: float, seed: int, value: float, refined: bool) -> None:
+    def progress(point: PointRecord) -> None:
+        where = f"{point.worker}, {point.seconds:.1f}s" if point.error is None else f"FAILED: {point.error}"
         log(
-            f"[{name}] sparsity {sparsity:6.2%} seed {seed}: {config.metric} = {value:.4g}"
-            f"{' (refinement)' if refined else ''}  [{time.perf_counter() - started:.0f}s]"
+            f"[{name}] sparsity {point.sparsity:6.2%} seed {point.seed}: {config.metric} = {point.value:.4g}"
+            f"{f' (refinement round {point.round})' if point.refined else ''}  ({where})"
+            f"  [{time.perf_counter() - started:.0f}s]"
         )
 
-    result = run_sweep(task.evaluate, config, out / "evaluations.json", identity, on_result=progress)
+    def my_share(points: list) -> list:
+        return [p for i, p in enumerate(points) if shard is None or i % shard[1] == shard[0]]
+
+    try:
+        result = run_sweep(
+            spec,
+            config,
+            out / "evaluations.json",
+            identity,
+            backend=backend,
+            on_point=progress,
+            points=my_share,
+            refine=shard is None,
+        )
+    finally:
+        backend.close()
+    if shard is not None:
+        log(
+            f"[{name}] shard {shard[0]}/{shard[1]}: {result.evaluations} point(s) evaluated; when every shard is "
+            f"done: es-plugins sweep --merge {out.parent}"
+        )
+        return result
+    for point in result.failed:
+        log(f"[{name}] point {point.sparsity:.2%} seed {point.seed} failed: {point.error}")
     at = result.essential_sparsity or 0.0
+    task = task if task is not None else spec.build()
     layers = task.layer_sparsity(at) if at > 0 else None
-    similarity = similarity_fn(at) if (similarity_fn and at > 0) else None
+    similarity = similarity_fn(task, at) if (similarity_fn and at > 0) else None
     notes = notes_fn(result) if notes_fn else []
+    if result.failed:
+        notes.append(f"{len(result.failed)} point(s) failed after their retries and count as failing levels")
     for note in notes:
         log(f"[{name}] note: {note}")
     write_sweep_report(
@@ -165,7 +235,7 @@ def _sweep_one(
         command,
         layers,
         similarity,
-        meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes},
+        meta={"seconds": round(time.perf_counter() - started, 1), **identity, "notes": notes, "backend": backend.name},
         similarity_label=similarity_label,
     )
     log(
@@ -173,6 +243,19 @@ def _sweep_one(
         f"report: {out / 'summary.md'}"
     )
     return result
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard i/N`` with 0 <= i < N."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SparsityConfigError(f"--shard must be I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise SparsityConfigError(f"--shard {text}: I must be in [0, N), got I={index}, N={count}")
+    return index, count
 
 
 def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, resolution: float) -> SweepConfig:
@@ -191,17 +274,20 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
     tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
     calib = (args.calib or default_calib) if is_calibrated(args.method) else None
-    log(f"[{name}] loading {model}")
-    task = PerplexityTask(
-        model,
-        texts,
-        tokens,
-        seq_len,
-        args.method,
-        args.scope,
-        calib_texts=resolve_texts(calib) if calib else None,
-        calib_samples=args.calib_samples,
-        device=args.device,
+    log(f"[{name}] {model}")
+    spec = TaskSpec(
+        PerplexityTask,
+        dict(
+            model_dir=model,
+            texts=list(texts),
+            num_tokens=tokens,
+            seq_len=seq_len,
+            method=args.method,
+            scope=args.scope,
+            calib_texts=resolve_texts(calib) if calib else None,
+            calib_samples=args.calib_samples,
+            device=args.device,
+        ),
     )
     identity = {
         "task": "perplexity",
@@ -212,7 +298,7 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
         "scope": args.scope,
         **({"calib": str(calib), "calib_samples": args.calib_samples} if calib else {}),
     }
-    return _sweep_one(name, task, config, out / name, title, command, identity)
+    return _sweep_one(args, name, spec, config, out / name, title, command, identity)
 
 
 def _finetune_sweep(args, preset, model, data, name, title, out, command) -> SweepResult:
@@ -227,20 +313,23 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
     config = _sweep_config(args, f"accuracy ({n_test} test examples)", True, preset["ft_levels"], preset["resolution"])
     dense_weights = out / name / "dense_finetuned_targets.safetensors"
     epochs, lr = args.epochs or preset["epochs"], args.lr or preset["lr"]
-    task = sweep_task("finetune")(
-        model,
-        train,
-        test,
-        len(names),
-        args.method,
-        args.scope,
-        epochs,
-        args.batch_size,
-        lr,
-        args.max_length,
-        keep_dense_weights=dense_weights,
-        device=args.device,
-        precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
+    spec = TaskSpec(
+        sweep_task("finetune"),
+        dict(
+            model_dir=model,
+            train=train,
+            test=test,
+            num_labels=len(names),
+            method=args.method,
+            scope=args.scope,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            learning_rate=lr,
+            max_length=args.max_length,
+            keep_dense_weights=dense_weights,
+            device=args.device,
+            precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
+        ),
     )
     identity = {
         "task": "finetune",
@@ -255,7 +344,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         "scope": args.scope,
     }
 
-    def omp_vs_one_imp_round(sparsity: float):
+    def omp_vs_one_imp_round(task, sparsity: float):
         """OMP of the pre-trained weights vs OMP of the fine-tuned dense weights (= the mask
         one round of IMP would choose) at the essential sparsity."""
         if not dense_weights.is_file():
@@ -288,7 +377,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         "would choose — at the essential sparsity"
     )
     return _sweep_one(
-        name, task, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label
+        args, name, spec, config, out / name, title, command, identity, omp_vs_one_imp_round, noise_notes, label
     )
 
 
@@ -313,7 +402,33 @@ def _check_positive(args: argparse.Namespace) -> None:
             raise SparsityConfigError(f"{flag} must be > 0, got {value}")
 
 
+SWEEP_ARGS_FILE = "sweep_args.json"
+_RUN_ONLY = ("backend", "ray_address", "cpus_per_point", "gpus_per_point", "max_retries", "shard", "merge")
+
+
+def _merged_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``--merge FOLDER``: the settings the shards ran with, this run's backend options."""
+    folder = Path(args.merge)
+    saved = folder / SWEEP_ARGS_FILE
+    if not saved.is_file():
+        raise SparsityConfigError(
+            f"--merge {args.merge}: no {SWEEP_ARGS_FILE} (not a folder that `sweep --shard` wrote)"
+        )
+    try:
+        settings = json.loads(saved.read_text())
+    except (OSError, ValueError) as exc:
+        raise SparsityConfigError(f"--merge {args.merge}: {SWEEP_ARGS_FILE} is damaged ({exc})") from None
+    merged = argparse.Namespace(**{**settings, **{k: getattr(args, k) for k in _RUN_ONLY}})
+    merged.output, merged.shard, merged.merge = str(folder), None, None
+    return merged
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.merge:
+        args = _merged_args(args)
+    _parse_shard(args.shard)  # a malformed --shard fails before any work
+    if args.backend == "ray":
+        require_ray()
     preset = QUICK if args.quick else FULL
     _check_positive(args)
     resolve_device(args.device, flag="--device")  # a missing GPU is an error before any work
@@ -359,6 +474,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         else:
             log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
+    if args.shard is not None:
+        return 0
     else:
         model = resolve_model_path(args.model)
         check_checkpoint_dir(model)
@@ -383,6 +500,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         else:
             raise SparsityConfigError("--model needs --task perplexity or --task finetune")
+    if args.shard is not None:
+        return 0
     lines = [
         "# Essential sparsity",
         "",
@@ -416,7 +535,9 @@ def _load_masks(path: str) -> SparsityState:
 def cmd_compare_masks(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output, inputs=[args.a, args.b], overwrite=args.overwrite, flag="--output")
-    similarity = mask_similarity(_load_masks(args.a).masks, _load_masks(args.b).masks)
+    a, b = _load_masks(args.a).masks, _load_masks(args.b).masks
+    check_comparable(a, b)
+    similarity = mask_similarity(a, b)
     emit(json.dumps(similarity.to_dict(), indent=2) if args.json else similarity.format_table())
     if args.output:
 

@@ -85,12 +85,30 @@ class MaskSimilarity:
         return "\n".join(rows)
 
 
+def check_comparable(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
+    """Refuse mask sets whose similarity is undefined: cosine and IoU divide by the kept
+    weights, so a layer (or a set) that keeps nothing gives nan, not a finding.
+
+    Raises:
+        MaskMismatchError: naming the set and the layers that keep no weight.
+    """
+    for label, masks in (("A", a), ("B", b)):
+        empty = [name for name, mask in masks.items() if mask.numel() and not bool(mask.any())]
+        if empty:
+            raise MaskMismatchError(
+                f"mask set {label} keeps no weight in {len(empty)} layer(s) ({', '.join(empty[:3])}): their cosine "
+                "and IoU are undefined; compare masks that keep something in every layer"
+            )
+
+
 def mask_similarity(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> MaskSimilarity:
     """Per-layer and overall similarity of two keep-mask sets over the same weights.
 
     The sets may name the weights differently (a base checkpoint's CLI masks vs a Trainer
     checkpoint's, under a task head or PEFT): B is matched to A's names one to one
-    (:func:`es_plugins.naming.match_names`); layers are listed in A's order.
+    (:func:`es_plugins.naming.match_names`); layers are listed in A's order. A layer that
+    keeps nothing in either set scores nan (``compare-masks`` refuses such sets:
+    :func:`check_comparable`).
     """
     if set(a) != set(b):
         mapping = match_names(

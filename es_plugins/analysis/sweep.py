@@ -2,16 +2,18 @@
 metric leaves its tolerance band, and locate the knee.
 
 The sweep is independent of how a level is evaluated: it calls ``evaluate(sparsity, seed)``
-and gets a float (perplexity, accuracy, anything). Results are appended to a JSON file as
-they come, so an interrupted sweep resumes from the levels already evaluated.
+and gets a float (perplexity, accuracy, anything), in this process or as Ray tasks on a cluster
+(:mod:`.backends`). Each point is recorded the moment it completes, so an interrupted sweep
+resumes from the points already evaluated, with either backend.
 
 Definitions (also printed in every report):
 - *within tolerance*: the mean over seeds is no worse than dense by more than ``tolerance``
   (relative: a fraction of the dense value; absolute: in metric units).
 - *essential sparsity*: the largest level of the contiguous within-tolerance run that starts
-  at 0 — a noisy level that passes after a failing one does not extend it. Refinement bisects
-  between the last passing and the first failing level until they are at most ``resolution``
-  apart, so it is located to that resolution.
+  at 0 — a noisy level that passes after a failing one does not extend it. Refinement
+  evaluates k interior points between the last passing and the first failing level (k = 1,
+  bisection, in one process; k = the free workers on a cluster) until they are at most
+  ``resolution`` apart, so it is located to that resolution.
 - *knee*: Kneedle's point of maximum distance below the chord of the degradation curve, with
   both axes normalised to [0, 1]; degradation is ``log(m / dense)`` for lower-is-better metrics
   (perplexity grows multiplicatively) and ``(dense - m) / |dense|`` for higher-is-better ones.
@@ -27,7 +29,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .._io import atomic_write_text
-from ..errors import SparsityConfigError, check_choice
+from ..errors import SparsityConfigError, check_choice, check_fraction
+from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec
 
 Evaluate = Callable[[float, int], float]
 DEFAULT_LEVELS = tuple(round(0.1 * i, 10) for i in range(10))
@@ -54,21 +57,28 @@ class SweepConfig:
     metric: str = "metric"
 
     def __post_init__(self) -> None:
-        levels = tuple(sorted({0.0, *(float(x) for x in self.levels)}))
-        if any(not 0.0 <= x < 1.0 for x in levels):
-            raise SparsityConfigError(f"levels must be in [0, 1), got {self.levels!r}")
+        if isinstance(self.levels, (str, bytes)) or not self.levels:
+            raise SparsityConfigError(f"levels must be a non-empty list of sparsities in [0, 1), got {self.levels!r}")
+        levels = tuple(sorted({0.0, *(check_fraction("levels", x) for x in self.levels)}))
         object.__setattr__(self, "levels", levels)
+        if not isinstance(self.higher_is_better, bool):
+            raise SparsityConfigError(f"higher_is_better must be True or False, got {self.higher_is_better!r}")
         check_choice("tolerance_kind", self.tolerance_kind, ("relative", "absolute"))
         limit = 1.0 if self.tolerance_kind == "relative" else math.inf
-        if not (isinstance(self.tolerance, (int, float)) and 0.0 <= self.tolerance < limit):
+        number = isinstance(self.tolerance, (int, float)) and not isinstance(self.tolerance, bool)
+        if not (number and 0.0 <= self.tolerance < limit):
             allowed = "[0, 1)" if self.tolerance_kind == "relative" else "[0, inf)"
             raise SparsityConfigError(
                 f"tolerance must be in {allowed} for {self.tolerance_kind} tolerance, got {self.tolerance!r}"
             )
-        if not 0.0 < self.resolution < 1.0:
+        if (
+            isinstance(self.resolution, bool)
+            or not isinstance(self.resolution, (int, float))
+            or not 0 < self.resolution < 1
+        ):
             raise SparsityConfigError(f"resolution must be in (0, 1), got {self.resolution!r}")
         seeds = tuple(self.seeds)
-        if not seeds or not all(isinstance(s, int) for s in seeds):
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise SparsityConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
 
@@ -118,10 +128,16 @@ class SweepResult:
     first_failing: float | None
     knee: float | None
     evaluations: int
+    rounds: int = 0  # refinement rounds this run
+    points: list[PointRecord] = field(default_factory=list)  # every recorded point: worker, wall time, error
 
     @property
     def dense(self) -> float:
         return self.levels[0].mean
+
+    @property
+    def failed(self) -> list[PointRecord]:
+        return [p for p in self.points if p.error is not None]
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +147,8 @@ class SweepResult:
             "first_failing": self.first_failing,
             "knee": self.knee,
             "evaluations": self.evaluations,
+            "refinement_rounds": self.rounds,
+            "points": [p.to_dict() for p in self.points],
             "levels": [
                 {
                     "sparsity": lv.sparsity,
@@ -161,97 +179,202 @@ def find_knee(xs: Sequence[float], degradation: Sequence[float]) -> float | None
 
 
 class SweepStore:
-    """Append-only JSON record of evaluations, keyed by (sparsity, seed)."""
+    """The record of evaluated points, keyed by (sparsity, seed): one small JSON file per point
+    in ``<store>.points/``, written atomically the moment the point completes, plus the
+    aggregate ``<store>`` (``evaluations.json``) rewritten after each point.
+
+    One file per point is what lets several processes write into one folder at once (shards of
+    a SLURM array, a driver resumed with another backend) without losing a point; a failed point
+    is recorded with its error and evaluated again on resume. A store written by an earlier
+    version (the aggregate alone) resumes too.
+    """
 
     def __init__(self, path: str | Path | None, config: SweepConfig, identity: dict | None = None):
         self.path = Path(path) if path else None
-        self.identity = {"config": asdict(config), **(identity or {})}
-        self.values: dict[tuple[float, int], float] = {}
-        self.refined: set[float] = set()
-        if self.path and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-                rows = data["evaluations"]
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-                raise SparsityConfigError(
-                    f"{self.path} is not a sweep store this version can resume ({exc}); use a new --output folder"
-                ) from None
-            if data.get("identity") != json.loads(json.dumps(self.identity)):
-                raise SparsityConfigError(
-                    f"{self.path} belongs to a different sweep ({data.get('identity')}); "
-                    "use a new output folder or the same settings to resume"
-                )
-            for row in rows:
-                self.values[(row["sparsity"], row["seed"])] = row["value"]
-                if row.get("refined"):
-                    self.refined.add(row["sparsity"])
+        self.identity = json.loads(json.dumps({"config": asdict(config), **(identity or {})}))
+        self.records: dict[tuple[float, int], PointRecord] = {}
+        if self.path is None:
+            return
+        self.points = self.path.with_name(self.path.name.removesuffix(".json") + ".points")
+        saved_identity = self._read_identity()
+        if saved_identity is not None and saved_identity != self.identity:
+            raise SparsityConfigError(
+                f"{self.path} belongs to a different sweep ({saved_identity}); "
+                "use a new output folder or the same settings to resume"
+            )
+        self.reload()
+
+    def _read_identity(self) -> dict | None:
+        assert self.path is not None
+        for source in (self.points / "identity.json", self.path):
+            if source.is_file():
+                try:
+                    return json.loads(source.read_text())["identity"]
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                    raise SparsityConfigError(
+                        f"{source} is not a sweep store this version can resume ({exc}); use a new --output folder"
+                    ) from None
+        return None
+
+    def reload(self) -> None:
+        """Read every recorded point (the aggregate of an older version, then the point files)."""
+        if self.path is None:
+            return
+        if self.path.is_file():
+            for row in json.loads(self.path.read_text()).get("evaluations", []):
+                self._adopt(row)
+        if self.points.is_dir():
+            for item in sorted(self.points.glob("point-*.json")):
+                try:
+                    self._adopt(json.loads(item.read_text()))
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                    continue  # a file another process is still renaming into place: read next time
+
+    def _adopt(self, row: dict) -> None:
+        record = PointRecord(
+            float(row["sparsity"]),
+            int(row["seed"]),
+            float(row["value"]),
+            str(row.get("worker", "-")),
+            float(row.get("seconds", 0.0)),
+            row.get("error"),
+            bool(row.get("refined", False)),
+            int(row.get("round", 0)),
+        )
+        self.records[(record.sparsity, record.seed)] = record
 
     def get(self, sparsity: float, seed: int) -> float | None:
-        return self.values.get((sparsity, seed))
+        """The value of a finished point; None when it was never evaluated or it failed."""
+        record = self.records.get((sparsity, seed))
+        return None if record is None or record.error is not None else record.value
 
-    def put(self, sparsity: float, seed: int, value: float, refined: bool) -> None:
-        self.values[(sparsity, seed)] = value
-        if refined:
-            self.refined.add(sparsity)
-        if self.path:
-            rows = [
-                {"sparsity": s, "seed": k, "value": v, "refined": s in self.refined}
-                for (s, k), v in sorted(self.values.items())
-            ]
-            atomic_write_text(
-                self.path, json.dumps({"identity": self.identity, "evaluations": rows}, indent=1, allow_nan=True)
-            )
+    @property
+    def refined(self) -> set[float]:
+        return {s for (s, _), r in self.records.items() if r.refined}
+
+    def put(self, record: PointRecord) -> None:
+        self.records[(record.sparsity, record.seed)] = record
+        if self.path is None:
+            return
+        if not (self.points / "identity.json").is_file():
+            atomic_write_text(self.points / "identity.json", json.dumps({"identity": self.identity}, indent=1))
+        name = f"point-{record.sparsity:.10f}-seed{record.seed}.json"
+        atomic_write_text(self.points / name, json.dumps(record.to_dict(), allow_nan=True))
+        rows = [r.to_dict() for _, r in sorted(self.records.items())]
+        atomic_write_text(
+            self.path, json.dumps({"identity": self.identity, "evaluations": rows}, indent=1, allow_nan=True)
+        )
 
 
 def run_sweep(
-    evaluate: Evaluate,
+    evaluate: Evaluate | TaskSpec,
     config: SweepConfig,
     store_path: str | Path | None = None,
     identity: dict | None = None,
     on_result: Callable[[float, int, float, bool], None] | None = None,
+    backend: str | LocalBackend | RayBackend = "local",
+    on_point: Callable[[PointRecord], None] | None = None,
+    points: Callable[[list[Point]], list[Point]] | None = None,
+    refine: bool = True,
 ) -> SweepResult:
-    """Run (or resume) the sweep; ``evaluate(sparsity, seed) -> float``."""
+    """Run (or resume) the sweep; ``evaluate(sparsity, seed) -> float``, or a :class:`TaskSpec`
+    that builds a task with that method (needed by ``backend="ray"``, which builds it on the
+    workers).
+
+    The grid's points go to the backend as one batch; each round of refinement around the
+    turning point evaluates ``k`` interior points at once, ``k`` being the points the backend
+    can run together (``slots`` over the number of seeds): with one slot this is bisection, with
+    ``k`` slots the bracket shrinks ``k + 1``-fold per round.
+
+    Args:
+        backend: ``"local"`` (this process), ``"ray"`` (a :class:`RayBackend` with default
+            settings), or a backend instance.
+        on_point: called with each :class:`PointRecord` as it is recorded.
+        points: filter of the grid's points to evaluate (``--shard i/N``); with it, and
+            ``refine=False``, a sweep evaluates its share of the grid and stops.
+    """
+    runner = _backend(evaluate, backend)
     store = SweepStore(store_path, config, identity)
     levels: dict[float, Level] = {}
     count = 0
+    rounds = 0
 
-    def measure(sparsity: float, refined: bool) -> Level:
+    def measure(sparsities: Sequence[float], refined: bool) -> None:
         nonlocal count
-        sparsity = round(sparsity, 10)
-        level = levels.setdefault(sparsity, Level(sparsity, refined=refined))
-        for seed in config.seeds:
-            value = store.get(sparsity, seed)
-            if value is None:
-                value = float(evaluate(sparsity, seed))
-                count += 1
-                store.put(sparsity, seed, value, refined)
-                if on_result:
-                    on_result(sparsity, seed, value, refined)
-            level.values[seed] = value
-        return level
+        wanted = [(round(s, 10), seed) for s in sparsities for seed in config.seeds]
+        if points is not None and not refined:
+            wanted = points(wanted)
+        store.reload()  # points another process (a shard, an earlier driver) recorded meanwhile
+        todo = [p for p in wanted if store.get(*p) is None]
+        for (sparsity, seed), value, worker, seconds, error in runner.run(todo):
+            record = PointRecord(sparsity, seed, value, worker, seconds, error, refined, rounds)
+            store.put(record)
+            count += 1
+            if on_point:
+                on_point(record)
+            if on_result:
+                on_result(sparsity, seed, value, refined)
+        for sparsity, seed in wanted:
+            record = store.records[(sparsity, seed)]
+            level = levels.setdefault(sparsity, Level(sparsity, refined=record.refined))
+            level.values[seed] = record.value
 
-    for sparsity in config.levels:
-        measure(sparsity, refined=False)
-    dense = levels[0.0].mean
-    if not math.isfinite(dense):
-        raise SparsityConfigError(
-            f"the dense model's {config.metric} is not finite ({dense}); cannot define a tolerance"
-        )
+    try:
+        measure(config.levels, refined=False)
+        if not refine:
+            return _result(config, levels, None, None, count, store, rounds)
+        dense = levels[0.0].mean
+        if not math.isfinite(dense):
+            raise SparsityConfigError(
+                f"the dense model's {config.metric} is not finite ({dense}); cannot define a tolerance"
+            )
 
-    def bracket() -> tuple[float, float | None]:
-        ordered = sorted(levels)
-        last_ok = 0.0
-        for s in ordered[1:]:
-            if not config.within(levels[s].mean, dense):
-                return last_ok, s
-            last_ok = s
-        return last_ok, None
+        def bracket() -> tuple[float, float | None]:
+            ordered = sorted(levels)
+            last_ok = 0.0
+            for s in ordered[1:]:
+                if not config.within(levels[s].mean, dense):
+                    return last_ok, s
+                last_ok = s
+            return last_ok, None
 
-    last_ok, first_fail = bracket()
-    while first_fail is not None and first_fail - last_ok > config.resolution + 1e-9:
-        measure((last_ok + first_fail) / 2, refined=True)
         last_ok, first_fail = bracket()
+        k = max(1, runner.slots // len(config.seeds))
+        while first_fail is not None and first_fail - last_ok > config.resolution + 1e-9:
+            rounds += 1
+            step = (first_fail - last_ok) / (k + 1)
+            measure([last_ok + step * i for i in range(1, k + 1)], refined=True)
+            last_ok, first_fail = bracket()
+        return _result(config, levels, last_ok, first_fail, count, store, rounds)
+    finally:
+        if runner is not backend:
+            runner.close()
 
+
+def _backend(evaluate: Evaluate | TaskSpec, backend: str | LocalBackend | RayBackend) -> LocalBackend | RayBackend:
+    if isinstance(backend, (LocalBackend, RayBackend)):
+        return backend
+    check_choice("backend", backend, BACKENDS)
+    if backend == "ray":
+        if not isinstance(evaluate, TaskSpec):
+            raise SparsityConfigError(
+                "backend='ray' builds the task on the workers: pass a TaskSpec(factory, kwargs), not a function"
+            )
+        return RayBackend(evaluate)
+    return LocalBackend(evaluate.build().evaluate if isinstance(evaluate, TaskSpec) else evaluate)
+
+
+def _result(
+    config: SweepConfig,
+    levels: dict[float, Level],
+    last_ok: float | None,
+    first_fail: float | None,
+    count: int,
+    store: SweepStore,
+    rounds: int,
+) -> SweepResult:
     ordered = [levels[s] for s in sorted(levels)]
+    dense = levels[0.0].mean if 0.0 in levels else math.nan
     knee = find_knee([lv.sparsity for lv in ordered], [config.degradation(lv.mean, dense) for lv in ordered])
-    return SweepResult(config, ordered, last_ok, first_fail, knee, count)
+    records = [r for (s, _), r in sorted(store.records.items()) if s in levels]
+    return SweepResult(config, ordered, last_ok, first_fail, knee, count, rounds, records)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checkpoint import load_hf_model
+from ..checkpoint import load_hf_model, load_tokenizer
 from ..datasets import calibration_blocks, token_blocks
 from ..device import resolve_device
 from ..errors import SparsityConfigError
@@ -98,8 +98,6 @@ class PerplexityTask:
         calib_samples: int = 32,
         device: str | torch.device | None = None,
     ):
-        from transformers import AutoTokenizer  # the hf extra
-
         calibrated = entry_for(method_at(method, 0.0, scope, 0, allow_calibrated=True)).calibrated  # validates early
         if calibrated and not calib_texts:
             raise SparsityConfigError(f"sweeping {method!r} needs calibration text (--calib)")
@@ -108,7 +106,7 @@ class PerplexityTask:
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and seq_len > limit:
             raise SparsityConfigError(f"seq_len={seq_len} is larger than the model's maximum ({limit})")
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        tokenizer = load_tokenizer(model_dir, "the perplexity task")
         self.blocks = token_blocks(tokenizer, texts, num_tokens, seq_len)
         self.calibration = (
             calibration_blocks(tokenizer, calib_texts, calib_samples, seq_len, seed=0)

@@ -128,7 +128,7 @@ def prune_calibrated_(
     all_targets = [t for group in grouped for t in group]
     check_finite(all_targets)
     sparsity = config.target_sparsity
-    if masks is None and getattr(config, "nm", None) is None:
+    if masks is None and config.nm_pattern is None:
         for target in all_targets:
             check_keeps_some(sparsity, round(sparsity * target.numel), target.numel, f"layer {target.name!r}")
     if masks is not None:
@@ -148,7 +148,7 @@ def prune_calibrated_(
     work = home if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
-    passes = int(getattr(config, "passes", 2))
+    passes = config.calibration_passes or 2
     size = calibration.shape[0] if passes == 1 else batch_size
     batches = [calibration[i : i + size].to(home) for i in range(0, calibration.shape[0], size)]
     inputs = to_device(capture_block_inputs(model, blocks[0], batches), work)

@@ -67,9 +67,15 @@ def load_onnx(path: str | Path, load_external_data: bool = True) -> "onnx.ModelP
     if not path.is_file():
         raise OnnxInputError(f"ONNX file not found: {path}")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError, onnx raises its own types
         raise OnnxInputError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
+    # protobuf parses an empty file (or any bytes that happen to decode) as an empty message
+    if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
+        raise OnnxInputError(
+            f"{path} is not an ONNX model ({path.stat().st_size} bytes: no IR version or no graph nodes)"
+        )
+    return model
 
 
 def sparse_to_dense(sparse: "onnx.SparseTensorProto") -> np.ndarray:

@@ -12,16 +12,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..checkpoint import load_hf_model
 from ..device import resolve_device
 from ..errors import ExportError, SparsityConfigError
 from ..targets import resolve_targets
+from ..weight_files import check_weight_files
 from .onnx_check import pytorch_parity
 from .onnx_gemm import rewrite_and_check
 from .onnx_report import compare_with_pytorch, inspect_onnx
 from .onnx_weights import load_onnx
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+MIN_OPSET = 14
+
+
+def max_opset() -> int:
+    """The newest opset this torch's ONNX exporter writes (what Optimum's export calls)."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,11 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         resolve_device(self.device, flag="device")  # a missing GPU is an error before the export
-        if self.opset is not None and self.opset < 14:
-            raise SparsityConfigError(f"opset must be >= 14 (SDPA attention does not export below), got {self.opset}")
+        if self.opset is not None and not MIN_OPSET <= self.opset <= max_opset():
+            raise SparsityConfigError(
+                f"opset must be in [{MIN_OPSET}, {max_opset()}] (SDPA attention does not export below {MIN_OPSET}; "
+                f"torch {torch.__version__} exports up to {max_opset()}), got {self.opset}"
+            )
         if self.dtype is not None and self.dtype not in DTYPES:
             raise SparsityConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.optimize is not None and self.optimize not in ("O1", "O2", "O3", "O4"):
@@ -107,6 +123,7 @@ def export_and_verify(
     from optimum.exporters.onnx import main_export
 
     options = options or ExportOptions()
+    check_weight_files(model_dir)  # Optimum reads the index as it is: shards must stay in the folder
     task = check_task(model_dir, options.task)
     main_export(
         str(model_dir),

@@ -29,8 +29,20 @@ from .registry import MethodEntry, config_from_dict, entry_for, is_calibrated, m
 
 
 def check_finite(targets: Sequence[Target]) -> None:
-    """Refuse NaN/Inf weights: they have no magnitude rank and would poison thresholds."""
+    """Refuse weights that cannot be ranked: not loaded (meta device), not floating point
+    (int8 weights are quantised: prune first, quantise after), or NaN/Inf (they would poison
+    thresholds)."""
     for target in targets:
+        if target.param.is_meta:
+            raise SparsityConfigError(
+                f"weight {target.name!r} is on the meta device (the model's weights were never loaded): "
+                "load the checkpoint (from_pretrained, or to_empty + load_state_dict) before pruning"
+            )
+        if not target.param.is_floating_point():
+            raise SparsityConfigError(
+                f"weight {target.name!r} has dtype {target.param.dtype}; pruning ranks floating-point weights "
+                "(prune before quantising, or exclude the layer)"
+            )
         flat = target.param.detach().reshape(-1)
         if not all(bool(torch.isfinite(flat[a:b]).all()) for a, b in chunks(flat.numel())):
             raise NonFiniteWeightError(

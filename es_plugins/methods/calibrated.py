@@ -69,6 +69,14 @@ class CalibratedConfig(MethodConfig):
         return parse_pattern(self.pattern) if self.pattern is not None else None
 
     @property
+    def nm_pattern(self) -> tuple[int, int] | None:
+        return self.nm
+
+    @property
+    def calibration_passes(self) -> int | None:
+        return self.passes
+
+    @property
     def target_sparsity(self) -> float:
         return float(self.sparsity)  # type: ignore[arg-type]  # set in __post_init__
 

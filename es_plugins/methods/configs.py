@@ -26,6 +26,22 @@ class MethodConfig:
     def target_sparsity(self) -> float:
         raise NotImplementedError
 
+    @property
+    def nm_pattern(self) -> tuple[int, int] | None:
+        """``(N, M)`` when the method keeps N of every M inputs, else None (what reports check)."""
+        return None
+
+    @property
+    def calibration_passes(self) -> int | None:
+        """Forwards per block for calibrated methods (1 or 2); None for the others."""
+        return None
+
+    @property
+    def selects_globally(self) -> bool:
+        """True when one threshold spans all targets (a single layer may then be emptied);
+        False when every layer gets its own quota (N:M, per-layer scope, calibrated methods)."""
+        return getattr(self, "scope", None) == "global"
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self)}
 
@@ -66,8 +82,8 @@ class RandomConfig(MethodConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", check_fraction("sparsity", self.sparsity))
         check_choice("scope", self.scope, SCOPES)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SparsityConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise SparsityConfigError(f"seed must be an integer in [0, 2**63) (a torch seed), got {self.seed!r}")
 
     @property
     def target_sparsity(self) -> float:
@@ -127,6 +143,10 @@ class NMConfig(MethodConfig):
     @property
     def pattern(self) -> str:
         return f"{self.n}:{self.m}"
+
+    @property
+    def nm_pattern(self) -> tuple[int, int] | None:
+        return (self.n, self.m)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.name, "pattern": self.pattern, "skip_incompatible": self.skip_incompatible}

@@ -23,7 +23,7 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
     return score
 
 
-@register_method(OMPConfig)
+@register_method(OMPConfig, schedulable=True, shardable=True)
 def omp_masks(
     targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict
 ) -> Iterator[tuple[str, torch.Tensor]]:

@@ -25,6 +25,11 @@ def nm_masks(
             f"{config.pattern} needs input dimensions divisible by M={config.m}; not divisible: "
             f"{listed}. Exclude these layers or set skip_incompatible=True to leave them dense."
         )
+    if incompatible and len(incompatible) == len(targets):
+        raise SparsityConfigError(
+            f"{config.pattern}: no targeted layer has an input dimension divisible by M={config.m}, so "
+            "skip_incompatible (--skip-incompatible) would leave every layer dense: choose another pattern or targets"
+        )
     if incompatible:
         warnings.warn(
             f"{config.pattern}: leaving {len(incompatible)} layer(s) dense (input dimension not "

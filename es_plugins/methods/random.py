@@ -34,7 +34,7 @@ def _random_score(seed: int) -> ScoreFn:
     return score
 
 
-@register_method(RandomConfig)
+@register_method(RandomConfig, schedulable=True)
 def random_masks(
     targets: Sequence[Target], config: RandomConfig, progress: Callable, current: dict
 ) -> Iterator[tuple[str, torch.Tensor]]:

@@ -47,6 +47,8 @@ class MethodEntry:
         calibrated: ``fn`` works per layer from activations (needs ``calibration=``).
         needs_hessian: calibrated methods only: collect ``sum x x^T`` as well as the norms.
         refines_masks: calibrated methods only: accepts a fixed mask and only reconstructs.
+        schedulable: its sparsity can ramp over training (a gradual schedule), mask inside mask.
+        shardable: the sharded (FSDP) engine computes its exact global masks across ranks.
     """
 
     config_type: type[MethodConfig]
@@ -54,6 +56,14 @@ class MethodEntry:
     calibrated: bool = False
     needs_hessian: bool = False
     refines_masks: bool = False
+    schedulable: bool = False
+    shardable: bool = False
+
+    @property
+    def out_of_core_driver(self) -> str:
+        """How a checkpoint larger than memory is pruned: ``"blocks"`` (one transformer block
+        onloaded at a time, calibrated) or ``"tensors"`` (one memory-mapped tensor at a time)."""
+        return "blocks" if self.calibrated else "tensors"
 
     @property
     def name(self) -> str:
@@ -75,6 +85,8 @@ def register_method(
     calibrated: bool = False,
     needs_hessian: bool = False,
     refines_masks: bool = False,
+    schedulable: bool = False,
+    shardable: bool = False,
 ) -> Any:
     """Register ``fn`` as the mask function of ``config_type``; usable as a decorator.
 
@@ -94,9 +106,13 @@ def register_method(
         raise SparsityConfigError(f"register_method needs a MethodConfig subclass with a name, got {config_type!r}")
     if not calibrated and (needs_hessian or refines_masks):
         raise SparsityConfigError("needs_hessian and refines_masks apply to calibrated methods only")
+    if calibrated and (schedulable or shardable):
+        raise SparsityConfigError("schedulable and shardable apply to whole-model methods only")
 
     def wrap(function: MaskFn) -> MaskFn:
-        _ENTRIES[config_type.name] = MethodEntry(config_type, function, calibrated, needs_hessian, refines_masks)
+        _ENTRIES[config_type.name] = MethodEntry(
+            config_type, function, calibrated, needs_hessian, refines_masks, schedulable, shardable
+        )
         return function
 
     return wrap if fn is None else wrap(fn)

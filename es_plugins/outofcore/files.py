@@ -10,22 +10,29 @@ and the masks file is laid out up front so each mask goes to disk as soon as it 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..masks.packing import pack_mask
-from ..state import MASKS_FORMAT, MASKS_VERSION
+from ..masks.masks_file import pwrite_fully
+from ..weight_files import INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFiles
 
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
-# safetensors dtype -> (numpy storage dtype, torch dtype); bf16 is stored as uint16 and viewed.
+__all__ = [
+    "DTYPES",
+    "INDEX_FILE",
+    "SINGLE_FILE",
+    "ShardedCheckpoint",
+    "TensorEntry",
+    "copy_checkpoint_files",
+    "write_tensor_in_place",
+]
+
+# safetensors dtype -> (numpy storage dtype, torch dtype) that out-of-core pruning reads; bf16 is
+# stored as uint16 and viewed.
 DTYPES: dict[str, tuple[Any, torch.dtype]] = {
     "F64": (np.float64, torch.float64),
     "F32": (np.float32, torch.float32),
@@ -40,80 +47,31 @@ DTYPES: dict[str, tuple[Any, torch.dtype]] = {
 }
 
 
-@dataclass(frozen=True)
-class TensorEntry:
-    """Where one tensor lives: its shard, byte range (absolute in the file), dtype, shape."""
-
-    name: str
-    file: Path
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-    stop: int
-
-    @property
-    def numel(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
-
-    @property
-    def nbytes(self) -> int:
-        return self.stop - self.start
-
-
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The JSON header of a safetensors file and the offset where its data starts."""
-    try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size < 100_000_000:
-                raise ValueError(f"header size {size}")
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({exc})") from None
-    return header, 8 + size
-
-
 class ShardedCheckpoint:
     """Every tensor of a safetensors checkpoint folder (one file, or shards with an index),
-    found from the headers alone.
+    validated from the headers alone (:class:`es_plugins.weight_files.WeightFiles`) and read
+    through memory maps.
 
     Raises:
-        CheckpointError: no safetensors weights, an index naming missing shards, or a header
-            that is not safetensors.
+        CheckpointError: no safetensors weights, a shard outside the folder, a damaged header
+            or index (see :mod:`es_plugins.weight_files`), or a dtype this path does not read.
     """
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        index = self.folder / INDEX_FILE
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{str(index)!r} is not a safetensors index ({exc})") from None
-            self.shards = sorted({self.folder / name for name in weight_map.values()})
-        elif (self.folder / SINGLE_FILE).is_file():
-            self.shards = [self.folder / SINGLE_FILE]
-        else:
-            raise CheckpointError(f"{str(self.folder)!r} has no {SINGLE_FILE} or {INDEX_FILE}")
-        missing = [str(s) for s in self.shards if not s.is_file()]
-        if missing:
-            raise CheckpointError(f"{str(index)!r} names shards that do not exist: {missing[:3]}")
-        self.entries: dict[str, TensorEntry] = {}
-        for shard in self.shards:
-            header, data_start = read_header(shard)
-            for name, info in header.items():
-                if name == "__metadata__":
-                    continue
-                if info["dtype"] not in DTYPES:
-                    raise CheckpointError(f"{shard.name}: tensor {name!r} has unsupported dtype {info['dtype']}")
-                begin, end = info["data_offsets"]
-                self.entries[name] = TensorEntry(
-                    name, shard, info["dtype"], tuple(info["shape"]), data_start + begin, data_start + end
+    def __init__(self, folder: str | Path, allow_external: bool = False):
+        self.files = WeightFiles.read(folder, allow_external)
+        self.folder = self.files.folder
+        self.shards = self.files.shards
+        self.entries: dict[str, TensorEntry] = self.files.entries
+        for entry in self.entries.values():
+            if entry.dtype not in DTYPES:
+                raise CheckpointError(
+                    f"{str(entry.file)!r}, tensor {entry.name!r}: dtype {entry.dtype} is not read out of core "
+                    f"({', '.join(DTYPES)}); prune it in memory"
                 )
 
     @property
     def nbytes(self) -> int:
-        return sum(e.nbytes for e in self.entries.values())
+        return self.files.nbytes
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: entry.shape for name, entry in self.entries.items()}
@@ -130,13 +88,17 @@ class ShardedCheckpoint:
 
 
 def copy_checkpoint_files(src: ShardedCheckpoint, dst: Path) -> None:
-    """Copy the shards (and the index) byte for byte into ``dst``: the kernel copies, so no
-    anonymous memory is used; pruned tensors are then written in place."""
+    """Copy the shards byte for byte into ``dst`` under their own file names (the kernel copies,
+    so no anonymous memory is used; pruned tensors are then written in place), and write
+    ``dst``'s own index naming only those copies: it never points outside ``dst``, even when
+    the source's shards were allowed to live elsewhere."""
     for shard in src.shards:
         shutil.copyfile(shard, dst / shard.name)
     index = src.folder / INDEX_FILE
-    if index.is_file():
-        shutil.copyfile(index, dst / INDEX_FILE)
+    if src.files.index is not None:
+        original = json.loads(index.read_text())
+        local = {tensor: src.entries[tensor].file.name for tensor in src.files.index}
+        (dst / INDEX_FILE).write_text(json.dumps({**original, "weight_map": local}, indent=2) + "\n")
 
 
 def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor) -> None:
@@ -149,65 +111,4 @@ def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor)
     raw = memoryview((data.view(torch.uint16) if dtype == torch.bfloat16 else data).numpy()).cast("B")  # no copy
     if len(raw) != entry.nbytes:
         raise CheckpointError(f"{entry.name}: {len(raw)} bytes do not fit its {entry.nbytes}-byte slot")
-    fd = os.open(folder / entry.file.name, os.O_WRONLY)
-    try:
-        done = 0
-        while done < len(raw):  # one pwrite moves at most ~2 GiB on Linux: a large tensor takes several
-            done += os.pwrite(fd, raw[done:], entry.start + done)
-    finally:
-        os.close(fd)
-
-
-class StreamingMasksFile:
-    """A masks file byte-identical to :meth:`es_plugins.SparsityState.save`'s, written one mask
-    at a time: the header (sorted keys, data in name order) is laid out from the shapes first,
-    so only the mask being written is ever in memory. ``shapes`` and ``meta`` use the canonical
-    names of :meth:`SparsityState.state_dict`.
-    """
-
-    def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], meta: dict[str, Any]):
-        self.path = Path(path)
-        header: dict[str, Any] = {
-            "__metadata__": {
-                "format": MASKS_FORMAT,
-                "version": MASKS_VERSION,
-                "shapes": json.dumps({n: list(s) for n, s in shapes.items()}, sort_keys=True),
-                "meta": json.dumps(meta, sort_keys=True),
-            }
-        }
-        offset = 0
-        self._slots: dict[str, tuple[int, int]] = {}
-        for name in sorted(shapes):  # data in name order, as safetensors lays out same-dtype tensors
-            shape = shapes[name]
-            size = -(-int(np.prod(shape)) // 8) if shape else 1
-            header[name] = {"dtype": "U8", "shape": [size], "data_offsets": [offset, offset + size]}
-            self._slots[name] = (offset, size)
-            offset += size
-        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-        text += b" " * (-len(text) % 8)
-        self._data_start = 8 + len(text)
-        with open(self.path, "wb") as handle:
-            handle.write(len(text).to_bytes(8, "little") + text)
-            handle.truncate(self._data_start + offset)
-        self._written: set[str] = set()
-
-    def write(self, name: str, keep: torch.Tensor) -> None:
-        offset, size = self._slots[name]
-        packed = pack_mask(keep.detach().to("cpu").reshape(-1)).numpy().tobytes()
-        if len(packed) != size:
-            raise CheckpointError(f"mask {name!r}: {len(packed)} packed bytes for a {size}-byte slot")
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            os.pwrite(fd, packed, self._data_start + offset)
-        finally:
-            os.close(fd)
-        self._written.add(name)
-
-    def close(self) -> None:
-        missing = sorted(set(self._slots) - self._written)
-        if missing:
-            raise CheckpointError(f"masks never written for {missing[:5]}")
-
-
-def unique_shards(entries: Iterable[TensorEntry]) -> list[Path]:
-    return sorted({e.file for e in entries})
+    pwrite_fully(folder / entry.file.name, raw, entry.start)

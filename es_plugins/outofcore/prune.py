@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import CheckpointError, SparsityConfigError
 from ..hf_config import model_class, read_config
-from ..masks.nm import nm_compliance
+from ..masks.masks_file import MasksFileWriter
 from ..masks.select import bounded_gather
 from ..methods import entry_for, iter_masks
 from ..naming import canonical_names, match_names
@@ -31,7 +31,8 @@ from ..progress import progress_factory
 from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
-from .files import ShardedCheckpoint, StreamingMasksFile, TensorEntry, copy_checkpoint_files, write_tensor_in_place
+from ..weight_files import FLOATING, INDEX_FILE, SINGLE_FILE
+from .files import ShardedCheckpoint, TensorEntry, copy_checkpoint_files, write_tensor_in_place
 
 
 def meta_model(folder: Path) -> nn.Module:
@@ -47,13 +48,22 @@ def meta_model(folder: Path) -> nn.Module:
 
 def checkpoint_names(model: nn.Module, checkpoint: ShardedCheckpoint, names: list[str]) -> dict[str, str]:
     """Map model parameter ``names`` to checkpoint tensor names (prefixes may differ, as with a
-    base checkpoint loaded under a task head); shapes are checked."""
+    base checkpoint loaded under a task head); shapes are checked, and a floating parameter
+    stored with an integer dtype (a header that mislabels its data) is refused."""
     params = dict(model.named_parameters())
-    return match_names(
+    mapping = match_names(
         {n: tuple(params[n].shape) for n in names},
         checkpoint.shapes(),
         what=f"the checkpoint's tensors do not match its architecture ({type(model).__name__})",
     )
+    for name, stored in mapping.items():
+        entry = checkpoint.entries[stored]
+        if params[name].is_floating_point() and entry.dtype not in FLOATING:
+            raise CheckpointError(
+                f"{str(entry.file)!r}, tensor {stored!r}: stored as {entry.dtype}, but {name!r} is a floating "
+                "weight (the header mislabels its data)"
+            )
+    return mapping
 
 
 @dataclass
@@ -65,8 +75,8 @@ class StreamedTargets:
     checkpoint: ShardedCheckpoint
 
 
-def streamed_targets(folder: Path, plan: SparsityPlan) -> StreamedTargets:
-    checkpoint = ShardedCheckpoint(folder)
+def streamed_targets(folder: Path, plan: SparsityPlan, allow_external: bool = False) -> StreamedTargets:
+    checkpoint = ShardedCheckpoint(folder, allow_external)
     model = meta_model(folder)
     resolved = resolve_targets(model, plan.targets)
     mapping = checkpoint_names(model, checkpoint, [t.name for t in resolved])
@@ -82,8 +92,12 @@ def prune_checkpoint(
     pattern: tuple[int, int] | None = None,
     show_progress: bool = False,
     meta: dict[str, Any] | None = None,
+    allow_external: bool = False,
 ) -> SparsityReport:
     """Prune the safetensors checkpoint in ``src`` into the (existing, empty) folder ``dst``.
+
+    ``allow_external``: accept an index naming shards outside ``src`` (refused by default:
+    :mod:`es_plugins.weight_files`); ``dst`` gets its own copies and an index naming them.
 
     ``dst`` receives the pruned shards (same names, layout and dtypes), the index, and the
     masks file; side files (config, tokenizer) are the caller's. Returns the report (with N:M
@@ -97,14 +111,14 @@ def prune_checkpoint(
     if entry_for(plan.method).calibrated:
         raise SparsityConfigError(f"{plan.method.name!r} is calibrated: use the sequential out-of-core path")
     dst = Path(dst)
-    streamed = streamed_targets(Path(src), plan)
+    streamed = streamed_targets(Path(src), plan, allow_external)
     copy_checkpoint_files(streamed.checkpoint, dst)
     by_name = {t.name: t for t in streamed.targets}
     # The masks file an in-memory run would write, byte for byte: canonical names, same metadata.
     state_meta = SparsityState.from_plan({}, plan, streamed.targets).state_dict()["meta"]
     canonical_of = dict(zip(by_name, canonical_names(list(by_name))))
     shapes = {canonical_of[n]: tuple(t.param.shape) for n, t in by_name.items()}
-    masks_file = StreamingMasksFile(dst / MASKS_FILENAME, shapes, state_meta)
+    masks_file = MasksFileWriter(dst / MASKS_FILENAME, shapes, state_meta)
     layers = []
     progress = progress_factory(show_progress, f"{plan.method.name} (out-of-core)")
     limit = max(max(t.numel for t in streamed.targets) // 4, 1 << 20)  # gathered scores <= 1x the largest tensor
@@ -116,8 +130,7 @@ def prune_checkpoint(
         pruned = target.param * keep  # the one weight-sized copy, in the stored dtype
         write_tensor_in_place(streamed.entries[name], dst, pruned)
         masks_file.write(canonical_of[name], keep)
-        groups, compliant = nm_compliance(pruned, *pattern, target.in_axis) if pattern else (0, 0)
-        layers.append(LayerStats(name, tuple(pruned.shape), pruned.numel(), count_zeros(pruned), groups, compliant))
+        layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
         del pruned, keep
     masks_file.close()
     floating = [e for e in streamed.checkpoint.entries.values() if e.dtype in ("F64", "F32", "F16", "BF16")]
@@ -134,9 +147,7 @@ def prune_checkpoint(
 
 
 def is_streamable(folder: Path) -> bool:
-    """Whether ``folder`` is a safetensors checkpoint the out-of-core paths can read."""
-    try:
-        ShardedCheckpoint(folder)
-    except CheckpointError:
-        return False
-    return True
+    """Whether ``folder`` holds safetensors weights (a single file or an index), which the
+    out-of-core paths read. Their validity is checked by :class:`ShardedCheckpoint`, whose
+    errors name the fault: a damaged checkpoint is an error, not "no safetensors"."""
+    return (folder / INDEX_FILE).is_file() or (folder / SINGLE_FILE).is_file()

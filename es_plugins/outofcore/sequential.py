@@ -28,7 +28,7 @@ from ..calibration.oneshot import check_calibration, group_by_block
 from ..device import resolve_device, to_device
 from ..errors import SparsityConfigError
 from ..hf_config import model_class, read_config
-from ..masks.nm import nm_compliance
+from ..masks.masks_file import MasksFileWriter
 from ..methods import check_finite, entry_for
 from ..naming import canonical_names
 from ..plan import SparsityPlan
@@ -36,7 +36,7 @@ from ..progress import progress_factory
 from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
-from .files import DTYPES, ShardedCheckpoint, StreamingMasksFile, copy_checkpoint_files, write_tensor_in_place
+from .files import DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
 from .prune import checkpoint_names, meta_model
 
 
@@ -115,6 +115,7 @@ def prune_checkpoint_sequential(
     show_progress: bool = False,
     meta: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
+    allow_external: bool = False,
 ) -> SparsityReport:
     """Prune ``src`` into the existing folder ``dst`` with a calibrated method, block by block.
 
@@ -135,7 +136,7 @@ def prune_checkpoint_sequential(
         raise SparsityConfigError(f"{plan.method.name!r} needs no calibration: use prune_checkpoint")
     if masks is not None and not entry.refines_masks:
         raise SparsityConfigError(f"{plan.method.name!r} cannot refine a given mask")
-    checkpoint = ShardedCheckpoint(src)
+    checkpoint = ShardedCheckpoint(src, allow_external)
     full = meta_model(src)
     prefix, blocks = find_blocks(full)
     grouped = group_by_block(resolve_targets(full, plan.targets), prefix, len(blocks))
@@ -163,10 +164,10 @@ def prune_checkpoint_sequential(
         refined_from=(masks.meta.get("plan") if masks is not None else None),
     ).state_dict()["meta"]
     canonical_of = dict(zip([t.name for t in all_targets], canonical_names([t.name for t in all_targets])))
-    masks_file = StreamingMasksFile(
+    masks_file = MasksFileWriter(
         dst / MASKS_FILENAME, {canonical_of[t.name]: tuple(t.param.shape) for t in all_targets}, state_meta
     )
-    passes = int(getattr(plan.method, "passes", 2))
+    passes = plan.method.calibration_passes or 2
     size = calibration.shape[0] if passes == 1 else batch_size
     batches = [calibration[i : i + size] for i in range(0, calibration.shape[0], size)]
     store = ActivationStore(activation_budget)
@@ -193,13 +194,7 @@ def prune_checkpoint_sequential(
                 stored = checkpoint.entries[mapping[target.name]]
                 write_tensor_in_place(stored, dst, target.param)
                 masks_file.write(canonical_of[target.name], keeps[target.name])
-                written = target.param.detach()
-                groups, compliant = nm_compliance(written, *pattern, target.in_axis) if pattern else (0, 0)
-                layers.append(
-                    LayerStats(
-                        target.name, tuple(written.shape), written.numel(), count_zeros(written), groups, compliant
-                    )
-                )
+                layers.append(LayerStats.measure(target.name, target.param, target.in_axis, pattern))
     finally:
         store.close()
     masks_file.close()

@@ -3,8 +3,10 @@ through a hub cache populated on disk (offline, as on a cluster node without int
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +22,20 @@ COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"  # any 40-hex commit id: the
 
 
 def populate_hub_cache(hub: Path, repo_id: str, source: Path) -> Path:
-    """The layout huggingface_hub writes: refs/main names a commit, snapshots/<commit>/ holds
-    the files (links, as the real cache links into blobs/)."""
+    """The layout huggingface_hub writes: the files in blobs/ (named by content hash), refs/main
+    naming a commit, and snapshots/<commit>/ holding relative links into blobs/."""
     repo = hub / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / COMMIT
     snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
     for item in source.iterdir():
         if item.is_file():
-            (snapshot / item.name).symlink_to(item)
+            blob = repo / "blobs" / hashlib.sha256(item.name.encode()).hexdigest()
+            try:
+                os.link(item, blob)  # as cheap as a link, but inside the cache like a real blob
+            except OSError:
+                shutil.copyfile(item, blob)
+            (snapshot / item.name).symlink_to(Path("..", "..", "blobs", blob.name))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     return snapshot

@@ -26,7 +26,9 @@ def test_every_error_is_a_value_error(kind):
 
 
 def test_validators_name_the_parameter_and_the_allowed_values():
-    assert errors.check_fraction("sparsity", "0.25") == 0.25
+    assert errors.check_fraction("sparsity", 0.25) == 0.25 and errors.check_fraction("sparsity", 0) == 0.0
+    with pytest.raises(errors.SparsityConfigError, match=r"sparsity must be a number in \[0, 1\), got '0.25' \(str\)"):
+        errors.check_fraction("sparsity", "0.25")  # a string is a typo in Python code, not a number
     with pytest.raises(errors.SparsityConfigError, match=r"sparsity must be in \[0, 1\), got 1.0"):
         errors.check_fraction("sparsity", 1.0)
     with pytest.raises(errors.SparsityConfigError, match="scope must be one of 'global', 'layer'; got 'row'"):

@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from es_plugins import NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, SparsityPlan, WandaConfig, sparsify_
 from es_plugins.cli import main
-from es_plugins.outofcore import ShardedCheckpoint, files, prune_checkpoint
+from es_plugins.outofcore import ShardedCheckpoint, prune_checkpoint
 from es_plugins.outofcore.files import INDEX_FILE
 from es_plugins.outofcore.sequential import prune_checkpoint_sequential
 from es_plugins.state import MASKS_FILENAME
@@ -183,16 +183,3 @@ def test_peak_anonymous_memory_is_bounded_by_a_tensor_not_the_model(tmp_path):
     # SparseGPT, one block, its Hessians and the embeddings): it does not grow with the depth.
     assert added["omp"] < 24 * largest and added["sparsegpt"] < 48 * largest, (added, largest)
     assert max(added.values()) < model_bytes / 2
-
-
-def test_a_tensor_is_written_whole_when_pwrite_writes_part_of_it(tmp_path, monkeypatch):
-    """Linux moves at most ~2 GiB per pwrite: a large tensor must be written in several calls."""
-    from safetensors.torch import save_file
-
-    value = torch.arange(1000, dtype=torch.float32)
-    save_file({"w": torch.zeros(1000)}, str(tmp_path / "model.safetensors"))
-    entry = ShardedCheckpoint(tmp_path).entries["w"]
-    real_pwrite = files.os.pwrite
-    monkeypatch.setattr(files.os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:1024], offset))
-    files.write_tensor_in_place(entry, tmp_path, value)
-    assert torch.equal(ShardedCheckpoint(tmp_path).tensor("w"), value)

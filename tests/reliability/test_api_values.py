@@ -16,6 +16,8 @@ from es_plugins import (
     WandaConfig,
     sparsify_,
 )
+from es_plugins.analysis.sweep import SweepConfig
+from es_plugins.export.verified import ExportOptions
 
 
 def test_sparsify_accepts_a_bare_method_config(tiny_blocks):
@@ -80,3 +82,45 @@ def test_partial_masks_never_load_silently(tiny_blocks, tmp_path):
 def test_corrupt_mask_states_raise_mask_errors(broken):
     with pytest.raises(MaskMismatchError):
         SparsityState.from_state_dict({"format": "es-plugins-masks", **broken})
+
+
+def _meta_model() -> torch.nn.Module:
+    with torch.device("meta"):
+        return torch.nn.Sequential(torch.nn.Linear(8, 8))
+
+
+def _int8_model() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    model[0].weight = torch.nn.Parameter(torch.ones(8, 8, dtype=torch.int8), requires_grad=False)
+    return model
+
+
+# each row: a bad value through the API -> the typed error and the words it must contain
+VALUES = {
+    "sparsity as a string": (
+        lambda: OMPConfig(sparsity="0.5"),
+        SparsityConfigError,
+        r"sparsity must be a number .*str",
+    ),
+    "sparsity as a bool": (lambda: OMPConfig(sparsity=True), SparsityConfigError, r"sparsity must be a number .*bool"),
+    "seed beyond torch's range": (lambda: RandomConfig(seed=2**70), SparsityConfigError, r"seed must be .*2\*\*63"),
+    "sweep levels as strings": (lambda: SweepConfig(levels=("0.5",)), SparsityConfigError, r"levels must be a number"),
+    "an empty sweep grid": (lambda: SweepConfig(levels=()), SparsityConfigError, r"levels must be a non-empty list"),
+    "seeds as bools": (lambda: SweepConfig(seeds=(True,)), SparsityConfigError, r"seeds must be .* integers"),
+    "higher_is_better as a word": (
+        lambda: SweepConfig(higher_is_better="no"),
+        SparsityConfigError,
+        r"higher_is_better must be True or False",
+    ),
+    "int8 weights": (lambda: sparsify_(_int8_model(), OMPConfig(0.5)), SparsityConfigError, r"dtype torch.int8"),
+    "a meta-device model": (lambda: sparsify_(_meta_model(), OMPConfig(0.5)), SparsityConfigError, r"meta device"),
+    "masks path None": (lambda: SparsityState.load(None), MaskMismatchError, r"must be a path .* got NoneType"),
+    "opset beyond the exporter": (lambda: ExportOptions(opset=999), SparsityConfigError, r"opset must be in \[14, "),
+}
+
+
+@pytest.mark.parametrize("case", list(VALUES))
+def test_bad_api_values_are_typed_errors(case):
+    call, error, words = VALUES[case]
+    with pytest.raises(error, match=words):
+        call()

@@ -48,6 +48,7 @@ def world(tmp_path, monkeypatch):
     user.mkdir()
     (user / "thesis.tex").write_text("years of work")
     (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "empty.onnx").write_bytes(b"")
     # an earlier es-plugins output, and a masks file
     assert main(["prune", str(model), str(tmp_path / "pruned"), "--sparsity", "0.3"]) == 0
     return {
@@ -153,7 +154,13 @@ CASES = {
         2,
         ["prunes all", "layer"],
     ),
-    "truncated safetensors": (["prune", "{bad-truncated}", "{tmp}/o"], 2, ["cannot load the weights", "bad-truncated"]),
+    "truncated safetensors": (["prune", "{bad-truncated}", "{tmp}/o"], 2, ["bad-truncated", "the file is truncated"]),
+    "an empty .onnx file": (["inspect", "{tmp}/empty.onnx"], 2, ["empty.onnx is not an ONNX model", "0 bytes"]),
+    "--skip-incompatible leaves nothing": (
+        ["prune", "{model}", "{tmp}/o", "--method", "nm", "--pattern", "3:7", "--skip-incompatible"],
+        2,
+        ["3:7", "would leave every layer dense"],
+    ),
     "config.json not JSON": (["prune", "{bad-config-not-json}", "{tmp}/o"], 2, ["config.json", "not valid JSON"]),
     "architectures is a string": (
         ["prune", "{bad-architectures-string}", "{tmp}/o"],
@@ -184,7 +191,7 @@ CASES = {
             "16",
         ],
         2,
-        ["--calib", "tokenizer"],
+        ["--calib", "needs the model's tokenizer", "no tokenizer files", "tokenizer.json"],
     ),
     "--calib missing": (
         ["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "{tmp}/nope.txt", "--seq-len", "16"],

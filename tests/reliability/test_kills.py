@@ -148,3 +148,23 @@ def test_full_or_read_only_disk_is_one_line_and_leaves_nothing(tmp_path, mount, 
     assert len(errors) == 1 and words in errors[0] and "Traceback" not in result.stderr, result.stderr
     listing = result.stdout.split("LISTING", 1)[1].split()
     assert not [name for name in listing if name.startswith(".out.") or name == "out"], listing
+
+
+def test_a_user_folder_named_like_a_leftover_is_never_deleted(tmp_path):
+    """Only a folder holding es-plugins' own marker counts as a killed run's leftover; a user's
+    folder with the same kind of name (and a dead process id in it) is left alone."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)  # that process has exited
+    out = tmp_path / "out"
+    users = tmp_path / f".out.es-tmp-{dead}-deadbeef"
+    users.mkdir()
+    (users / "thesis.tex").write_text("years of work")
+    forged = tmp_path / f".out.es-old-{dead}-cafe0123"
+    forged.mkdir()
+    (forged / MARKER_FILENAME).write_text('{"written_by": "someone else"}')
+    ours = tmp_path / f".out.es-tmp-{dead}-0123abcd"
+    ours.mkdir()
+    (ours / MARKER_FILENAME).write_text('{"written_by": "es-plugins", "command": "prune"}')
+    write_folder_atomically(out, lambda tmp: (tmp / "value.txt").write_text("new"))
+    assert (users / "thesis.tex").read_text() == "years of work" and forged.is_dir()
+    assert not ours.exists() and (out / "value.txt").read_text() == "new"
