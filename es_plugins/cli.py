@@ -7,15 +7,17 @@ import os
 import shlex
 import sys
 import time
+from argparse import SUPPRESS
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ._cli_args import add_device_argument
+from ._cli_args import add_device_argument, deprecated_spelling
 from ._cli_args import add_target_args as _add_target_args
 from ._cli_args import target_spec as _target_spec
 from ._console import console_logging, emit, log, results_only_on_stdout
+from ._version import __version__
 from .analysis import cli as analysis_cli
 from .artifacts import REPORT_FILENAME, plan_pattern, write_report_files, write_sparsity_files
 from .assets import resolve_model_path
@@ -110,7 +112,10 @@ def add_prune_arguments(prune: argparse.ArgumentParser) -> None:
     calib = prune.add_argument_group("calibration (--method wanda | sparsegpt)")
     calib.add_argument("--calib", help="calibration text: a .txt file, a folder of them, or packaged:bbc-calib")
     calib.add_argument("--calib-samples", type=int, default=32, help="calibration sequences (default 32)")
-    calib.add_argument("--seq-len", type=int, default=512, help="calibration sequence length (default 512)")
+    calib.add_argument("--calib-seq-len", type=int, default=512, help="tokens per calibration sequence (default 512)")
+    calib.add_argument(
+        "--seq-len", dest="calib_seq_len", type=int, action=deprecated_spelling("--calib-seq-len"), help=SUPPRESS
+    )
     calib.add_argument(
         "--refine-masks",
         metavar="MASKS",
@@ -184,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Essential sparsity for pre-trained transformers: prune, inspect, sweep, compare masks, "
         "count zeros, export.",
     )
+    parser.add_argument("--version", action="version", version=f"es-plugins {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_prune_arguments(sub.add_parser("prune", help="prune a local HF checkpoint and write a plain sparse one"))
@@ -286,7 +292,7 @@ def _prune_out_of_core(
             )
         else:
             tokenizer, texts = inputs
-            calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
+            calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.calib_seq_len, args.seed)
             masks = SparsityState.load(args.refine_masks) if args.refine_masks else None
             log(
                 f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed}), "
@@ -327,8 +333,8 @@ def _calibration_inputs(src: Path, args: argparse.Namespace) -> tuple[Any, list[
 
     read_config(src)  # a clear error for a broken config.json
     limit = getattr(AutoConfig.from_pretrained(src, local_files_only=True), "max_position_embeddings", None)
-    if isinstance(limit, int) and args.seq_len > limit:
-        raise SparsityConfigError(f"--seq-len {args.seq_len} is larger than the model's maximum ({limit})")
+    if isinstance(limit, int) and args.calib_seq_len > limit:
+        raise SparsityConfigError(f"--calib-seq-len {args.calib_seq_len} is larger than the model's maximum ({limit})")
     if args.refine_masks and not Path(args.refine_masks).is_file():
         raise SparsityConfigError(f"--refine-masks {args.refine_masks!r}: no such masks file")
     texts = resolve_texts(args.calib, flag="--calib")
@@ -342,7 +348,7 @@ def _prune(model, plan: SparsityPlan, inputs: tuple[Any, list[str]] | None, args
         return sparsify_(model, plan, show_progress=True)
     tokenizer, texts = inputs
     masks = SparsityState.load(args.refine_masks, model) if args.refine_masks else None
-    calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.seq_len, args.seed)
+    calibration = calibration_blocks(tokenizer, texts, args.calib_samples, args.calib_seq_len, args.seed)
     log(f"calibrating on {calibration.shape[0]} x {calibration.shape[1]} tokens (seed {args.seed}) on {args.device}")
     return sparsify_(model, plan, calibration=calibration, masks=masks, show_progress=True, device=args.device)
 

@@ -26,10 +26,11 @@ from ._io import atomic_write_text
 from .errors import SparsityConfigError, check_choice
 from .methods import OMPConfig, compute_masks
 from .plan import SparsityPlan
-from .state import SparsityState
+from .state import MASKS_FILENAME, SparsityState
 from .targets import TargetSpec, resolve_targets
 
 Rewind = Union[str, int]
+LEGACY_ROUND_MASKS = "masks.safetensors"  # a round's masks file before 0.2
 PROGRESS_FILE = "lottery_progress.json"
 REWIND_FILE = "rewind_point.safetensors"
 
@@ -128,7 +129,12 @@ class LotteryTicket:
         return self.folder / f"round-{index}"
 
     def _masks_path(self, index: int) -> Path:
-        return self.round_dir(index) / "masks.safetensors"
+        """``round-R/sparsity_masks.safetensors``: the name every other masks file has, so
+        ``compare-masks round-1 round-3`` finds it. Rounds written before 0.2 used
+        ``masks.safetensors``; those are still read (resume)."""
+        path = self.round_dir(index) / MASKS_FILENAME
+        legacy = self.round_dir(index) / LEGACY_ROUND_MASKS
+        return legacy if legacy.is_file() and not path.is_file() else path
 
     def _load_progress(self) -> None:
         path = self.folder / PROGRESS_FILE

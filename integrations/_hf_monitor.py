@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from es_plugins._deprecation import renamed_keyword
 from es_plugins.analysis.zeros import near_zero_stats
 from es_plugins.errors import SparsityConfigError
 from es_plugins.targets import Target, TargetSpec, resolve_targets
@@ -12,7 +13,7 @@ from ._hf_events import move_before_reporters
 
 
 class NearZeroMonitor(TrainerCallback):
-    """Every ``every`` steps, log the fraction of targeted weights with ``|w|`` below a
+    """Every ``log_every`` steps, log the fraction of targeted weights with ``|w|`` below a
     threshold (absolute, or relative to each layer's mean |w|), per layer and overall.
 
     Values go to ``state.log_history`` at the step they were measured, to ``self.history``,
@@ -21,18 +22,25 @@ class NearZeroMonitor(TrainerCallback):
 
     def __init__(
         self,
-        every: int = 100,
+        log_every: int | None = None,
         threshold: float = 1e-2,
         mode: str = "relative",
         targets: TargetSpec | None = None,
-        per_layer: bool = True,
+        log_per_layer: bool | None = None,
         log_prefix: str = "near_zero",
+        *,
+        every: int | None = None,
+        per_layer: bool | None = None,
     ):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise SparsityConfigError(f"every must be an integer >= 1, got {every!r}")
+        # the keyword names every adapter uses (SparsityCallback, prepare_sparsity); the former
+        # every= and per_layer= work for one release
+        log_every = renamed_keyword(log_every, every, "every", "log_every", default=100)
+        log_per_layer = renamed_keyword(log_per_layer, per_layer, "per_layer", "log_per_layer", default=True)
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+            raise SparsityConfigError(f"log_every must be an integer >= 1, got {log_every!r}")
         near_zero_stats([], threshold, mode)  # validates threshold and mode now
-        self.every, self.threshold, self.mode = every, threshold, mode
-        self.targets_spec, self.per_layer, self.log_prefix = targets, per_layer, log_prefix
+        self.every, self.threshold, self.mode = log_every, threshold, mode
+        self.targets_spec, self.per_layer, self.log_prefix = targets, log_per_layer, log_prefix
         self.history: list[dict[str, float]] = []
         self._targets: list[Target] = []
         self._latest: dict[str, float] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from es_plugins._deprecation import renamed_keyword
 from es_plugins.errors import SparsityConfigError
 from es_plugins.lottery import LotteryConfig, LotteryTicket
 from es_plugins.sparsifier import Sparsifier
@@ -23,8 +24,18 @@ class LotteryTicketCallback(pl.Callback):
     holds the round, so ``ckpt_path=`` resumes at the round and step where training stopped.
     """
 
-    def __init__(self, config: LotteryConfig, folder: str, steps_per_round: int):
-        self.ticket = LotteryTicket(config, folder)
+    def __init__(
+        self,
+        config: LotteryConfig,
+        output_dir: str | None = None,
+        steps_per_round: int | None = None,
+        *,
+        folder: str | None = None,
+    ):
+        output_dir = renamed_keyword(output_dir, folder, "folder", "output_dir")  # as LotteryTicketRunner names it
+        if output_dir is None or steps_per_round is None:
+            raise SparsityConfigError("LotteryTicketCallback needs output_dir= and steps_per_round=")
+        self.ticket = LotteryTicket(config, output_dir)
         self.ticket.check_step_budget(steps_per_round, max_steps=0)
         self.steps_per_round = steps_per_round
         self._sparsifier: Sparsifier | None = None

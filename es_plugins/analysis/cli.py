@@ -9,11 +9,12 @@ import math
 import shlex
 import sys
 import time
+from argparse import SUPPRESS
 from pathlib import Path
 
 from safetensors.torch import load_file
 
-from .._cli_args import add_device_argument
+from .._cli_args import add_device_argument, add_target_args, deprecated_spelling, target_spec
 from .._console import emit, log
 from .._io import atomic_write_text
 from ..assets import resolve_model_path
@@ -85,7 +86,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lm = sweep.add_argument_group("perplexity task")
     lm.add_argument("--text", help="a .txt file or a folder of .txt files")
     lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
-    lm.add_argument("--seq-len", type=int, help="sequence length (default 512; quick 256)")
+    lm.add_argument("--eval-seq-len", type=int, help="tokens per evaluation window (default 512; quick 256)")
+    lm.add_argument(
+        "--seq-len", dest="eval_seq_len", type=int, action=deprecated_spelling("--eval-seq-len"), help=SUPPRESS
+    )
     lm.add_argument(
         "--calib", help="calibration text for wanda/sparsegpt (default for the packaged run: packaged:bbc-calib)"
     )
@@ -108,6 +112,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     precision.add_argument("--bf16", action="store_true", help="fine-tune in bf16 mixed precision (GPU)")
     precision.add_argument("--fp16", action="store_true", help="fine-tune in fp16 mixed precision (GPU)")
 
+    add_target_args(sweep)
     scale = sweep.add_argument_group("scale-out (a Ray cluster, or independent shards of a job array)")
     scale.add_argument(
         "--backend",
@@ -245,6 +250,12 @@ def _sweep_one(
     return result
 
 
+def _targets_identity(args: argparse.Namespace) -> dict:
+    """Target flags in a sweep's identity only when given, so earlier sweeps still resume."""
+    spec = target_spec(args)
+    return {"targets": spec.to_dict()} if (spec.include or spec.exclude) else {}
+
+
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     """``--shard i/N`` with 0 <= i < N."""
     if text is None:
@@ -271,7 +282,7 @@ def _sweep_config(args: argparse.Namespace, metric: str, higher: bool, levels, r
 
 
 def _perplexity_sweep(args, preset, model, texts, name, title, out, command, default_calib=None) -> SweepResult:
-    tokens, seq_len = args.tokens or preset["tokens"], args.seq_len or preset["seq_len"]
+    tokens, seq_len = args.tokens or preset["tokens"], args.eval_seq_len or preset["seq_len"]
     config = _sweep_config(args, f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
     calib = (args.calib or default_calib) if is_calibrated(args.method) else None
     log(f"[{name}] {model}")
@@ -287,6 +298,7 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
             calib_texts=resolve_texts(calib) if calib else None,
             calib_samples=args.calib_samples,
             device=args.device,
+            targets=target_spec(args),
         ),
     )
     identity = {
@@ -297,6 +309,7 @@ def _perplexity_sweep(args, preset, model, texts, name, title, out, command, def
         "method": args.method,
         "scope": args.scope,
         **({"calib": str(calib), "calib_samples": args.calib_samples} if calib else {}),
+        **_targets_identity(args),
     }
     return _sweep_one(args, name, spec, config, out / name, title, command, identity)
 
@@ -329,6 +342,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
             keep_dense_weights=dense_weights,
             device=args.device,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
+            targets=target_spec(args),
         ),
     )
     identity = {
@@ -342,6 +356,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
         "max_length": args.max_length,
         "method": args.method,
         "scope": args.scope,
+        **_targets_identity(args),
     }
 
     def omp_vs_one_imp_round(task, sparsity: float):
@@ -383,7 +398,7 @@ def _finetune_sweep(args, preset, model, data, name, title, out, command) -> Swe
 
 _POSITIVE = {
     "tokens": "--tokens",
-    "seq_len": "--seq-len",
+    "eval_seq_len": "--eval-seq-len",
     "calib_samples": "--calib-samples",
     "train": "--train",
     "test": "--test",
@@ -474,8 +489,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         else:
             log(f"[minilm-finetune] skipped: {args.method} sweeps the perplexity task only")
-    if args.shard is not None:
-        return 0
     else:
         model = resolve_model_path(args.model)
         check_checkpoint_dir(model)

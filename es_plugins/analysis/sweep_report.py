@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -94,6 +95,17 @@ def write_sweep_report(
         )
     for note in (meta or {}).get("notes", []):
         lines += ["", f"> **Note:** {note}"]
+    if result.points:
+        backend = (meta or {}).get("backend", "local")
+        workers = sorted({p.worker for p in result.points if p.error is None})
+        lines += [
+            "",
+            f"Points: {len(result.points)} ({backend} backend, {len(workers)} worker process(es)); refinement "
+            f"rounds this run: {result.rounds}; median wall time per point "
+            f"{statistics.median(p.seconds for p in result.points):.2f} s (per point in results.json).",
+        ]
+        for point in result.failed:
+            lines.append(f"- failed: sparsity {point.sparsity:.2%} seed {point.seed}: {point.error}")
     if similarity is not None:
         overall = similarity.overall
         lines += [

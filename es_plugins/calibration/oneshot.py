@@ -16,7 +16,7 @@ from torch import nn
 
 from ..device import model_device, resolve_device, to_device
 from ..errors import MaskMismatchError, SparsityConfigError
-from ..methods import check_finite, entry_for, method_names
+from ..methods import MethodEntry, check_finite, entry_for, method_names
 from ..methods._selection import check_keeps_some
 from ..plan import SparsityPlan
 from ..progress import progress_factory
@@ -58,6 +58,52 @@ def onloaded(block: nn.Module, work: torch.device, home: torch.device) -> Iterat
         yield
     finally:
         block.to(home)
+
+
+def calibrated_entry(plan: SparsityPlan, masks: SparsityState | None) -> MethodEntry:
+    """The registry entry of a calibrated plan; an error for a method that needs no
+    calibration, or for given masks with a method that cannot refine them."""
+    entry = entry_for(plan.method)
+    if not entry.calibrated:
+        raise SparsityConfigError(f"{plan.method.name!r} needs no calibration; use sparsify_(model, plan)")
+    if masks is not None and not entry.refines_masks:
+        refiners = [name for name in method_names() if entry_for(name).refines_masks]
+        raise SparsityConfigError(
+            f"a given mask can only be refined with {', '.join(refiners)}, not {plan.method.name!r}"
+        )
+    return entry
+
+
+def check_calibrated_targets(
+    plan: SparsityPlan, targets: list[Target], masks: SparsityState | None, model: nn.Module
+) -> None:
+    """The checks every calibrated run makes before the first block, in memory or out of core
+    (``targets`` hold the real weights: the model's, or memory-mapped views of the shards;
+    ``model`` names the parameters, and may be on the meta device): finite weights, a
+    sparsity that keeps something in every layer, and given masks that fit the targets
+    exactly and are not already applied (refinement needs the dense weights)."""
+    check_finite(targets)
+    sparsity = plan.method.target_sparsity
+    if masks is None and plan.method.nm_pattern is None:
+        for target in targets:
+            check_keeps_some(sparsity, round(sparsity * target.numel), target.numel, f"layer {target.name!r}")
+    if masks is None:
+        return
+    masks.validate(model, expected=[t.name for t in targets])
+    extra = sorted(set(masks.masks) - {t.name for t in targets})
+    if extra:
+        raise MaskMismatchError(f"masks name layers outside the plan's targets: {extra[:5]}")
+    weights = {t.name: t.param for t in targets}
+    if all(
+        not bool((weights[name].detach()[~mask.to(weights[name].device)] != 0).any())
+        for name, mask in masks.masks.items()
+    ):
+        warnings.warn(
+            "every weight the given mask prunes is already zero: SparseGPT refinement reconstructs from the "
+            "*dense* weights (it compensates the error of removing them), so load the unpruned checkpoint "
+            "and pass the mask; here it can only keep the weights as they are",
+            stacklevel=4,
+        )
 
 
 def check_calibration(model: nn.Module, calibration: object) -> torch.Tensor:
@@ -116,33 +162,12 @@ def prune_calibrated_(
         MaskMismatchError: ``masks`` do not fit the model.
     """
     config = plan.method
-    entry = entry_for(config)
-    if not entry.calibrated:
-        raise SparsityConfigError(f"{config.name!r} needs no calibration; use sparsify_(model, plan)")
+    entry = calibrated_entry(plan, masks)
     check_calibration(model, calibration)
-    if masks is not None and not entry.refines_masks:
-        refiners = [name for name in method_names() if entry_for(name).refines_masks]
-        raise SparsityConfigError(f"a given mask can only be refined with {', '.join(refiners)}, not {config.name!r}")
     prefix, blocks = find_blocks(model)
     grouped = group_by_block(resolve_targets(model, plan.targets), prefix, len(blocks))
     all_targets = [t for group in grouped for t in group]
-    check_finite(all_targets)
-    sparsity = config.target_sparsity
-    if masks is None and config.nm_pattern is None:
-        for target in all_targets:
-            check_keeps_some(sparsity, round(sparsity * target.numel), target.numel, f"layer {target.name!r}")
-    if masks is not None:
-        masks.validate(model, expected=[t.name for t in all_targets])
-        extra = sorted(set(masks.masks) - {t.name for t in all_targets})
-        if extra:
-            raise MaskMismatchError(f"masks name layers outside the plan's targets: {extra[:5]}")
-        if masks.count_nonzero_pruned(model) == 0:
-            warnings.warn(
-                "every weight the given mask prunes is already zero: SparseGPT refinement reconstructs from the "
-                "*dense* weights (it compensates the error of removing them), so load the unpruned checkpoint "
-                "and pass the mask; here it can only keep the weights as they are",
-                stacklevel=3,
-            )
+    check_calibrated_targets(plan, all_targets, masks, model)
 
     home = model_device(model)
     work = home if device is None else resolve_device(device)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .._cli_args import add_device_argument, add_target_args, target_spec
+from .._cli_args import DTYPE_CHOICES, add_device_argument, add_target_args, dtype_value, target_spec
 from .._console import emit, log
 from ..assets import resolve_model_path
 from ..checkpoint import load_hf_model, save_hf_checkpoint
@@ -276,9 +276,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dtype",
-        choices=("fp32", "fp16", "bf16"),
+        type=dtype_value,
+        choices=DTYPE_CHOICES,
         default=None,
-        help="precision of the export (Optimum's --dtype; default fp32)",
+        help="precision of the export (default float32)",
     )
     parser.add_argument(
         "--optimize",

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .._cli_args import dtype_value
 from ..checkpoint import load_hf_model
 from ..device import resolve_device
 from ..errors import ExportError, SparsityConfigError
@@ -24,7 +25,7 @@ from .onnx_gemm import rewrite_and_check
 from .onnx_report import compare_with_pytorch, inspect_onnx
 from .onnx_weights import load_onnx
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+OPTIMUM_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # our names -> Optimum's
 
 
 MIN_OPSET = 14
@@ -46,7 +47,8 @@ class ExportOptions:
         opset: ONNX opset; ``None`` lets Optimum pick the recommended one for the architecture.
         device: device the export runs on: ``"auto"`` (cuda when available, else cpu), ``"cpu"``,
             ``"cuda"``, ``"cuda:1"``.
-        dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (the ``--dtype`` names of every
+            command; the former ``"fp32"``/``"fp16"``/``"bf16"`` still work, with a warning).
         optimize: ONNX Runtime optimization level ``"O1"`` ... ``"O4"``.
         library_name: ``"transformers"``, ``"sentence_transformers"``, ... (Optimum infers it).
         trust_remote_code: allow the checkpoint's own modelling code.
@@ -67,8 +69,10 @@ class ExportOptions:
                 f"opset must be in [{MIN_OPSET}, {max_opset()}] (SDPA attention does not export below {MIN_OPSET}; "
                 f"torch {torch.__version__} exports up to {max_opset()}), got {self.opset}"
             )
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise SparsityConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", dtype_value(self.dtype) if isinstance(self.dtype, str) else self.dtype)
+            if self.dtype not in OPTIMUM_DTYPES:
+                raise SparsityConfigError(f"dtype must be one of {', '.join(OPTIMUM_DTYPES)}; got {self.dtype!r}")
         if self.optimize is not None and self.optimize not in ("O1", "O2", "O3", "O4"):
             raise SparsityConfigError(f"optimize must be one of O1, O2, O3, O4; got {self.optimize!r}")
 
@@ -131,7 +135,7 @@ def export_and_verify(
         task=task,
         opset=options.opset,
         device=str(resolve_device(options.device)),
-        dtype=options.dtype,
+        dtype=OPTIMUM_DTYPES[options.dtype] if options.dtype else None,
         optimize=options.optimize,
         library_name=options.library_name,
         trust_remote_code=options.trust_remote_code,
@@ -140,9 +144,9 @@ def export_and_verify(
     )
     onnx_path = Path(output) / "model.onnx"
     graph = load_onnx(onnx_path)
-    reduced = options.dtype in ("fp16", "bf16")
+    reduced = options.dtype in ("float16", "bfloat16")
     # the reference in the exported precision, so the zeros and values compare bit for bit
-    model = load_hf_model(model_dir, dtype=DTYPES[options.dtype] if options.dtype and reduced else "float32")
+    model = load_hf_model(model_dir, dtype=options.dtype if options.dtype and reduced else "float32")
     summary: dict[str, Any] = {"onnx": str(onnx_path), "task": task, "options": options.__dict__}
     if options.optimize is None:
         comparison = compare_with_pytorch(

@@ -24,12 +24,10 @@ from torch import nn
 
 from ..calibration.blocks import capture_block_inputs, find_blocks
 from ..calibration.engine import Inputs, prune_block_
-from ..calibration.oneshot import check_calibration, group_by_block
+from ..calibration.oneshot import calibrated_entry, check_calibrated_targets, check_calibration, group_by_block
 from ..device import resolve_device, to_device
-from ..errors import SparsityConfigError
 from ..hf_config import model_class, read_config
 from ..masks.masks_file import MasksFileWriter
-from ..methods import check_finite, entry_for
 from ..naming import canonical_names
 from ..plan import SparsityPlan
 from ..progress import progress_factory
@@ -131,21 +129,16 @@ def prune_checkpoint_sequential(
     """
     src, dst = Path(src), Path(dst)
     work = resolve_device(device)
-    entry = entry_for(plan.method)
-    if not entry.calibrated:
-        raise SparsityConfigError(f"{plan.method.name!r} needs no calibration: use prune_checkpoint")
-    if masks is not None and not entry.refines_masks:
-        raise SparsityConfigError(f"{plan.method.name!r} cannot refine a given mask")
+    entry = calibrated_entry(plan, masks)
     checkpoint = ShardedCheckpoint(src, allow_external)
     full = meta_model(src)
     prefix, blocks = find_blocks(full)
     grouped = group_by_block(resolve_targets(full, plan.targets), prefix, len(blocks))
     all_targets = [t for group in grouped for t in group]
-    if masks is not None:
-        masks.validate(full, expected=[t.name for t in all_targets])
     params = [n for n, _ in full.named_parameters()]
     mapping = checkpoint_names(full, checkpoint, params)
-    check_finite([Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in all_targets])
+    stored_targets = [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in all_targets]
+    check_calibrated_targets(plan, stored_targets, masks, full)  # the same checks as in memory
 
     stored = DTYPES[checkpoint.entries[mapping[all_targets[0].name]].dtype][1] if all_targets else torch.float32
     skeleton = skeleton_model(src, stored)

@@ -307,3 +307,15 @@ def test_zeros_can_leave_out_weights_a_mask_pruned(tmp_path, tiny_bert_dir, caps
     with pytest.raises(SystemExit):
         run_cli(capsys, "zeros", tiny_bert_dir, "--exclude-masked")
     assert "has no sparsity_masks.safetensors" in capsys.readouterr().err
+
+
+def test_sweep_takes_the_target_flags(tmp_path, tiny_lm_dir, text_dir, capsys):
+    out = tmp_path / "report"
+    argv = ["sweep", "--model", tiny_lm_dir, "--task", "perplexity", "--text", text_dir, "--tokens", "256"]
+    argv += ["--eval-seq-len", "32", "--levels", "0.3", "--tolerance", "0.9", "--resolution", "0.5"]
+    code, _, _ = run_cli(capsys, *argv, "--include", "c_fc", "--output", out)
+    assert code == 0
+    results = json.loads((out / "tiny-gpt2-perplexity" / "results.json").read_text())
+    layers = results["layer_sparsity_at_essential"]
+    assert layers and all(name.endswith("mlp.c_fc.weight") for name in layers)
+    assert results["meta"]["targets"]["include"] == ["c_fc"]

@@ -339,7 +339,7 @@ def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
         (["--method", "wanda"], "needs calibration data: --calib"),
         (
             ["--method", "wanda", "--calib", "CALIB", "--seq-len", "100"],
-            r"--seq-len 100 is larger than the model's maximum \(64\)",
+            r"--calib-seq-len 100 is larger than the model's maximum \(64\)",
         ),
         (
             ["--method", "wanda", "--calib", "CALIB", "--calib-samples", "500", "--seq-len", "64"],

@@ -177,3 +177,35 @@ def test_console_script_installed():
     exe = shutil.which("es-plugins") or str(__import__("pathlib").Path(sys.executable).parent / "es-plugins")
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "prune" in result.stdout and "inspect" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, dest, value, old, new",
+    [
+        (["prune", "m", "o", "--seq-len", "64"], "calib_seq_len", 64, "--seq-len", "--calib-seq-len"),
+        (["sweep", "--seq-len", "64"], "eval_seq_len", 64, "--seq-len", "--eval-seq-len"),
+        (["export", "--model", "m", "o", "--dtype", "fp16"], "dtype", "float16", "--dtype fp16", "--dtype float16"),
+    ],
+)
+def test_old_spellings_keep_working_with_a_warning_naming_the_new_one(argv, dest, value, old, new):
+    import warnings
+
+    from es_plugins.cli import _build_parser
+
+    parser = _build_parser()
+    with pytest.warns(FutureWarning, match=f"{old} is deprecated and goes away in es-plugins 0.3: use {new}"):
+        assert getattr(parser.parse_args(argv), dest) == value
+    modern = [new.split()[-1] if a == old.split()[-1] else a for a in argv]
+    modern = [new.split()[0] if a == old.split()[0] else a for a in modern]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spelling warns about nothing
+        assert getattr(parser.parse_args(modern), dest) == value
+
+
+def test_version_flag(capsys):
+    from es_plugins import __version__
+    from es_plugins.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"es-plugins {__version__}"

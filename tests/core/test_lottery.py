@@ -90,3 +90,19 @@ def test_step_driver_captures_rewind_prunes_at_boundaries_and_checks_budget(tiny
     assert [b is not None for b in began] == [False, False, False, True, False, False, False, False]
     assert ticket.finished and [r.metric for r in ticket.records] == [{"loss": 1.0}, {"loss": 1.0}]
     assert began[3].sparsity == pytest.approx(0.5, abs=1e-3)
+
+
+def test_round_masks_have_the_one_masks_file_name_and_compare_masks_finds_them(tiny_blocks, tmp_path, capsys):
+    from es_plugins.cli import main as cli
+    from es_plugins.state import MASKS_FILENAME
+
+    ticket = LotteryTicket(LotteryConfig(prune_fraction=0.3, rounds=2), tmp_path / "lth")
+    ticket.run(tiny_blocks, lambda index, state: _train(tiny_blocks, state))
+    for index in (1, 2):
+        assert (tmp_path / "lth" / f"round-{index}" / MASKS_FILENAME).is_file()
+    assert cli(["compare-masks", str(tmp_path / "lth" / "round-1"), str(tmp_path / "lth" / "round-2")]) == 0
+    assert "overall" in capsys.readouterr().out
+    # a run saved before the rename still resumes from round-R/masks.safetensors
+    legacy = tmp_path / "lth" / "round-2" / "masks.safetensors"
+    (tmp_path / "lth" / "round-2" / MASKS_FILENAME).rename(legacy)
+    assert ticket._masks_path(2) == legacy

@@ -13,7 +13,18 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from es_plugins import NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, SparsityPlan, WandaConfig, sparsify_
+from es_plugins import (
+    MaskMismatchError,
+    NMConfig,
+    OMPConfig,
+    RandomConfig,
+    SparseGPTConfig,
+    SparsityConfigError,
+    SparsityPlan,
+    SparsityState,
+    WandaConfig,
+    sparsify_,
+)
 from es_plugins.cli import main
 from es_plugins.outofcore import ShardedCheckpoint, prune_checkpoint
 from es_plugins.outofcore.files import INDEX_FILE
@@ -183,3 +194,36 @@ def test_peak_anonymous_memory_is_bounded_by_a_tensor_not_the_model(tmp_path):
     # SparseGPT, one block, its Hessians and the embeddings): it does not grow with the depth.
     assert added["omp"] < 24 * largest and added["sparsegpt"] < 48 * largest, (added, largest)
     assert max(added.values()) < model_bytes / 2
+
+
+def test_the_out_of_core_calibrated_path_makes_the_in_memory_checks(tmp_path):
+    """Both calibrated drivers run `check_calibrated_targets`: a sparsity that empties a layer,
+    masks naming layers outside the plan, and refining weights that are already zero."""
+    src = sharded(tiny_llama(), tmp_path / "src")
+    calibration = torch.randint(0, 128, (4, 16), generator=torch.Generator().manual_seed(1))
+
+    def run(plan, masks=None, name="out"):
+        out = tmp_path / name
+        out.mkdir()
+        return prune_checkpoint_sequential(src, out, plan, calibration, masks)
+
+    with pytest.raises(SparsityConfigError, match="prunes all"):
+        run(SparsityPlan(WandaConfig(0.9999)), name="o1")
+    reference = _load_llama(src)
+    omp = sparsify_(reference, OMPConfig(0.5))
+    wider = SparsityState(
+        {**omp.masks, "lm_head.weight": torch.ones_like(reference.lm_head.weight, dtype=torch.bool)}, omp.meta
+    )
+    with pytest.raises(MaskMismatchError, match="outside the plan's targets"):
+        run(SparsityPlan(SparseGPTConfig(0.5)), wider, name="o2")
+    pruned = sharded(reference, tmp_path / "pruned")  # masks already applied: nothing to reconstruct
+    out = tmp_path / "o3"
+    out.mkdir()
+    with pytest.warns(UserWarning, match="already zero"):
+        prune_checkpoint_sequential(pruned, out, SparsityPlan(SparseGPTConfig(0.5)), calibration, omp)
+
+
+def _load_llama(path):
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM.from_pretrained(path).eval()

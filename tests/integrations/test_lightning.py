@@ -174,3 +174,11 @@ def test_ddp_two_processes_identical_masks(tmp_path):
     assert ranks[0]["checksum"] == ranks[1]["checksum"]
     for r in ranks:
         assert r["pruned"] == round(0.5 * r["total"]) and r["regrown"] == 0
+
+
+def test_lottery_callback_takes_output_dir_and_the_old_folder_with_a_warning(tmp_path):
+    config = LotteryConfig(prune_fraction=0.2, rounds=1)
+    assert LotteryTicketCallback(config, output_dir=str(tmp_path / "a"), steps_per_round=2).ticket.folder.name == "a"
+    with pytest.warns(FutureWarning, match=r"folder= is deprecated .* use output_dir="):
+        old = LotteryTicketCallback(config, folder=str(tmp_path / "b"), steps_per_round=2)
+    assert old.ticket.folder.name == "b"

@@ -241,7 +241,7 @@ def test_schedule_beyond_training_fails_before_any_step(tmp_path):
 
 def test_near_zero_monitor_matches_direct_count(tmp_path):
     model = make_tiny_bert()
-    monitor = NearZeroMonitor(every=2, threshold=0.3, mode="relative")
+    monitor = NearZeroMonitor(log_every=2, threshold=0.3, mode="relative")
     trainer = Trainer(
         model=model,
         args=training_args(tmp_path),
@@ -412,3 +412,13 @@ def test_calibrated_method_through_the_callback(tmp_path):
     for target in resolve_targets(model):
         groups, ok = nm_compliance(target.param.detach(), 2, 4, target.in_axis)
         assert ok == groups
+
+
+def test_renamed_keywords_keep_working_with_a_warning():
+    with pytest.warns(FutureWarning, match=r"every= is deprecated .* use log_every="):
+        monitor = NearZeroMonitor(every=7)
+    with pytest.warns(FutureWarning, match=r"per_layer= is deprecated .* use log_per_layer="):
+        quiet = NearZeroMonitor(per_layer=False)
+    assert monitor.every == 7 and quiet.per_layer is False
+    with pytest.raises(SparsityConfigError, match="give log_every= only"):
+        NearZeroMonitor(log_every=3, every=7)

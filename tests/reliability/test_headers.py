@@ -168,7 +168,15 @@ def test_the_cli_exits_2_with_one_line_and_writes_nothing(pristine, tmp_path, ca
     extra = {
         "in-memory": [],
         "low-memory": ["--low-memory"],
-        "wanda-low-memory": ["--low-memory", "--method", "wanda", "--calib", "packaged:bbc-calib", "--seq-len", "16"],
+        "wanda-low-memory": [
+            "--low-memory",
+            "--method",
+            "wanda",
+            "--calib",
+            "packaged:bbc-calib",
+            "--calib-seq-len",
+            "16",
+        ],
     }[mode]
     with pytest.raises(SystemExit) as exit_info:
         cli(["prune", str(folder), str(tmp_path / "out"), *extra])

@@ -115,7 +115,7 @@ def test_refine_masks_with_every_bit_cleared_is_an_error(tmp_path, capsys):
         cli(
             [
                 *("prune", str(src), str(tmp_path / "out"), "--method", "sparsegpt", "--calib", str(text)),
-                *("--seq-len", "16", "--refine-masks", str(tmp_path / "zero.st")),
+                *("--calib-seq-len", "16", "--refine-masks", str(tmp_path / "zero.st")),
             ]
         )
     assert exit_info.value.code == 2 and "the masks prune all" in capsys.readouterr().err

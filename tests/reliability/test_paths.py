@@ -66,7 +66,7 @@ COMMANDS = {
     "prune --low-memory": ["prune", "{m}", "{out}", "--low-memory"],
     "prune wanda --low-memory": [
         *("prune", "{m}", "{out}", "--low-memory", "--method", "wanda"),
-        *("--calib", "packaged:bbc-calib", "--seq-len", "16"),
+        *("--calib", "packaged:bbc-calib", "--calib-seq-len", "16"),
     ],
     "inspect": ["inspect", "{m}"],
     "compress": ["compress", "{m}", "{out}"],
