@@ -139,19 +139,26 @@ def main() -> None:
     if base is None:
         return
     t, grid = base["point_seconds"], base["grid"]
+    bracket = base["first_bracket"]
+    resolutions = sorted({base["resolution"], 0.025, 0.005}, reverse=True)
     print(
-        f"\nmodel from the measured {t:.2f} s per point ({grid} grid points, bracket {base['first_bracket']:.2f} -> "
-        f"resolution {base['resolution']}):"
+        f"\nmodel from the measured {t:.2f} s per point ({grid} grid points, first bracket {bracket:.2f}); "
+        f"rounds and wall time to reach each resolution (this run: {base['resolution']}):"
     )
+
+    def wall(workers: int, resolution: float) -> float:
+        return (math.ceil(grid / workers) + modelled_rounds(bracket, resolution, workers)) * t
+
     model_rows = []
-
-    def wall(workers: int) -> float:
-        return (math.ceil(grid / workers) + modelled_rounds(base["first_bracket"], base["resolution"], workers)) * t
-
     for workers in (1, 2, 8, 32, 128):
-        rounds = modelled_rounds(base["first_bracket"], base["resolution"], workers)
-        model_rows.append([str(workers), str(rounds), f"{wall(workers):.1f}", f"{wall(1) / wall(workers):.1f}x"])
-    print(table(model_rows, ["workers", "rounds", "modelled wall s", "speed-up vs 1"]))
+        row = [str(workers)]
+        for resolution in resolutions:
+            rounds = modelled_rounds(bracket, resolution, workers)
+            row.append(
+                f"{rounds} / {wall(workers, resolution):.1f} s / {wall(1, resolution) / wall(workers, resolution):.1f}x"
+            )
+        model_rows.append(row)
+    print(table(model_rows, ["workers", *[f"resolution {r}: rounds / wall / speed-up" for r in resolutions]]))
 
 
 if __name__ == "__main__":

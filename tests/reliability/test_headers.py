@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from es_plugins import CheckpointError, OMPConfig, SparsityPlan
 from es_plugins.cli import main as cli
 from es_plugins.outofcore import prune_checkpoint
-from tests.conftest import rewrite_header, sharded_checkpoint
+from tests.conftest import rewrite_header
+from tests.reliability.conftest import damaged_copy
 
 INDEX = "model.safetensors.index.json"
 S2, S3, S5, S8 = (f"model-0000{i}-of-00008.safetensors" for i in (2, 3, 5, 8))
@@ -140,16 +141,8 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    return sharded_checkpoint(tmp_path_factory.mktemp("pristine") / "model")
-
-
 def damaged(pristine: Path, tmp_path: Path, fault: str) -> Path:
-    folder = tmp_path / "model"
-    shutil.copytree(pristine, folder)
-    FAULTS[fault][0](folder)
-    return folder
+    return damaged_copy(pristine, tmp_path, FAULTS[fault][0])
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

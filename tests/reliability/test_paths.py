@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from es_plugins.cli import main as cli
-from tests.conftest import sharded_checkpoint
+from tests.reliability.conftest import damaged_copy
 
 INDEX = "model.safetensors.index.json"
 S3 = "model-00003-of-00008.safetensors"  # holds block 0's attention and ln_2
@@ -74,16 +74,8 @@ COMMANDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    return sharded_checkpoint(tmp_path_factory.mktemp("pristine") / "model")
-
-
 def escaped(pristine: Path, tmp_path: Path, escape: str) -> Path:
-    folder = tmp_path / "model"
-    shutil.copytree(pristine, folder)
-    ESCAPES[escape][0](folder)
-    return folder
+    return damaged_copy(pristine, tmp_path, ESCAPES[escape][0])
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
