@@ -164,25 +164,25 @@ def test_resume_without_masks_file_warns(tmp_path):
     assert cb.sparsifier.state.sparsity == pytest.approx(0.5)
 
 
-def test_resume_with_partial_masks_is_an_error_not_regrowth(tmp_path):
-    args = training_args(tmp_path, save_strategy="steps", save_steps=3)
-    Trainer(
-        model=make_tiny_bert(),
-        args=args,
-        train_dataset=RandomTokens(),
-        callbacks=[SparsityCallback("omp", sparsity=0.5)],
-    ).train()
-    path = tmp_path / "checkpoint-3" / MASKS_FILENAME
-    saved = SparsityState.load(path)
-    dropped = sorted(saved.masks)[:3]
-    # the masks lose three layers and the record of which targets they covered
-    SparsityState({n: m for n, m in saved.masks.items() if n not in dropped}, {"level": 0.5}).save(path)
-    trainer = Trainer(
+def omp_trainer(args: TrainingArguments) -> Trainer:
+    """A fresh tiny BERT pruned to 50 % by the callback (for runs that save, then resume)."""
+    return Trainer(
         model=make_tiny_bert(),
         args=args,
         train_dataset=RandomTokens(),
         callbacks=[SparsityCallback("omp", sparsity=0.5)],
     )
+
+
+def test_resume_with_partial_masks_is_an_error_not_regrowth(tmp_path):
+    args = training_args(tmp_path, save_strategy="steps", save_steps=3)
+    omp_trainer(args).train()
+    path = tmp_path / "checkpoint-3" / MASKS_FILENAME
+    saved = SparsityState.load(path)
+    dropped = sorted(saved.masks)[:3]
+    # the masks lose three layers and the record of which targets they covered
+    SparsityState({n: m for n, m in saved.masks.items() if n not in dropped}, {"level": 0.5}).save(path)
+    trainer = omp_trainer(args)
     with pytest.raises(
         MaskMismatchError, match=r"targets without a mask: .*3 in all; partial masks would let them regrow"
     ):

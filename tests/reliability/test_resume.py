@@ -16,16 +16,14 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from safetensors.torch import save
-from transformers import Trainer
 
 from es_plugins import MaskMismatchError, SparsityState
 from es_plugins.integrations.lightning import SparsityCallback as LightningSparsity
-from es_plugins.integrations.transformers import SparsityCallback
 from es_plugins.masks.masks_file import MASKS_FILENAME, MASKS_FORMAT, MASKS_VERSION, integrity_text
 from tests.conftest import make_tiny_bert
 from tests.integrations.test_lightning import TinyModule, loader
 from tests.integrations.test_lightning import trainer as lightning_trainer
-from tests.integrations.test_transformers import RandomTokens, training_args
+from tests.integrations.test_transformers import omp_trainer, training_args
 
 ALL_KEEP = r"keep every weight, but their plan prunes 50.00%"
 FLIPPED = r"kept weights where .* were written: the file was changed after it was saved"
@@ -49,20 +47,10 @@ CASES = [("all keep", ALL_KEEP), ("bit flip", FLIPPED)]
 @pytest.mark.parametrize("how, message", CASES)
 def test_hf_trainer_resume_refuses_tampered_masks(tmp_path, how, message):
     args = training_args(tmp_path, save_strategy="steps", save_steps=3)
-    Trainer(
-        model=make_tiny_bert(),
-        args=args,
-        train_dataset=RandomTokens(),
-        callbacks=[SparsityCallback("omp", sparsity=0.5)],
-    ).train()
+    omp_trainer(args).train()
     path = tmp_path / "checkpoint-3" / MASKS_FILENAME
     _write_state_dict(path, tamper(_read_state_dict(path), how))
-    trainer = Trainer(
-        model=make_tiny_bert(),
-        args=args,
-        train_dataset=RandomTokens(),
-        callbacks=[SparsityCallback("omp", sparsity=0.5)],
-    )
+    trainer = omp_trainer(args)
     with pytest.raises(MaskMismatchError, match=message):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
 
