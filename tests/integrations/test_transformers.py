@@ -422,3 +422,20 @@ def test_renamed_keywords_keep_working_with_a_warning():
     assert monitor.every == 7 and quiet.per_layer is False
     with pytest.raises(SparsityConfigError, match="give log_every= only"):
         NearZeroMonitor(log_every=3, every=7)
+
+
+@pytest.mark.parametrize("precision", [None, "bf16"])
+def test_finetune_recipe_runs_where_asked_in_the_precision_asked(tiny_classifier_dir, tmp_path, precision):
+    """The sweep's fine-tune: `--device cpu` keeps the Trainer on the CPU, `--bf16` reaches it
+    (nothing forces the CPU any more; on a GPU machine the default is the Trainer's device)."""
+    from es_plugins.integrations.hf_recipes import finetune_and_evaluate, load_classifier
+
+    model, tokenizer = load_classifier(tiny_classifier_dir, 2)
+    texts, labels = ["good film", "bad film"] * 8, [1, 0] * 8
+    metrics, trainer = finetune_and_evaluate(
+        model, tokenizer, (texts, labels), (texts, labels), tmp_path, max_steps=1, device="cpu", precision=precision
+    )
+    assert trainer.args.use_cpu and trainer.args.bf16 == (precision == "bf16")
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    with pytest.raises(SparsityConfigError, match="precision must be one of bf16, fp16"):
+        finetune_and_evaluate(model, tokenizer, (texts, labels), (texts, labels), tmp_path, precision="int4")
