@@ -12,9 +12,12 @@ import logging as _logging
 from ._version import __version__ as __version__
 from .errors import (
     CheckpointError,
+    DataError,
+    ExportError,
     MaskMismatchError,
     NonFiniteWeightError,
     NoTargetsError,
+    OutputPathError,
     SparsityConfigError,
 )
 from .lottery import LotteryConfig, LotteryTicket
@@ -32,7 +35,8 @@ from .plan import SparsityPlan, make_plan
 from .report import SparsityReport, build_report
 from .schedules import CubicSchedule
 from .sparsifier import Sparsifier
-from .sparsify import calibrated_prune_, sparsify_
+from .sparsify import calibrated_prune_ as calibrated_prune_  # deprecated: warns, goes away in 0.3
+from .sparsify import sparsify_
 from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
 from .targets import Target, TargetSpec, resolve_targets
 
@@ -42,15 +46,12 @@ _logging.getLogger("es_plugins").addHandler(_logging.NullHandler())
 
 __all__ = [
     "CheckpointError",
-    "SparseGPTConfig",
-    "WandaConfig",
-    "calibrated_prune_",
     "CubicSchedule",
+    "DataError",
+    "EnforcementHandle",
+    "ExportError",
     "LotteryConfig",
     "LotteryTicket",
-    "Sparsifier",
-    "make_plan",
-    "EnforcementHandle",
     "MASKS_FILENAME",
     "MaskMismatchError",
     "MethodConfig",
@@ -58,15 +59,20 @@ __all__ = [
     "NoTargetsError",
     "NonFiniteWeightError",
     "OMPConfig",
+    "OutputPathError",
     "RandomConfig",
+    "SparseGPTConfig",
+    "Sparsifier",
     "SparsityConfigError",
     "SparsityPlan",
     "SparsityReport",
     "SparsityState",
     "Target",
     "TargetSpec",
+    "WandaConfig",
     "build_report",
     "compute_masks",
+    "make_plan",
     "register_method",
     "resolve_targets",
     "sparsify_",

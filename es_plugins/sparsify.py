@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._deprecation import warn_renamed
 from .calibration.oneshot import prune_calibrated_
 from .errors import SparsityConfigError
 from .methods import MethodConfig, compute_masks, entry_for
@@ -88,7 +89,9 @@ def calibrated_prune_(
     batch_size: int = 4,
     show_progress: bool = False,
 ) -> SparsityState:
-    """Alias of ``sparsify_(model, plan, calibration=..., masks=...)``, kept for 0.1 callers."""
+    """Deprecated spelling of ``sparsify_(model, plan, calibration=..., masks=...)`` (one entry
+    point, no alias pair): it warns, and goes away in 0.3."""
+    warn_renamed("calibrated_prune_(model, plan, calibration)", "sparsify_(model, plan, calibration=...)")
     return sparsify_(
         model, plan, calibration=calibration, masks=masks, batch_size=batch_size, show_progress=show_progress
     )

@@ -17,7 +17,7 @@ from torch import nn
 from ..device import model_device, resolve_device, to_device
 from ..errors import MaskMismatchError, SparsityConfigError
 from ..methods import MethodEntry, check_finite, entry_for, method_names
-from ..methods._selection import check_keeps_some
+from ..methods.selection import check_keeps_some
 from ..plan import SparsityPlan
 from ..progress import progress_factory
 from ..state import SparsityState

@@ -278,7 +278,7 @@ def iter_keep_largest_masks(
             yield torch.full((n,), k <= 0, dtype=torch.bool)
         return
     t, ties_left = kth_smallest_threshold(scores, numels, k, progress)
-    yield from iter_masks(scores, numels, t, ties_left)
+    yield from iter_threshold_masks(scores, numels, t, ties_left)
 
 
 def write_masks(
@@ -286,10 +286,10 @@ def write_masks(
 ) -> list[torch.Tensor]:
     """Keep scores above ``t``; of the scores equal to ``t``, prune the first ``ties`` in
     (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor."""
-    return list(iter_masks(scores, numels, t, ties))
+    return list(iter_threshold_masks(scores, numels, t, ties))
 
 
-def iter_masks(
+def iter_threshold_masks(
     scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]
 ) -> Iterator[torch.Tensor]:
     """:func:`write_masks`, yielding each tensor's mask as soon as it is complete."""

@@ -8,9 +8,9 @@ import torch
 
 from ..masks.select import ScoreFn
 from ..targets import Target
-from ._selection import select_by_scores
 from .configs import OMPConfig
 from .registry import register_method
+from .selection import select_by_scores
 
 
 def magnitude_score(param: torch.Tensor) -> ScoreFn:

@@ -12,9 +12,9 @@ import torch
 
 from ..masks.select import ScoreFn
 from ..targets import Target
-from ._selection import select_by_scores
 from .configs import RandomConfig
 from .registry import register_method
+from .selection import select_by_scores
 
 _BLOCK = 4096
 

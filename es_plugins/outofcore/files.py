@@ -22,7 +22,7 @@ from ..masks.masks_file import pwrite_fully
 from ..weight_files import INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFiles
 
 __all__ = [
-    "DTYPES",
+    "STORAGE_DTYPES",
     "INDEX_FILE",
     "SINGLE_FILE",
     "ShardedCheckpoint",
@@ -33,7 +33,7 @@ __all__ = [
 
 # safetensors dtype -> (numpy storage dtype, torch dtype) that out-of-core pruning reads; bf16 is
 # stored as uint16 and viewed.
-DTYPES: dict[str, tuple[Any, torch.dtype]] = {
+STORAGE_DTYPES: dict[str, tuple[Any, torch.dtype]] = {
     "F64": (np.float64, torch.float64),
     "F32": (np.float32, torch.float32),
     "F16": (np.float16, torch.float16),
@@ -63,10 +63,10 @@ class ShardedCheckpoint:
         self.shards = self.files.shards
         self.entries: dict[str, TensorEntry] = self.files.entries
         for entry in self.entries.values():
-            if entry.dtype not in DTYPES:
+            if entry.dtype not in STORAGE_DTYPES:
                 raise CheckpointError(
                     f"{str(entry.file)!r}, tensor {entry.name!r}: dtype {entry.dtype} is not read out of core "
-                    f"({', '.join(DTYPES)}); prune it in memory"
+                    f"({', '.join(STORAGE_DTYPES)}); prune it in memory"
                 )
 
     @property
@@ -79,7 +79,7 @@ class ShardedCheckpoint:
     def tensor(self, name: str) -> torch.Tensor:
         """A read-only, file-backed view of tensor ``name`` (no copy: pages come from the file)."""
         entry = self.entries[name]
-        storage, dtype = DTYPES[entry.dtype]
+        storage, dtype = STORAGE_DTYPES[entry.dtype]
         if entry.numel == 0:
             return torch.empty(entry.shape, dtype=dtype)
         array = np.memmap(entry.file, dtype=storage, mode="r", offset=entry.start, shape=(entry.numel,))
@@ -104,7 +104,7 @@ def copy_checkpoint_files(src: ShardedCheckpoint, dst: Path) -> None:
 def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor) -> None:
     """Overwrite tensor ``entry`` in ``folder``'s copy of its shard with ``value`` (same shape;
     cast to the stored dtype, so a bf16 checkpoint stays bf16)."""
-    _, dtype = DTYPES[entry.dtype]
+    _, dtype = STORAGE_DTYPES[entry.dtype]
     if tuple(value.shape) != entry.shape:
         raise CheckpointError(f"{entry.name}: writing shape {tuple(value.shape)} over {entry.shape}")
     data = value.detach().to("cpu", dtype).contiguous().reshape(-1)

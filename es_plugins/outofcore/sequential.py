@@ -34,7 +34,7 @@ from ..progress import progress_factory
 from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target, resolve_targets
-from .files import DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
+from .files import STORAGE_DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
 from .prune import checkpoint_names, meta_model
 
 
@@ -140,7 +140,7 @@ def prune_checkpoint_sequential(
     stored_targets = [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in all_targets]
     check_calibrated_targets(plan, stored_targets, masks, full)  # the same checks as in memory
 
-    stored = DTYPES[checkpoint.entries[mapping[all_targets[0].name]].dtype][1] if all_targets else torch.float32
+    stored = STORAGE_DTYPES[checkpoint.entries[mapping[all_targets[0].name]].dtype][1] if all_targets else torch.float32
     skeleton = skeleton_model(src, stored)
     check_calibration(skeleton, calibration)
     _, skeleton_blocks = find_blocks(skeleton)

@@ -33,11 +33,14 @@ def test_calibrated_methods_prune_through_the_one_entry_point(config):
     assert state.meta["targets"] == [t.name for t in resolve_targets(model)]  # from_plan recorded them
 
 
-def test_the_old_alias_gives_the_same_masks():
+def test_the_deprecated_alias_warns_and_gives_the_same_masks():
     a, b = make_tiny_gpt2(), make_tiny_gpt2()
     plan = SparsityPlan(WandaConfig(0.4))
     masks_a = sparsify_(a, plan, calibration=_calibration()).masks
-    masks_b = calibrated_prune_(b, plan, _calibration()).masks
+    with pytest.warns(
+        FutureWarning, match=r"calibrated_prune_\(model, plan, calibration\) is deprecated .* use sparsify_"
+    ):
+        masks_b = calibrated_prune_(b, plan, _calibration()).masks
     assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
 
 
