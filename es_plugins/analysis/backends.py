@@ -19,7 +19,6 @@ spec, through the object store, once.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import socket
@@ -112,10 +111,6 @@ def _evaluate_on_worker(key: str, spec: TaskSpec, sparsity: float, seed: int) ->
     if task is None:
         task = _WORKER_TASKS[key] = spec.build()
     return _timed(task.evaluate, sparsity, seed)
-
-
-def ray_available() -> bool:
-    return importlib.util.find_spec("ray") is not None
 
 
 def require_ray() -> Any:
