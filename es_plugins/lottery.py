@@ -24,10 +24,11 @@ from torch import nn
 
 from ._io import atomic_write_text
 from .errors import SparsityConfigError, check_choice
-from .methods import OMPConfig, compute_masks
+from .methods import OMPConfig
 from .plan import SparsityPlan
+from .sparsify import sparsify_
 from .state import MASKS_FILENAME, SparsityState
-from .targets import TargetSpec, resolve_targets
+from .targets import TargetSpec
 
 Rewind = Union[str, int]
 LEGACY_ROUND_MASKS = "masks.safetensors"  # a round's masks file before 0.2
@@ -205,13 +206,14 @@ class LotteryTicket:
         )
         next_state = None
         if index < self.config.rounds:
-            targets = resolve_targets(model, self.config.targets)
             level = self.config.sparsity_after(index + 1)
-            current = trained.masks if trained is not None else None
             plan = SparsityPlan(OMPConfig(level, self.config.scope), self.config.targets)
-            masks = compute_masks(targets, plan.method, current=current)
-            next_state = SparsityState.from_plan(
-                masks, plan, targets, lottery_round=index + 1, level=level, lottery=self.config.to_dict()
+            next_state = sparsify_(  # chosen on the trained weights; applied after the rewind
+                model,
+                plan,
+                current=trained,
+                apply=False,
+                meta={"lottery_round": index + 1, "level": level, "lottery": self.config.to_dict()},
             )
             self._masks_path(index + 1).parent.mkdir(parents=True, exist_ok=True)
             next_state.save(self._masks_path(index + 1))

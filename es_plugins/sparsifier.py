@@ -8,7 +8,6 @@ optimizer step hooks, so adapters never need to call anything per optimizer step
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from torch import nn
 from .artifacts import save_with_sparsity_files
 from .distributed import assert_identical_across_ranks
 from .errors import SparsityConfigError
-from .methods import MethodConfig, compute_masks, config_from_dict, entry_for, is_calibrated, method_names
+from .methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names
 from .naming import canonical_name
 from .plan import SparsityPlan, make_plan
 from .schedules import CubicSchedule
@@ -293,19 +292,18 @@ class Sparsifier:
         plan, model = self._plan(), self._model
         if model is None:
             raise RuntimeError("call Sparsifier.setup(model, optimizer) first")
-        method = plan.method
-        if is_calibrated(method):  # block-wise from activations; updates weights in place
-            self.state = sparsify_(model, plan, calibration=self.calibration)
-            self.state.meta["level"] = self.level = level
-            return
-        if self.schedule is not None:  # only unstructured configs (with a sparsity field) get here
-            method = dataclasses.replace(method, sparsity=level)  # type: ignore[call-arg]
-        current = self.state.masks if self.state is not None else None
-        masks = compute_masks(self._targets, method, current=current)
-        schedule = {"schedule": self.schedule.to_dict()} if self.schedule is not None else {}
-        self.state = SparsityState.from_plan(masks, plan, self._targets, level=level, **schedule)
+        if self.calibration is not None:  # block-wise from activations; updates weights in place
+            self.state = sparsify_(model, plan, calibration=self.calibration, meta={"level": level})
+        else:
+            schedule = {"schedule": self.schedule.to_dict()} if self.schedule is not None else {}
+            self.state = sparsify_(
+                model,
+                plan,
+                current=self.state,
+                level=level if self.schedule is not None else None,
+                meta={"level": level, **schedule},
+            )
         self.level = level
-        self.state.apply_(model)
 
     def _plan(self) -> SparsityPlan:
         if self.plan is None:

@@ -3,6 +3,7 @@ run block by block so only one block's activations and statistics are ever in me
 :func:`es_plugins.sparsify_` is the entry point; this package is its calibrated engine."""
 
 from .blocks import find_blocks
-from .oneshot import check_calibration, prune_calibrated_
+from .checks import check_calibration
+from .oneshot import prune_calibrated_
 
 __all__ = ["check_calibration", "find_blocks", "prune_calibrated_"]

@@ -166,6 +166,11 @@ class LocalCombine:
     def cat(self, values: torch.Tensor) -> torch.Tensor:
         return values
 
+    def tie_quotas(self, scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int) -> int | list[int]:
+        """How many scores equal to ``t`` each tensor prunes: here one budget, spent in
+        (tensor, flat index) order; across ranks, one quota per tensor in rank order."""
+        return ties
+
 
 def kth_smallest_threshold(
     scores: Sequence[ScoreFn],
@@ -248,6 +253,7 @@ def keep_largest_masks(
     numels: Sequence[int],
     k: int,
     progress: Callable = iter,
+    combine: LocalCombine | None = None,
 ) -> list[torch.Tensor]:
     """Flat bool keep-masks that prune exactly the ``k`` lowest scores across all tensors.
 
@@ -257,28 +263,31 @@ def keep_largest_masks(
         numels: element count of each tensor (same order).
         k: number of entries to prune in total.
         progress: wraps the per-tensor loop (e.g. a tqdm factory) on long runs.
+        combine: how partial counts and samples are combined; ``None`` for one process.
+            With :class:`es_plugins.distributed.RankCombine` the tensors are this rank's
+            pieces of tensors sharded across ranks, and ``k`` counts over all ranks.
     """
-    total = sum(numels)
-    if k <= 0:
-        return [torch.ones(n, dtype=torch.bool) for n in numels]
-    if k >= total:
-        return [torch.zeros(n, dtype=torch.bool) for n in numels]
-    return list(iter_keep_largest_masks(scores, numels, k, progress))
+    return list(iter_keep_largest_masks(scores, numels, k, progress, combine))
 
 
 def iter_keep_largest_masks(
-    scores: Sequence[ScoreFn], numels: Sequence[int], k: int, progress: Callable = iter
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    k: int,
+    progress: Callable = iter,
+    combine: LocalCombine | None = None,
 ) -> Iterator[torch.Tensor]:
     """:func:`keep_largest_masks`, one mask at a time: the threshold search runs first, then
     each tensor's mask is made only when the caller asks for it (out-of-core pruning writes
     and drops it before the next)."""
-    total = sum(numels)
+    combine = combine if combine is not None else LocalCombine()
+    total = combine.sum(sum(numels))
     if k <= 0 or k >= total:
         for n in numels:
             yield torch.full((n,), k <= 0, dtype=torch.bool)
         return
-    t, ties_left = kth_smallest_threshold(scores, numels, k, progress)
-    yield from iter_threshold_masks(scores, numels, t, ties_left)
+    t, ties_left = kth_smallest_threshold(scores, numels, k, progress, combine)
+    yield from iter_threshold_masks(scores, numels, t, combine.tie_quotas(scores, numels, t, ties_left))
 
 
 def write_masks(

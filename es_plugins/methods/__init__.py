@@ -14,7 +14,7 @@ import torch
 
 from ..errors import NonFiniteWeightError, SparsityConfigError
 from ..masks.nm import parse_pattern
-from ..masks.select import chunks
+from ..masks.select import LocalCombine, chunks
 from ..progress import progress_factory
 from ..targets import Target
 
@@ -56,6 +56,7 @@ def compute_masks(
     config: MethodConfig,
     show_progress: bool = False,
     current: dict[str, torch.Tensor] | None = None,
+    combine: LocalCombine | None = None,
 ) -> dict[str, torch.Tensor]:
     """Keep-masks (bool, same shape as each weight) for ``targets`` under a whole-model method.
 
@@ -63,12 +64,17 @@ def compute_masks(
         current: masks already in force. Weights they prune stay pruned (they rank below
             every kept weight), so gradual schedules and lottery-ticket rounds give nested
             masks with the exact new count.
+        combine: for targets that are this process's pieces of weights sharded across
+            ranks (FSDP): how counts and samples are combined
+            (:class:`es_plugins.distributed.RankCombine`). Methods registered ``shardable``
+            take it; the selection is then exact over the full tensors.
 
     Raises:
         SparsityConfigError: a calibrated method (it needs activations: use
-            ``sparsify_(model, plan, calibration=...)``).
+            ``sparsify_(model, plan, calibration=...)``), or ``combine`` for a method that
+            is not shardable.
     """
-    return dict(iter_masks(targets, config, show_progress, current))
+    return dict(iter_masks(targets, config, show_progress, current, combine))
 
 
 def iter_masks(
@@ -76,6 +82,7 @@ def iter_masks(
     config: MethodConfig,
     show_progress: bool = False,
     current: dict[str, torch.Tensor] | None = None,
+    combine: LocalCombine | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """:func:`compute_masks` one ``(name, keep)`` at a time, in target order: out-of-core
     pruning writes each mask and its pruned weight before the next one exists."""
@@ -85,8 +92,14 @@ def iter_masks(
             f"method {config.name!r} needs calibration data: use es_plugins.sparsify_(model, plan, "
             "calibration=token_ids) or the CLI's --calib"
         )
+    extra = {}
+    if combine is not None:
+        if not entry.shardable:
+            shardable = [name for name in method_names() if entry_for(name).shardable]
+            raise SparsityConfigError(f"sharded pruning supports {', '.join(shardable)}; got {config.name!r}")
+        extra["combine"] = combine
     check_finite(targets)
-    result = entry.fn(targets, config, progress_factory(show_progress, config.name), current or {})
+    result = entry.fn(targets, config, progress_factory(show_progress, config.name), current or {}, **extra)
     return iter(result.items()) if isinstance(result, Mapping) else iter(result)
 
 

@@ -42,6 +42,13 @@ class MethodConfig:
         False when every layer gets its own quota (N:M, per-layer scope, calibrated methods)."""
         return getattr(self, "scope", None) == "global"
 
+    def at_sparsity(self, level: float) -> "MethodConfig":
+        """This config pruning ``level`` instead (a gradual schedule's step): methods with an
+        unstructured ``sparsity`` field; the others have no level to move."""
+        if "sparsity" not in {f.name for f in dataclasses.fields(self)}:
+            raise SparsityConfigError(f"method {self.name!r} has no sparsity level to schedule")
+        return dataclasses.replace(self, sparsity=level)  # type: ignore[call-arg]
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self)}
 

@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..masks.select import ScoreFn
+from ..masks.select import LocalCombine, ScoreFn
 from ..targets import Target
 from .configs import OMPConfig
 from .registry import register_method
@@ -25,7 +25,11 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
 
 @register_method(OMPConfig, schedulable=True, shardable=True)
 def omp_masks(
-    targets: Sequence[Target], config: OMPConfig, progress: Callable, current: dict
+    targets: Sequence[Target],
+    config: OMPConfig,
+    progress: Callable,
+    current: dict,
+    combine: LocalCombine | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     scores = [magnitude_score(t.param) for t in targets]
-    return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current)
+    return select_by_scores(targets, scores, config.sparsity, config.scope, progress, current, combine)

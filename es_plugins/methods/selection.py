@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..errors import SparsityConfigError
-from ..masks.select import ScoreFn, iter_keep_largest_masks, keep_largest_masks
+from ..masks.select import LocalCombine, ScoreFn, iter_keep_largest_masks, keep_largest_masks
 from ..targets import Target
 
 PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
@@ -46,22 +46,29 @@ def select_by_scores(
     scope: str,
     progress: Callable,
     current: dict[str, torch.Tensor],
+    combine: LocalCombine | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, keep)`` for each target in order, pruning exactly ``round(sparsity * n)``
     (over all targets, or per layer). The counts are checked before the first mask; masks
     are then made one at a time, so a caller that writes each one out (out-of-core pruning)
-    never holds more than one."""
+    never holds more than one.
+
+    ``combine``: the selection's hook for tensors sharded across processes (FSDP): counts
+    ``n`` are then summed over ranks, and each target is this rank's piece."""
+    combine = combine if combine is not None else LocalCombine()
     score_fns = [respecting(fn, current.get(t.name)) for fn, t in zip(score_fns, targets)]
     numels = [t.numel for t in targets]
     if scope == "global":
-        k = round(sparsity * sum(numels))
-        check_keeps_some(sparsity, k, sum(numels), "the targeted weights")
-        masks = iter_keep_largest_masks(score_fns, numels, k, progress)
+        total = combine.sum(sum(numels))
+        k = round(sparsity * total)
+        check_keeps_some(sparsity, k, total, "the targeted weights")
+        masks = iter_keep_largest_masks(score_fns, numels, k, progress, combine)
     else:
-        for target, numel in zip(targets, numels):
-            check_keeps_some(sparsity, round(sparsity * numel), numel, f"layer {target.name!r}")
+        totals = [combine.sum(numel) for numel in numels]
+        for target, total in zip(targets, totals):
+            check_keeps_some(sparsity, round(sparsity * total), total, f"layer {target.name!r}")
         masks = (
-            keep_largest_masks([score_fn], [numel], round(sparsity * numel))[0]
-            for score_fn, numel in progress(list(zip(score_fns, numels)))
+            keep_largest_masks([score_fn], [numel], round(sparsity * total), combine=combine)[0]
+            for score_fn, numel, total in progress(list(zip(score_fns, numels, totals)))
         )
     return ((t.name, m.view(t.param.shape).to(t.param.device)) for t, m in zip(targets, masks))

@@ -14,66 +14,27 @@ whatever the depth. Blocks run in the checkpoint's dtype, as an in-memory run wi
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from ..calibration.blocks import capture_block_inputs, find_blocks
-from ..calibration.engine import Inputs, prune_block_
-from ..calibration.oneshot import calibrated_entry, check_calibrated_targets, check_calibration, group_by_block
+from ..calibration.checks import check_calibration
+from ..calibration.driver import ActivationStore, BlockPlan, OpenBlock, plan_blocks, run_blocks
 from ..device import resolve_device, to_device
 from ..hf_config import model_class, read_config
 from ..masks.masks_file import MasksFileWriter
 from ..naming import canonical_names
 from ..plan import SparsityPlan
-from ..progress import progress_factory
 from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
-from ..targets import Target, resolve_targets
+from ..targets import Target
 from .files import STORAGE_DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
 from .prune import checkpoint_names, meta_model
-
-
-class ActivationStore:
-    """The hidden states between two blocks: in memory while they fit ``budget`` bytes, else
-    one file per batch in a temporary folder (read back when the next block needs it)."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-        self._folder: tempfile.TemporaryDirectory | None = None
-
-    def keep(self, inputs: Inputs) -> Inputs:
-        size = sum(args[0].numel() * args[0].element_size() for args, _ in inputs)
-        if size <= self.budget:
-            return inputs
-        if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="es-plugins-activations-")
-        stored: Inputs = []
-        for index, (args, kwargs) in enumerate(inputs):
-            path = Path(self._folder.name) / f"batch-{index}.pt"
-            torch.save(args[0], path)
-            stored.append(((_OnDisk(path), *args[1:]), kwargs))
-        return stored
-
-    @staticmethod
-    def load(inputs: Inputs) -> Inputs:
-        return [((a[0].load() if isinstance(a[0], _OnDisk) else a[0], *a[1:]), k) for a, k in inputs]
-
-    def close(self) -> None:
-        if self._folder is not None:
-            self._folder.cleanup()
-
-
-class _OnDisk:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def load(self) -> torch.Tensor:
-        return torch.load(self.path, weights_only=True)
 
 
 def skeleton_model(folder: Path, dtype: torch.dtype) -> nn.Module:
@@ -101,6 +62,46 @@ def _fill(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
         params[name].data.copy_(value)
 
 
+class ShardBlocks:
+    """Block source of a checkpoint on disk: block ``i``'s weights are filled from the
+    memory-mapped shards into one template block on the device; its pruned weights are
+    written in place into the output shards, its masks streamed into the masks file."""
+
+    def __init__(
+        self,
+        template: nn.Module,
+        checkpoint: ShardedCheckpoint,
+        mapping: dict[str, str],
+        blocked: BlockPlan,
+        dst: Path,
+        masks_file: MasksFileWriter,
+        pattern: tuple[int, int] | None,
+    ):
+        self.template, self.checkpoint, self.mapping = template, checkpoint, mapping
+        self.blocked, self.dst, self.masks_file, self.pattern = blocked, dst, masks_file, pattern
+        self.modules = dict(template.named_modules())
+        self.params = [n for n, _ in template.named_parameters()]
+        names = [t.name for t in blocked.targets]
+        self.canonical_of = dict(zip(names, canonical_names(names)))
+        self.layers: list[LayerStats] = []
+
+    @contextlib.contextmanager
+    def open(self, index: int) -> Iterator[OpenBlock]:
+        prefix = f"{self.blocked.prefix}.{index}."
+        _fill(self.template, {n: self.checkpoint.tensor(self.mapping[prefix + n]) for n in self.params})
+        local = dict(self.template.named_parameters())
+        targets = [
+            Target(t.name, t.module_name, local[t.name[len(prefix) :]], t.in_axis) for t in self.blocked.grouped[index]
+        ]
+        yield self.template, targets, {t.name: self.modules[t.module_name[len(prefix) :]] for t in targets}
+
+    def commit(self, index: int, targets: list[Target], kept: dict[str, torch.Tensor]) -> None:
+        for target in targets:
+            write_tensor_in_place(self.checkpoint.entries[self.mapping[target.name]], self.dst, target.param)
+            self.masks_file.write(self.canonical_of[target.name], kept[target.name])
+            self.layers.append(LayerStats.measure(target.name, target.param, target.in_axis, self.pattern))
+
+
 def prune_checkpoint_sequential(
     src: str | Path,
     dst: str | Path,
@@ -120,7 +121,8 @@ def prune_checkpoint_sequential(
     ``device`` (default: ``cuda`` when available, else the CPU) is where each block runs: the
     block is filled there from the memory-mapped shards, calibrated, pruned, and only its
     pruned weights and masks come back to be written. What runs before the blocks (the
-    embeddings) stays on the CPU.
+    embeddings) stays on the CPU. The loop and its checks are the in-memory run's
+    (:mod:`es_plugins.calibration.driver`); only the block source differs.
 
     Raises:
         SparsityConfigError: a method without calibration, bad calibration ids, or targets
@@ -129,75 +131,42 @@ def prune_checkpoint_sequential(
     """
     src, dst = Path(src), Path(dst)
     work = resolve_device(device)
-    entry = calibrated_entry(plan, masks)
     checkpoint = ShardedCheckpoint(src, allow_external)
     full = meta_model(src)
-    prefix, blocks = find_blocks(full)
-    grouped = group_by_block(resolve_targets(full, plan.targets), prefix, len(blocks))
-    all_targets = [t for group in grouped for t in group]
-    params = [n for n, _ in full.named_parameters()]
-    mapping = checkpoint_names(full, checkpoint, params)
-    stored_targets = [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in all_targets]
-    check_calibrated_targets(plan, stored_targets, masks, full)  # the same checks as in memory
+    mapping = checkpoint_names(full, checkpoint, [n for n, _ in full.named_parameters()])
 
-    stored = STORAGE_DTYPES[checkpoint.entries[mapping[all_targets[0].name]].dtype][1] if all_targets else torch.float32
-    skeleton = skeleton_model(src, stored)
+    def stored(targets: list[Target]) -> list[Target]:
+        return [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in targets]
+
+    blocked = plan_blocks(full, plan, masks, weights=stored)  # the same checks as in memory
+    first = blocked.targets[0].name if blocked.targets else None
+    dtype = STORAGE_DTYPES[checkpoint.entries[mapping[first]].dtype][1] if first else torch.float32
+    skeleton = skeleton_model(src, dtype)
     check_calibration(skeleton, calibration)
     _, skeleton_blocks = find_blocks(skeleton)
     template = skeleton_blocks[0].to(work)
-    outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{prefix}.0.") and p.numel()}
+    outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{blocked.prefix}.0.") and p.numel()}
     _fill(skeleton, {n: checkpoint.tensor(mapping[n]) for n in outside})
 
     copy_checkpoint_files(checkpoint, dst)
-    state_meta = SparsityState.from_plan(
-        {},
-        plan,
-        all_targets,
-        calibration={"samples": int(calibration.shape[0]), "seq_len": int(calibration.shape[1])},
-        refined_from=(masks.meta.get("plan") if masks is not None else None),
-    ).state_dict()["meta"]
-    canonical_of = dict(zip([t.name for t in all_targets], canonical_names([t.name for t in all_targets])))
+    canonical = canonical_names([t.name for t in blocked.targets])
     masks_file = MasksFileWriter(
-        dst / MASKS_FILENAME, {canonical_of[t.name]: tuple(t.param.shape) for t in all_targets}, state_meta
+        dst / MASKS_FILENAME,
+        {c: tuple(t.param.shape) for c, t in zip(canonical, blocked.targets)},
+        blocked.state_meta(calibration, masks),
     )
-    passes = plan.method.calibration_passes or 2
-    size = calibration.shape[0] if passes == 1 else batch_size
-    batches = [calibration[i : i + size] for i in range(0, calibration.shape[0], size)]
-    store = ActivationStore(activation_budget)
-    inputs = store.keep(to_device(capture_block_inputs(skeleton, template, batches), work))
-    template_modules = dict(template.named_modules())
-    template_params = [n for n, _ in template.named_parameters()]
-    layers: list[LayerStats] = []
+    inputs = to_device(capture_block_inputs(skeleton, template, blocked.batches(calibration, batch_size)), work)
     given = {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
-    progress = progress_factory(show_progress, f"{plan.method.name} (block, out-of-core)")
-    try:
-        for index in progress(range(len(blocks))):
-            block_prefix = f"{prefix}.{index}."
-            _fill(template, {n: checkpoint.tensor(mapping[block_prefix + n]) for n in template_params})
-            local = {n: p for n, p in template.named_parameters()}
-            targets = [
-                Target(t.name, t.module_name, local[t.name[len(block_prefix) :]], t.in_axis) for t in grouped[index]
-            ]
-            hooked = {t.name: template_modules[t.module_name[len(block_prefix) :]] for t in targets}
-            keeps, outputs = prune_block_(
-                template, targets, hooked, store.load(inputs), entry, plan.method, given, passes
-            )
-            inputs = store.keep(outputs)
-            for target in targets:
-                stored = checkpoint.entries[mapping[target.name]]
-                write_tensor_in_place(stored, dst, target.param)
-                masks_file.write(canonical_of[target.name], keeps[target.name])
-                layers.append(LayerStats.measure(target.name, target.param, target.in_axis, pattern))
-    finally:
-        store.close()
+    source = ShardBlocks(template, checkpoint, mapping, blocked, dst, masks_file, pattern)
+    run_blocks(source, blocked, inputs, given, ActivationStore(activation_budget), show_progress, "block, out-of-core")
     masks_file.close()
     floating = [e for e in checkpoint.entries.values() if e.dtype in ("F64", "F32", "F16", "BF16")]
-    target_keys = {mapping[t.name] for t in all_targets}
+    target_keys = {mapping[t.name] for t in blocked.targets}
     all_zeros = sum(count_zeros(checkpoint.tensor(e.name)) for e in floating if e.name not in target_keys)
     return SparsityReport(
-        layers=layers,
+        layers=source.layers,
         all_params=sum(e.numel for e in floating),
-        all_zeros=all_zeros + sum(layer.zeros for layer in layers),
+        all_zeros=all_zeros + sum(layer.zeros for layer in source.layers),
         pattern=pattern,
         meta={**(meta or {}), "out_of_core": "sequential"},
     )

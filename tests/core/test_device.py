@@ -141,7 +141,7 @@ def test_the_calibration_hot_path_makes_no_copy_to_the_cpu(monkeypatch, config):
         with spy:
             return real(*args, **kwargs)
 
-    monkeypatch.setattr("es_plugins.calibration.oneshot.prune_block_", watched)
+    monkeypatch.setattr("es_plugins.calibration.driver.prune_block_", watched)
     state = sparsify_(make_tiny_gpt2(), SparsityPlan(config), calibration=CALIB)
     assert state.masks and spy.copies == []
 

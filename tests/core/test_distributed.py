@@ -29,8 +29,15 @@ def test_checksum_changes_with_any_bit():
 
 def test_sharded_omp_equals_the_single_process_masks(gloo_group, tiny_blocks):
     reference = sparsify_(copy.deepcopy(tiny_blocks), OMPConfig(0.4))
-    state = sparsify_sharded_(tiny_blocks, SparsityPlan(OMPConfig(0.4)))
+    state = sparsify_(tiny_blocks, SparsityPlan(OMPConfig(0.4)), sharded=True)
     assert state.meta["sharded"] and all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)
     assert assert_identical_across_ranks(state) == masks_checksum(state)
     with pytest.raises(SparsityConfigError, match="supports omp"):
-        sparsify_sharded_(tiny_blocks, SparsityPlan(RandomConfig(0.4)))
+        sparsify_(tiny_blocks, SparsityPlan(RandomConfig(0.4)), sharded=True)
+
+
+def test_sparsify_sharded_is_a_deprecated_spelling_of_sparsify_sharded(gloo_group, tiny_blocks):
+    reference = sparsify_(copy.deepcopy(tiny_blocks), OMPConfig(0.4), sharded=True)
+    with pytest.warns(FutureWarning, match=r"sparsify_\(model, plan, sharded=True\)"):
+        state = sparsify_sharded_(tiny_blocks, SparsityPlan(OMPConfig(0.4)))
+    assert all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)

@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, sys.argv[3])
 from es_plugins import OMPConfig, SparsityPlan, sparsify_  # noqa: E402
-from es_plugins.distributed import local_view, sparsify_sharded_  # noqa: E402
+from es_plugins.distributed import local_view  # noqa: E402
 from tests.conftest import TinyBlocks  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main(out: str, kind: str) -> None:
 
         model = FSDP(model, device_id=torch.device("cpu"), use_orig_params=True)
         names = lambda n: n.replace("_fsdp_wrapped_module.", "")
-    state = sparsify_sharded_(model, SparsityPlan(OMPConfig(0.5)))
+    state = sparsify_(model, SparsityPlan(OMPConfig(0.5)), sharded=True)
     local_pruned = sum(int((~m).sum()) for m in state.masks.values())
     pruned = torch.tensor([local_pruned])
     dist.all_reduce(pruned)
