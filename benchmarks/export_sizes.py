@@ -55,7 +55,7 @@ def main() -> None:
         root = Path(tmp)
         for label, options in LEVELS.items():
             pruned = root / f"pruned-{label[:2]}"
-            _quiet(["prune", str(src), str(pruned), *options])
+            _quiet(["prune", "--model", str(src), str(pruned), *options])
             model = load_hf_model(pruned)
             plain = (pruned / "model.safetensors").stat().st_size
             packed = root / f"compressed-{label[:2]}"

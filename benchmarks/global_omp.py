@@ -40,7 +40,9 @@ def case(method: str, size: str, dtype: str) -> dict:
     if method == "floor: one read pass":
         run = lambda: [torch.aminmax(w.detach()) for w in weights]  # reads every weight, allocates nothing
     elif method.startswith("es-plugins"):
-        from es_plugins import OMPConfig, TargetSpec, compute_masks, resolve_targets
+        from es_plugins import OMPConfig, TargetSpec
+        from es_plugins.methods import compute_masks
+        from es_plugins.targets import resolve_targets
 
         targets = resolve_targets(blocks, TargetSpec(include=r".*"))
         run = lambda: compute_masks(targets, OMPConfig(SPARSITY))

@@ -110,8 +110,7 @@ def case(name: str, src: str, dst: str) -> dict:
     """One row, in this (fresh) process."""
     from es_plugins import NMConfig, OMPConfig, SparsityPlan, WandaConfig, sparsify_
     from es_plugins.memory import PeakAnonSampler, stable_allocator
-    from es_plugins.outofcore import prune_checkpoint
-    from es_plugins.outofcore.sequential import prune_checkpoint_sequential
+    from es_plugins.outofcore import prune_blockwise, prune_tensorwise
 
     stable_allocator()
     torch.set_num_threads(2)
@@ -128,11 +127,11 @@ def case(name: str, src: str, dst: str) -> dict:
             model.save_pretrained(out)
             del model
         elif "OMP" in name:
-            prune_checkpoint(src, out, SparsityPlan(OMPConfig(0.5)))
+            prune_tensorwise(src, out, SparsityPlan(OMPConfig(0.5)))
         elif "2:4" in name:
-            prune_checkpoint(src, out, SparsityPlan(NMConfig("2:4")))
+            prune_tensorwise(src, out, SparsityPlan(NMConfig("2:4")))
         else:
-            prune_checkpoint_sequential(src, out, SparsityPlan(WandaConfig(0.5)), calibration)
+            prune_blockwise(src, out, SparsityPlan(WandaConfig(0.5)), calibration)
     return {"seconds": time.perf_counter() - start, "peak_anon": sampler.added}
 
 

@@ -38,7 +38,7 @@ def case(model: str, threads: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
-        code = main(["prune", model, str(out), "--sparsity", "0.5", *flags])
+        code = main(["prune", "--model", model, str(out), "--sparsity", "0.5", *flags])
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"es-plugins prune exited {code}")

@@ -20,6 +20,8 @@ from .errors import (
     OutputPathError,
     SparsityConfigError,
 )
+from .export.verified import ExportOptions
+from .jobs import Calibration, SweepOptions, compare_masks, export, prune_checkpoint, sweep
 from .lottery import LotteryConfig, LotteryTicket
 from .methods import (
     MethodConfig,
@@ -28,31 +30,30 @@ from .methods import (
     RandomConfig,
     SparseGPTConfig,
     WandaConfig,
-    compute_masks,
     register_method,
 )
-from .plan import SparsityPlan, make_plan
-from .report import SparsityReport, build_report
+from .plan import SparsityPlan
 from .schedules import CubicSchedule
 from .sparsifier import Sparsifier
-from .sparsify import calibrated_prune_ as calibrated_prune_  # deprecated: warns, goes away in 0.3
 from .sparsify import sparsify_
-from .state import MASKS_FILENAME, EnforcementHandle, SparsityState
-from .targets import Target, TargetSpec, resolve_targets
+from .state import SparsityState
+from .targets import TargetSpec
 
 # A library's manners: no handler that prints, records propagate to the user's logging set-up.
-# The CLI alone attaches console output (es_plugins.cli.console_logging).
+# The CLI alone attaches console output (es_plugins._console.console_logging).
 _logging.getLogger("es_plugins").addHandler(_logging.NullHandler())
 
+# User verbs, configs, errors. Plumbing lives in its module; the former top-level names of
+# plumbing keep working for one release, with a warning naming where they live now.
 __all__ = [
+    "Calibration",
     "CheckpointError",
     "CubicSchedule",
     "DataError",
-    "EnforcementHandle",
     "ExportError",
+    "ExportOptions",
     "LotteryConfig",
     "LotteryTicket",
-    "MASKS_FILENAME",
     "MaskMismatchError",
     "MethodConfig",
     "NMConfig",
@@ -65,15 +66,38 @@ __all__ = [
     "Sparsifier",
     "SparsityConfigError",
     "SparsityPlan",
-    "SparsityReport",
     "SparsityState",
-    "Target",
+    "SweepOptions",
     "TargetSpec",
     "WandaConfig",
-    "build_report",
-    "compute_masks",
-    "make_plan",
+    "compare_masks",
+    "export",
+    "prune_checkpoint",
     "register_method",
-    "resolve_targets",
     "sparsify_",
+    "sweep",
 ]
+
+_MOVED = {
+    "EnforcementHandle": "es_plugins.state",
+    "MASKS_FILENAME": "es_plugins.state",
+    "SparsityReport": "es_plugins.report",
+    "Target": "es_plugins.targets",
+    "build_report": "es_plugins.report",
+    "calibrated_prune_": "es_plugins.sparsify",
+    "compute_masks": "es_plugins.methods",
+    "make_plan": "es_plugins.plan",
+    "resolve_targets": "es_plugins.targets",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The former top-level plumbing names, for one release (PEP 562)."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'es_plugins' has no attribute {name!r}")
+    import importlib
+
+    from ._deprecation import warn_renamed
+
+    warn_renamed(f"es_plugins.{name}", f"{_MOVED[name]}.{name}")
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -1,5 +1,5 @@
 """Renamed options keep working for one release, with a warning that names the new spelling
-(command-line flags in :mod:`._cli_args`, Python keywords here)."""
+(command-line flags in :mod:`.cli.options`, Python keywords and values here)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def renamed_keyword(new_value: Any, old_value: Any, old: str, new: str, default:
         raise SparsityConfigError(f"give {new}= only ({old}= is its deprecated spelling), not both")
     warn_renamed(f"{old}=", f"{new}=", stacklevel=4)
     return old_value
+
+
+_OLD_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def dtype_value(text: str) -> str:
+    """One dtype vocabulary for every command and option (torch's names); the export's former
+    ``fp32``/``fp16``/``bf16`` still work for one release, with a warning."""
+    if text in _OLD_DTYPES:
+        warn_renamed(f"--dtype {text}", f"--dtype {_OLD_DTYPES[text]}")
+        return _OLD_DTYPES[text]
+    return text

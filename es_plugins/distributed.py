@@ -9,8 +9,8 @@ import torch.distributed as dist
 
 from ._deprecation import warn_renamed
 from .errors import MaskMismatchError
-from .masks import select
-from .state import SparsityState, _local_view
+from .sparsify import sparsify_
+from .state import SparsityState
 
 
 def masks_checksum(state: SparsityState) -> int:
@@ -36,61 +36,8 @@ def assert_identical_across_ranks(state: SparsityState, group=None) -> int:
     return checksum
 
 
-# --------------------------------------------------------------------- sharded (FSDP) pruning
-def local_view(param: torch.Tensor) -> torch.Tensor:
-    """The part of ``param`` this rank holds: a DTensor's local shard (FSDP2), else ``.data``
-    (for FSDP1 with ``use_orig_params=True`` that is the rank's flat piece, maybe empty)."""
-    return _local_view(param)
-
-
-def _all_gather_objects(value, group=None) -> list:
-    out = [None] * dist.get_world_size(group)
-    dist.all_gather_object(out, value, group=group)
-    return out
-
-
-def _all_sum(value: int, group=None) -> int:
-    tensor = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(tensor, group=group)
-    return int(tensor)
-
-
-class RankCombine(select.LocalCombine):
-    """The selection's combine hook across ranks (:func:`es_plugins.masks.select.keep_largest_masks`):
-    counts all-reduced, the sample and the bracket all-gathered, tie quotas handed out in rank
-    order. The result equals the single-process selection over the full tensors when each
-    tensor's global flat order is its pieces in rank order (true for FSDP2's dim-0 shards and
-    FSDP1's flat-parameter chunks): only counts, a sample and the ~1 % of scores inside the
-    bracket cross ranks — never the model."""
-
-    def __init__(self, group=None):
-        self.group = group
-        self.shards = dist.get_world_size(group)
-
-    def sum(self, value: int) -> int:
-        return _all_sum(value, self.group)
-
-    def cat(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.cat(_all_gather_objects(values, self.group))
-
-    def tie_quotas(self, scores, numels, t: float, ties: int) -> list[int]:
-        """Ties are pruned in (tensor, rank, local index) order: this rank's share per tensor."""
-        counts = _all_gather_objects(select.count_equal(scores, numels, t), self.group)
-        rank = dist.get_rank(self.group)
-        quotas = []
-        for index in range(len(numels)):
-            for r, per_rank in enumerate(counts):
-                take = min(per_rank[index], ties)
-                ties -= take
-                if r == rank:
-                    quotas.append(take)
-        return quotas
-
-
 def sparsify_sharded_(model, plan, group=None) -> SparsityState:
     """Deprecated spelling of ``sparsify_(model, plan, sharded=True, group=group)``: it warns,
     and goes away in 0.3."""
-    from .sparsify import sparsify_  # the one entry point (it imports this module lazily)
-
     warn_renamed("sparsify_sharded_(model, plan)", "sparsify_(model, plan, sharded=True)")
     return sparsify_(model, plan, sharded=True, group=group)

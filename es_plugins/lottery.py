@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ._io import atomic_write_text
 from .errors import SparsityConfigError, check_choice
 from .methods import OMPConfig
+from .output import atomic_write_text
 from .plan import SparsityPlan
 from .sparsify import sparsify_
 from .state import MASKS_FILENAME, SparsityState

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -325,3 +326,22 @@ def write_file_atomically(
     finally:
         _remove(folder)
     return result
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write via a uniquely named sibling temp file, fsync, and rename: a crash never leaves
+    half a file, and two processes writing the same path (shards of one sweep) never share a
+    temp file — the last complete write wins."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -12,6 +12,7 @@ from .calibration.oneshot import prune_calibrated_
 from .errors import SparsityConfigError
 from .methods import MethodConfig, compute_masks, entry_for, method_names
 from .plan import SparsityPlan, make_plan
+from .sharding import RankCombine, local_view
 from .state import SparsityState
 from .targets import Target, resolve_targets
 
@@ -117,8 +118,6 @@ def sparsify_(
     targets = resolve_targets(model, plan.targets)
     combine = None
     if sharded:
-        from .distributed import RankCombine, local_view  # torch.distributed, only when sharded
-
         targets = [Target(t.name, t.module_name, local_view(t.param), t.in_axis) for t in targets]
         combine = RankCombine(group)
     keep = compute_masks(

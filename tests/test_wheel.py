@@ -101,6 +101,7 @@ def test_the_installed_wheel_runs_every_command(fresh_env, tmp_path):
             fresh_env,
             str(bin_dir / "es-plugins"),
             "prune",
+            "--model",
             str(src),
             str(tmp_path / name),
             "--sparsity",
@@ -111,7 +112,13 @@ def test_the_installed_wheel_runs_every_command(fresh_env, tmp_path):
         report = json.loads((tmp_path / name / "sparsity_report.json").read_text())
         assert report["targets"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     inspected = _run(
-        fresh_env, str(bin_dir / "es-plugins"), "inspect", str(tmp_path / "in-memory"), "--json", cwd=tmp_path
+        fresh_env,
+        str(bin_dir / "es-plugins"),
+        "inspect",
+        "--model",
+        str(tmp_path / "in-memory"),
+        "--json",
+        cwd=tmp_path,
     )
     assert json.loads(inspected.stdout)["targets"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
 

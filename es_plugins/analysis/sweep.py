@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .._io import atomic_write_text
 from ..errors import SparsityConfigError, check_choice, check_fraction
+from ..output import atomic_write_text
 from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec
 
 Evaluate = Callable[[float, int], float]

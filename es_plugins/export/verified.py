@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._cli_args import dtype_value
+from .._deprecation import dtype_value
 from ..checkpoint import load_hf_model
 from ..device import resolve_device
 from ..errors import ExportError, SparsityConfigError

@@ -23,8 +23,8 @@ from ..targets import Target
 from . import magnitude, nm, random, wanda, sparsegpt  # noqa: F401
 
 # isort: on
-from .calibrated import CalibratedConfig, SparseGPTConfig, WandaConfig
-from .configs import MethodConfig, NMConfig, OMPConfig, RandomConfig
+
+from .configs import CalibratedConfig, MethodConfig, NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, WandaConfig
 from .registry import MethodEntry, config_from_dict, entry_for, is_calibrated, method_names, register_method
 
 

@@ -18,7 +18,9 @@ Two function shapes exist, because the two families see the model differently:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -75,6 +77,57 @@ class MethodEntry:
     def options(self) -> tuple[str, ...]:
         """Keyword options the config accepts (what the CLI and ``config_from_dict`` allow)."""
         return tuple(inspect.signature(self.config_type).parameters)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One keyword option of a method config, as the command line sees it: its help and
+    choices from the field (:func:`es_plugins.methods.configs.option`), its value type from
+    the annotation, and the methods that take it."""
+
+    name: str
+    type: type
+    help: str
+    choices: tuple | None
+    default: Any
+    methods: tuple[str, ...]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _value_type(annotation: Any) -> type:
+    """``float | None`` -> float: the type a flag's text converts to."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def method_options() -> dict[str, OptionSpec]:
+    """Every keyword option of every registered method, merged by name, in registry order:
+    the table the CLI's method flags are generated from."""
+    table: dict[str, OptionSpec] = {}
+    for entry in _ENTRIES.values():
+        cls = entry.config_type
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        signature = inspect.signature(cls).parameters
+        for name in entry.options:
+            meta = dict(fields[name].metadata) if name in fields else dict(cls.init_options.get(name, {}))
+            if name in table:
+                table[name] = dataclasses.replace(table[name], methods=(*table[name].methods, entry.name))
+                continue
+            annotation = hints.get(name, str)
+            default = signature[name].default
+            table[name] = OptionSpec(
+                name,
+                _value_type(annotation),
+                meta.get("help", ""),
+                meta.get("choices"),
+                None if default is inspect.Parameter.empty else default,
+                (entry.name,),
+            )
+    return table
 
 
 _ENTRIES: dict[str, MethodEntry] = {}

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import SparsityConfigError
 from ..targets import Target
-from .calibrated import SparseGPTConfig
+from .configs import SparseGPTConfig
 from .registry import LayerInputs, register_method
 
 

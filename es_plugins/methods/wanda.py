@@ -6,7 +6,7 @@ import torch
 
 from ..masks.nm import nm_keep_mask
 from ..targets import Target
-from .calibrated import WandaConfig
+from .configs import WandaConfig
 from .registry import LayerInputs, register_method
 
 

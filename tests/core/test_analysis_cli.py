@@ -42,7 +42,7 @@ def test_perplexity_sweep_writes_report_and_resumes(tmp_path, tiny_lm_dir, text_
         text_dir,
         "--tokens",
         "256",
-        "--seq-len",
+        "--eval-seq-len",
         "32",
         "--levels",
         "0.3",
@@ -139,7 +139,7 @@ def test_finetune_sweep_on_csv(tmp_path, tiny_classifier_dir, capsys):
             "no column 'stars' .*--label-column.*columns are",
         ),
         (
-            ["--task", "perplexity", "--text", "TEXT", "--seq-len", "999"],
+            ["--task", "perplexity", "--text", "TEXT", "--eval-seq-len", "999"],
             r"seq_len=999 is larger than the model's maximum \(64\)",
         ),
         (["--task", "perplexity", "--text", "TEXT", "--tolerance", "1.5"], r"tolerance must be in \[0, 1\)"),
@@ -197,6 +197,7 @@ def test_zeros_across_checkpoints(tmp_path, tiny_bert_dir, capsys):
     code, stdout, _ = run_cli(
         capsys,
         "zeros",
+        "--model",
         tiny_bert_dir,
         pruned,
         "--threshold",
@@ -226,7 +227,7 @@ def test_wanda_perplexity_sweep_uses_calibration(tmp_path, tiny_lm_dir, text_dir
         text_dir,
         "--tokens",
         "128",
-        "--seq-len",
+        "--eval-seq-len",
         "32",
         "--levels",
         "0.5",
@@ -298,14 +299,14 @@ def test_finetune_sweep_on_packaged_rotten_tomatoes(tmp_path, tiny_classifier_di
 
 
 def test_zeros_can_leave_out_weights_a_mask_pruned(tmp_path, tiny_bert_dir, capsys):
-    assert run_cli(capsys, "prune", tiny_bert_dir, tmp_path / "pruned", "--sparsity", "0.5")[0] == 0
+    assert run_cli(capsys, "prune", "--model", tiny_bert_dir, tmp_path / "pruned", "--sparsity", "0.5")[0] == 0
     capsys.readouterr()
-    args = ("zeros", tmp_path / "pruned", "--threshold", "1e-6", "--mode", "absolute", "--json")
+    args = ("zeros", "--model", tmp_path / "pruned", "--threshold", "1e-6", "--mode", "absolute", "--json")
     with_pruned = json.loads(run_cli(capsys, *args)[1])[str(tmp_path / "pruned")]["overall"]
     without = json.loads(run_cli(capsys, *args, "--exclude-masked")[1])[str(tmp_path / "pruned")]["overall"]
     assert with_pruned == pytest.approx(0.5, abs=1e-3) and without == pytest.approx(0.0, abs=1e-3)
     with pytest.raises(SystemExit):
-        run_cli(capsys, "zeros", tiny_bert_dir, "--exclude-masked")
+        run_cli(capsys, "zeros", "--model", tiny_bert_dir, "--exclude-masked")
     assert "has no sparsity_masks.safetensors" in capsys.readouterr().err
 
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from es_plugins import MASKS_FILENAME, OMPConfig, Sparsifier, SparsityState
+from es_plugins import OMPConfig, Sparsifier, SparsityState
 from es_plugins.artifacts import REPORT_FILENAME, write_sparsity_files
+from es_plugins.state import MASKS_FILENAME
 
 
 def test_finalize_makes_save_pretrained_write_the_sparsity_files(tiny_bert, tmp_path):

@@ -71,7 +71,7 @@ def test_a_hub_name_offline_and_not_cached_is_a_one_line_error_and_writes_nothin
     with pytest.raises(CheckpointError, match=r"not in the Hugging Face cache .* \(HF_HUB_OFFLINE=1\)"):
         resolve_model_path("acme/not-cached")
     with pytest.raises(SystemExit) as exit_info:
-        cli(["prune", "acme/not-cached@v2", str(tmp_path / "out")])
+        cli(["prune", "--model", "acme/not-cached@v2", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "'acme/not-cached@v2' is no local folder, and not in the Hugging Face cache" in err
@@ -86,7 +86,7 @@ def test_the_cli_prunes_a_hub_model_from_the_cache_named_by_hf_home(tmp_path):
     env.pop("HF_HUB_CACHE", None)
     out = tmp_path / "pruned"
     result = subprocess.run(
-        [sys.executable, "-m", "es_plugins", "prune", REPO_ID, str(out), "--sparsity", "0.3", "--json"],
+        [sys.executable, "-m", "es_plugins", "prune", "--model", REPO_ID, str(out), "--sparsity", "0.3", "--json"],
         env=env,
         capture_output=True,
         text=True,

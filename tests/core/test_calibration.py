@@ -17,14 +17,14 @@ from es_plugins import (
     SparsityState,
     TargetSpec,
     WandaConfig,
-    compute_masks,
-    resolve_targets,
     sparsify_,
 )
 from es_plugins.calibration.stats import add_gram_
 from es_plugins.masks import nm_compliance
+from es_plugins.methods import compute_masks
 from es_plugins.methods.sparsegpt import sparsegpt_prune
 from es_plugins.methods.wanda import wanda_keep_mask
+from es_plugins.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
 
 CALIB = torch.randint(0, 99, (8, 16), generator=torch.Generator().manual_seed(0))
@@ -285,6 +285,7 @@ def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, 
     code, captured = _cli(
         capsys,
         "prune",
+        "--model",
         tiny_lm_dir,
         out,
         *extra,
@@ -292,7 +293,7 @@ def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, 
         calib_file,
         "--calib-samples",
         "4",
-        "--seq-len",
+        "--calib-seq-len",
         "32",
         "--json",
     )
@@ -309,11 +310,12 @@ def test_cli_calibrated_prune(tmp_path, tiny_lm_dir, calib_file, capsys, extra, 
 
 def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
     omp_dir = tmp_path / "omp"
-    assert _cli(capsys, "prune", tiny_lm_dir, omp_dir, "--sparsity", "0.5")[0] == 0
+    assert _cli(capsys, "prune", "--model", tiny_lm_dir, omp_dir, "--sparsity", "0.5")[0] == 0
     refined = tmp_path / "refined"
     code, _ = _cli(
         capsys,
         "prune",
+        "--model",
         tiny_lm_dir,
         refined,
         "--method",
@@ -322,7 +324,7 @@ def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
         calib_file,
         "--calib-samples",
         "4",
-        "--seq-len",
+        "--calib-seq-len",
         "32",
         "--refine-masks",
         omp_dir / "sparsity_masks.safetensors",
@@ -338,16 +340,16 @@ def test_cli_refine_masks(tmp_path, tiny_lm_dir, calib_file, capsys):
     [
         (["--method", "wanda"], "needs calibration data: --calib"),
         (
-            ["--method", "wanda", "--calib", "CALIB", "--seq-len", "100"],
+            ["--method", "wanda", "--calib", "CALIB", "--calib-seq-len", "100"],
             r"--calib-seq-len 100 is larger than the model's maximum \(64\)",
         ),
         (
-            ["--method", "wanda", "--calib", "CALIB", "--calib-samples", "500", "--seq-len", "64"],
+            ["--method", "wanda", "--calib", "CALIB", "--calib-samples", "500", "--calib-seq-len", "64"],
             "holds only .* sequences",
         ),
         (["--method", "wanda", "--calib", "CALIB", "--refine-masks", "MASKS"], "only sparsegpt refines"),
         (
-            ["--method", "sparsegpt", "--calib", "CALIB", "--refine-masks", "MASKS", "--seq-len", "32"],
+            ["--method", "sparsegpt", "--calib", "CALIB", "--refine-masks", "MASKS", "--calib-seq-len", "16"],
             "masks do not match the model",
         ),
         (["--method", "omp", "--calib", "CALIB"], "apply to calibrated methods \\(wanda, sparsegpt\\)"),
@@ -362,7 +364,7 @@ def test_cli_calibrated_bad_input(tmp_path, tiny_lm_dir, calib_file, capsys, ext
     sparsify_(make_tiny_bert(), SparsityPlan(OMPConfig(0.5))).save(masks)
     extra = [str(calib_file) if e == "CALIB" else str(masks) if e == "MASKS" else e for e in extra]
     with pytest.raises(SystemExit):
-        _cli(capsys, "prune", tiny_lm_dir, tmp_path / "o", *extra)
+        _cli(capsys, "prune", "--model", tiny_lm_dir, tmp_path / "o", *extra)
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
 

@@ -21,7 +21,7 @@ def test_prune_writes_plain_checkpoint_masks_and_report(tmp_path, tiny_bert_dir,
     from transformers import BertForSequenceClassification
 
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(capsys, "prune", tiny_bert_dir, out, "--sparsity", "0.4", "--json")
+    code, stdout, _ = run_cli(capsys, "prune", "--model", tiny_bert_dir, out, "--sparsity", "0.4", "--json")
     assert code == 0
     report = json.loads(stdout)
     assert report["targets"]["sparsity"] == pytest.approx(0.4, abs=1e-4)
@@ -38,13 +38,13 @@ def test_prune_writes_plain_checkpoint_masks_and_report(tmp_path, tiny_bert_dir,
 
 def test_prune_nm_then_inspect_reports_compliance(tmp_path, tiny_bert_dir, capsys):
     out = tmp_path / "nm"
-    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--method", "nm", "--pattern", "4:8")[0] == 0
-    code, stdout, _ = run_cli(capsys, "inspect", out, "--pattern", "4:8", "--json")
+    assert run_cli(capsys, "prune", "--model", tiny_bert_dir, out, "--method", "nm", "--pattern", "4:8")[0] == 0
+    code, stdout, _ = run_cli(capsys, "inspect", "--model", out, "--pattern", "4:8", "--json")
     report = json.loads(stdout)
     assert code == 0 and report["nm_compliant_layers"] == report["targets"]["layers"] == 12
     assert report["targets"]["sparsity"] == pytest.approx(0.5)
     assert report["meta"]["masks_file"]["weights_nonzero_where_masked"] == 0
-    code, table, _ = run_cli(capsys, "inspect", tiny_bert_dir)
+    code, table, _ = run_cli(capsys, "inspect", "--model", tiny_bert_dir)
     assert "2:4 compliant layers: 0/12" in table and "targeted: 12 layers" in table
 
 
@@ -53,6 +53,7 @@ def test_prune_random_layer_scope_and_include(tmp_path, tiny_bert_dir, capsys):
     code, stdout, _ = run_cli(
         capsys,
         "prune",
+        "--model",
         tiny_bert_dir,
         out,
         "--method",
@@ -90,7 +91,7 @@ def test_prune_random_layer_scope_and_include(tmp_path, tiny_bert_dir, capsys):
 def test_bad_input_clear_error_and_nothing_written(tmp_path, tiny_bert_dir, capsys, extra, message):
     out = tmp_path / "never"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(capsys, "prune", tiny_bert_dir, out, *extra)
+        run_cli(capsys, "prune", "--model", tiny_bert_dir, out, *extra)
     assert exit_info.value.code == 2
     import re
 
@@ -101,7 +102,7 @@ def test_bad_input_clear_error_and_nothing_written(tmp_path, tiny_bert_dir, caps
 
 def test_unknown_method_rejected_by_parser(tmp_path, tiny_bert_dir, capsys):
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", tiny_bert_dir, tmp_path / "o", "--method", "lth")
+        run_cli(capsys, "prune", "--model", tiny_bert_dir, tmp_path / "o", "--method", "lth")
     assert "invalid choice: 'lth' (choose from 'omp', 'nm', 'random', 'wanda', 'sparsegpt')" in capsys.readouterr().err
 
 
@@ -115,7 +116,7 @@ def test_not_a_checkpoint(tmp_path, capsys, make):
         if make == "config_only":
             (path / "config.json").write_text("{}")
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", path, tmp_path / "out")
+        run_cli(capsys, "prune", "--model", path, tmp_path / "out")
     err = capsys.readouterr().err
     assert {
         "missing": "does not exist",
@@ -132,19 +133,19 @@ def test_non_finite_weights_nothing_written(tmp_path, tiny_bert, capsys):
     src = tmp_path / "nan-bert"
     tiny_bert.save_pretrained(src)
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", src, tmp_path / "out")
+        run_cli(capsys, "prune", "--model", src, tmp_path / "out")
     assert "bert.encoder.layer.1.output.dense.weight" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_existing_output_needs_overwrite(tmp_path, tiny_bert_dir, capsys):
     out = tmp_path / "out"
-    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--sparsity", "0.3")[0] == 0
+    assert run_cli(capsys, "prune", "--model", tiny_bert_dir, out, "--sparsity", "0.3")[0] == 0
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", tiny_bert_dir, out)
+        run_cli(capsys, "prune", "--model", tiny_bert_dir, out)
     assert "--overwrite" in capsys.readouterr().err
     assert SparsityState.load(out / MASKS_FILENAME).sparsity == pytest.approx(0.3, abs=1e-3)
-    assert run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")[0] == 0
+    assert run_cli(capsys, "prune", "--model", tiny_bert_dir, out, "--overwrite")[0] == 0
     assert SparsityState.load(out / MASKS_FILENAME).sparsity == pytest.approx(0.5, abs=1e-3)
 
 
@@ -153,19 +154,19 @@ def test_overwrite_never_replaces_a_folder_es_plugins_did_not_write(tmp_path, ti
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     with pytest.raises(SystemExit):
-        run_cli(capsys, "prune", tiny_bert_dir, out, "--overwrite")
+        run_cli(capsys, "prune", "--model", tiny_bert_dir, out, "--overwrite")
     assert "did not write" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "user data" and not (out / MASKS_FILENAME).exists()
 
 
 def test_inspect_rejects_mismatched_masks_file(tmp_path, tiny_bert_dir, tiny_gpt2, capsys):
     out = tmp_path / "out"
-    run_cli(capsys, "prune", tiny_bert_dir, out)
+    run_cli(capsys, "prune", "--model", tiny_bert_dir, out)
     from es_plugins import OMPConfig, SparsityPlan, sparsify_
 
     sparsify_(tiny_gpt2, SparsityPlan(OMPConfig(0.5))).save(out / MASKS_FILENAME)
     with pytest.raises(SystemExit):
-        run_cli(capsys, "inspect", out)
+        run_cli(capsys, "inspect", "--model", out)
     assert "masks do not match the model" in capsys.readouterr().err
 
 
@@ -182,7 +183,7 @@ def test_console_script_installed():
 @pytest.mark.parametrize(
     "argv, dest, value, old, new",
     [
-        (["prune", "m", "o", "--seq-len", "64"], "calib_seq_len", 64, "--seq-len", "--calib-seq-len"),
+        (["prune", "--model", "m", "o", "--seq-len", "64"], "calib_seq_len", 64, "--seq-len", "--calib-seq-len"),
         (["sweep", "--seq-len", "64"], "eval_seq_len", 64, "--seq-len", "--eval-seq-len"),
         (["export", "--model", "m", "o", "--dtype", "fp16"], "dtype", "float16", "--dtype fp16", "--dtype float16"),
     ],
@@ -190,9 +191,9 @@ def test_console_script_installed():
 def test_old_spellings_keep_working_with_a_warning_naming_the_new_one(argv, dest, value, old, new):
     import warnings
 
-    from es_plugins.cli import _build_parser
+    from es_plugins.cli import build_parser
 
-    parser = _build_parser()
+    parser = build_parser()
     with pytest.warns(FutureWarning, match=f"{old} is deprecated and goes away in es-plugins 0.3: use {new}"):
         assert getattr(parser.parse_args(argv), dest) == value
     modern = [new.split()[-1] if a == old.split()[-1] else a for a in argv]

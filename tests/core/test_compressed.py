@@ -30,7 +30,7 @@ def same_weights(a, b) -> bool:
 @pytest.mark.parametrize("method,fmt", [(OMPConfig(0.5), "bitmask"), (NMConfig("2:4"), "2:4")])
 def test_compress_round_trips_bit_exactly_and_shrinks(tmp_path, capsys, method, fmt):
     model, src = pruned_dir(tmp_path, method, "pruned")
-    assert es_cli(["compress", str(src), str(tmp_path / "c"), "--json"]) == 0
+    assert es_cli(["compress", "--model", str(src), str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr().out  # DeepSpeed, if imported earlier in this process, logs to stdout
     summary = json.loads(out[out.index("{\n") :])
     assert summary["format"] == fmt  # auto picks 2:4 only when every target is 2:4
@@ -47,7 +47,7 @@ def test_two_four_checkpoint_loads_through_transformers(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     model, src = pruned_dir(tmp_path, NMConfig("2:4"), "pruned")
-    assert es_cli(["compress", str(src), str(tmp_path / "c"), "--format", "2:4"]) == 0
+    assert es_cli(["compress", "--model", str(src), str(tmp_path / "c"), "--format", "2:4"]) == 0
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "c", dtype=torch.float32)
     assert same_weights(model, loaded)
 
@@ -56,8 +56,8 @@ def test_decompress_writes_a_plain_checkpoint(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     model, src = pruned_dir(tmp_path, OMPConfig(0.5), "pruned")
-    es_cli(["compress", str(src), str(tmp_path / "c")])
-    assert es_cli(["decompress", str(tmp_path / "c"), str(tmp_path / "plain")]) == 0
+    es_cli(["compress", "--model", str(src), str(tmp_path / "c")])
+    assert es_cli(["decompress", "--model", str(tmp_path / "c"), str(tmp_path / "plain")]) == 0
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert "quantization_config" not in config
     assert same_weights(model, AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain"))
@@ -66,7 +66,7 @@ def test_decompress_writes_a_plain_checkpoint(tmp_path):
 def test_two_four_format_refuses_unstructured_weights(tmp_path, capsys):
     _, src = pruned_dir(tmp_path, OMPConfig(0.5), "pruned")
     with pytest.raises(SystemExit):
-        es_cli(["compress", str(src), str(tmp_path / "c"), "--format", "2:4"])
+        es_cli(["compress", "--model", str(src), str(tmp_path / "c"), "--format", "2:4"])
     err = capsys.readouterr().err
     assert "needs every targeted weight to be 2:4" in err and "Use --format bitmask" in err
     assert not (tmp_path / "c").exists()
@@ -77,7 +77,7 @@ def test_unsupported_compressed_tensors_version_is_refused(tmp_path, monkeypatch
     import compressed_tensors
 
     _, src = pruned_dir(tmp_path, OMPConfig(0.5), "pruned")
-    es_cli(["compress", str(src), str(tmp_path / "c")])
+    es_cli(["compress", "--model", str(src), str(tmp_path / "c")])
     monkeypatch.setattr(compressed_tensors, "__version__", version)
     with pytest.raises(ImportError, match=f"compressed-tensors {version} is installed; .*>=0.14.0.1,<0.15"):
         compressed.load_compressed(tmp_path / "c")

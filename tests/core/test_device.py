@@ -55,8 +55,8 @@ def test_cuda_without_cuda_is_a_one_line_error():
 @pytest.mark.parametrize(
     "command",
     [
-        ["prune", "{src}", "{out}", "--method", "wanda", "--calib", "{text}"],
-        ["prune", "{src}", "{out}", "--method", "sparsegpt", "--calib", "{text}", "--low-memory"],
+        ["prune", "--model", "{src}", "{out}", "--method", "wanda", "--calib", "{text}"],
+        ["prune", "--model", "{src}", "{out}", "--method", "sparsegpt", "--calib", "{text}", "--low-memory"],
         ["sweep", "--model", "{src}", "--task", "perplexity", "--text", "{text}", "--output", "{out}"],
         ["export", "--model", "{src}", "{out}"],
     ],

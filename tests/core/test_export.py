@@ -146,10 +146,10 @@ def test_bad_onnx_inputs_fail_clearly(tmp_path, capsys):
     with pytest.raises(OnnxInputError, match="is not an ONNX model"):
         load_onnx(tmp_path / "junk.onnx")
     with pytest.raises(SystemExit):
-        es_cli(["inspect", str(tmp_path / "junk.onnx")])
+        es_cli(["inspect", "--model", str(tmp_path / "junk.onnx")])
     assert "is not an ONNX model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        es_cli(["inspect", str(tmp_path / "missing.onnx")])
+        es_cli(["inspect", "--model", str(tmp_path / "missing.onnx")])
     assert "not found" in capsys.readouterr().err
 
 
@@ -161,6 +161,7 @@ def test_cli_inspect_json_and_rewrite(graph_24, tmp_path, capsys):
         es_cli(
             [
                 "inspect",
+                "--model",
                 str(tmp_path / "m.onnx"),
                 "--json",
                 "--min-channels",

@@ -42,5 +42,5 @@ def test_the_cli_console_handler_lives_only_while_a_command_runs(tmp_path):
     logger = logging.getLogger("es_plugins")
     before = list(logger.handlers)
     src = save_checkpoint(make_tiny_bert(), tmp_path / "dense")
-    assert cli(["inspect", str(src)]) == 0
+    assert cli(["inspect", "--model", str(src)]) == 0
     assert logger.handlers == before and logger.level == logging.NOTSET

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from es_plugins import LotteryConfig, LotteryTicket, Sparsifier, SparsityConfigError, TargetSpec, resolve_targets
+from es_plugins import LotteryConfig, LotteryTicket, Sparsifier, SparsityConfigError, TargetSpec
+from es_plugins.targets import resolve_targets
 
 
 def _train(model, state, steps: int = 5, seed: int = 0) -> dict[str, float]:

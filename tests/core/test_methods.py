@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from es_plugins import NMConfig, OMPConfig, RandomConfig, SparsityPlan, build_report, resolve_targets, sparsify_
+from es_plugins import NMConfig, OMPConfig, RandomConfig, SparsityPlan, sparsify_
+from es_plugins.report import build_report
+from es_plugins.targets import resolve_targets
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.77])

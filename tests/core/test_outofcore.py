@@ -26,9 +26,8 @@ from es_plugins import (
     sparsify_,
 )
 from es_plugins.cli import main
-from es_plugins.outofcore import ShardedCheckpoint, prune_checkpoint
+from es_plugins.outofcore import ShardedCheckpoint, prune_blockwise, prune_tensorwise
 from es_plugins.outofcore.files import INDEX_FILE
-from es_plugins.outofcore.sequential import prune_checkpoint_sequential
 from es_plugins.state import MASKS_FILENAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +69,7 @@ def test_streamed_prune_equals_the_in_memory_one_bit_for_bit(tmp_path, config):
     src = sharded(tiny_llama(dtype=torch.bfloat16), tmp_path / "src")
     out = tmp_path / "out"
     out.mkdir()
-    report = prune_checkpoint(src, out, SparsityPlan(config))
+    report = prune_tensorwise(src, out, SparsityPlan(config))
     (out / "config.json").write_bytes((src / "config.json").read_bytes())
     reference = LlamaForCausalLM.from_pretrained(src, dtype=torch.bfloat16)
     state = sparsify_(reference, config)
@@ -101,7 +100,7 @@ def test_sequential_onloading_equals_the_in_memory_prune(tmp_path, config, dtype
     calibration = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(1))
     out = tmp_path / "out"
     out.mkdir()
-    prune_checkpoint_sequential(
+    prune_blockwise(
         src, out, SparsityPlan(config), calibration, activation_budget=0, device=device
     )  # activations spill to disk
     (out / "config.json").write_bytes((src / "config.json").read_bytes())
@@ -116,8 +115,8 @@ def test_cli_low_memory_writes_a_plain_checkpoint_with_the_in_memory_masks(tmp_p
     from transformers import LlamaForCausalLM
 
     src = sharded(tiny_llama(), tmp_path / "src")
-    assert main(["prune", str(src), str(tmp_path / "streamed"), "--low-memory", "--sparsity", "0.6"]) == 0
-    assert main(["prune", str(src), str(tmp_path / "loaded"), "--sparsity", "0.6"]) == 0
+    assert main(["prune", "--model", str(src), str(tmp_path / "streamed"), "--low-memory", "--sparsity", "0.6"]) == 0
+    assert main(["prune", "--model", str(src), str(tmp_path / "loaded"), "--sparsity", "0.6"]) == 0
     streamed, loaded = tmp_path / "streamed", tmp_path / "loaded"
     assert (streamed / MASKS_FILENAME).read_bytes() == (loaded / MASKS_FILENAME).read_bytes()
     assert same_weights(LlamaForCausalLM.from_pretrained(streamed), LlamaForCausalLM.from_pretrained(loaded))
@@ -128,15 +127,15 @@ def test_cli_low_memory_writes_a_plain_checkpoint_with_the_in_memory_masks(tmp_p
 
 def test_cli_switches_to_out_of_core_above_the_memory_budget_and_refuses_what_it_cannot_stream(tmp_path, capsys):
     src = sharded(tiny_llama(), tmp_path / "src")
-    assert main(["prune", str(src), str(tmp_path / "out"), "--memory-budget", "0.0001"]) == 0
+    assert main(["prune", "--model", str(src), str(tmp_path / "out"), "--memory-budget", "0.0001"]) == 0
     assert "pruning out of core" in capsys.readouterr().err
     tiny_llama().save_pretrained(tmp_path / "bin", safe_serialization=False)
     with pytest.raises(SystemExit):
-        main(["prune", str(tmp_path / "bin"), str(tmp_path / "out2"), "--low-memory"])
-    assert "--low-memory reads safetensors shards" in capsys.readouterr().err
+        main(["prune", "--model", str(tmp_path / "bin"), str(tmp_path / "out2"), "--low-memory"])
+    assert "low_memory=True (--low-memory) reads safetensors shards" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["prune", str(src), str(tmp_path / "out3"), "--low-memory", "--dtype", "float16"])
-    assert "--dtype does not apply to --low-memory" in capsys.readouterr().err
+        main(["prune", "--model", str(src), str(tmp_path / "out3"), "--low-memory", "--dtype", "float16"])
+    assert "dtype (--dtype) does not apply to low_memory=True (--low-memory)" in capsys.readouterr().err
 
 
 def test_reader_maps_tensors_without_loading_them(tmp_path):
@@ -157,8 +156,8 @@ MEMORY_PROBE = textwrap.dedent(
     from pathlib import Path
     from es_plugins import OMPConfig, SparseGPTConfig, SparsityPlan
     from es_plugins.memory import PeakAnonSampler, stable_allocator
-    from es_plugins.outofcore import prune_checkpoint
-    from es_plugins.outofcore.sequential import prune_checkpoint_sequential
+    from es_plugins.outofcore import prune_tensorwise
+    from es_plugins.outofcore import prune_blockwise
 
     stable_allocator()
     torch.set_num_threads(1)
@@ -167,10 +166,10 @@ MEMORY_PROBE = textwrap.dedent(
     def run(src, method):
         out = Path(tempfile.mkdtemp())
         if method == "omp":
-            prune_checkpoint(src, out, SparsityPlan(OMPConfig(0.5)))
+            prune_tensorwise(src, out, SparsityPlan(OMPConfig(0.5)))
         else:
             calibration = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(0))
-            prune_checkpoint_sequential(src, out, SparsityPlan(SparseGPTConfig(0.5)), calibration, activation_budget=0)
+            prune_blockwise(src, out, SparsityPlan(SparseGPTConfig(0.5)), calibration, activation_budget=0)
 
     for method in ("omp", "sparsegpt"):
         run(small, method)  # imports and one-time allocations happen here, outside the measurement
@@ -205,7 +204,7 @@ def test_the_out_of_core_calibrated_path_makes_the_in_memory_checks(tmp_path):
     def run(plan, masks=None, name="out"):
         out = tmp_path / name
         out.mkdir()
-        return prune_checkpoint_sequential(src, out, plan, calibration, masks)
+        return prune_blockwise(src, out, plan, calibration, masks)
 
     with pytest.raises(SparsityConfigError, match="prunes all"):
         run(SparsityPlan(WandaConfig(0.9999)), name="o1")
@@ -220,7 +219,7 @@ def test_the_out_of_core_calibrated_path_makes_the_in_memory_checks(tmp_path):
     out = tmp_path / "o3"
     out.mkdir()
     with pytest.warns(UserWarning, match="already zero"):
-        prune_checkpoint_sequential(pruned, out, SparsityPlan(SparseGPTConfig(0.5)), calibration, omp)
+        prune_blockwise(pruned, out, SparsityPlan(SparseGPTConfig(0.5)), calibration, omp)
 
 
 def _load_llama(path):

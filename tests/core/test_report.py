@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from es_plugins import NMConfig, build_report, resolve_targets, sparsify_
-from es_plugins.report import count_zeros
+from es_plugins import NMConfig, sparsify_
+from es_plugins.report import build_report, count_zeros
+from es_plugins.targets import resolve_targets
 
 
 def test_report_counts_zeros_and_n_m_compliance(tiny_blocks):

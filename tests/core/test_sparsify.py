@@ -12,10 +12,10 @@ from es_plugins import (
     SparsityPlan,
     SparsityState,
     WandaConfig,
-    calibrated_prune_,
-    resolve_targets,
     sparsify_,
 )
+from es_plugins.sparsify import calibrated_prune_
+from es_plugins.targets import resolve_targets
 from tests.conftest import make_tiny_gpt2
 
 
@@ -63,3 +63,15 @@ def test_wrong_inputs_name_the_problem(tiny_blocks):
         sparsify_(make_tiny_gpt2(), WandaConfig(0.5), calibration=_calibration(), masks=SparsityState({}))
     with pytest.raises(TypeError, match="nn.Module"):
         sparsify_("model", OMPConfig(0.5))
+
+
+def test_former_top_level_plumbing_names_warn_and_name_their_module():
+    import es_plugins
+    from es_plugins.methods import compute_masks
+
+    with pytest.warns(FutureWarning, match=r"es_plugins.compute_masks is deprecated .* use es_plugins.methods"):
+        assert es_plugins.compute_masks is compute_masks
+    assert "compute_masks" not in es_plugins.__all__
+    assert es_plugins.__all__ == sorted(es_plugins.__all__, key=lambda name: (not name[0].isupper(), name))
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        es_plugins.nonsense  # noqa: B018

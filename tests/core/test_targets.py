@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from es_plugins import (
-    NoTargetsError,
-    OMPConfig,
-    SparsityConfigError,
-    SparsityPlan,
-    TargetSpec,
-    resolve_targets,
-    sparsify_,
-)
+from es_plugins import NoTargetsError, OMPConfig, SparsityConfigError, SparsityPlan, TargetSpec, sparsify_
+from es_plugins.targets import resolve_targets
 
 
 def test_default_targets_are_block_linears_of_bert(tiny_bert):

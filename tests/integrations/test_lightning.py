@@ -11,8 +11,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from es_plugins import LotteryConfig, SparsityConfigError, SparsityState, resolve_targets
+from es_plugins import LotteryConfig, SparsityConfigError, SparsityState
 from es_plugins.integrations.lightning import LotteryTicketCallback, SparsityCallback
+from es_plugins.targets import resolve_targets
 from tests.conftest import TinyBlocks
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from es_plugins import NMConfig, resolve_targets
+from es_plugins import NMConfig
 from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
 from es_plugins.export.onnx_check import pytorch_parity
 from es_plugins.export.onnx_report import compare_with_pytorch, inspect_onnx
 from es_plugins.export.onnx_weights import load_onnx
 from es_plugins.report import build_report
+from es_plugins.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2, save_checkpoint, word_tokenizer
 
 pytest.importorskip("onnxruntime")
@@ -61,7 +62,7 @@ def cli_pruned(tmp_path: Path, *options: str) -> Path:
     src = save_checkpoint(make_tiny_bert(), tmp_path / "dense")
     if not options:
         return src
-    assert es_cli(["prune", str(src), str(tmp_path / "pruned"), *options]) == 0
+    assert es_cli(["prune", "--model", str(src), str(tmp_path / "pruned"), *options]) == 0
     return tmp_path / "pruned"
 
 
@@ -119,18 +120,21 @@ def test_inspect_reference_maps_the_head_prefix_and_never_passes_vacuously(tmp_p
     checkpoint whose names match nothing fails with the count compared."""
     pruned = cli_pruned(tmp_path, "--sparsity", "0.5")
     onnx_path = export(pruned, tmp_path / "onnx", task="feature-extraction")
-    assert es_cli(["prune", str(tmp_path / "dense"), str(tmp_path / "other"), "--sparsity", "0.3"]) == 0
+    assert es_cli(["prune", "--model", str(tmp_path / "dense"), str(tmp_path / "other"), "--sparsity", "0.3"]) == 0
     save_checkpoint(make_tiny_gpt2(), tmp_path / "unrelated")
     capsys.readouterr()
 
-    assert es_cli(["inspect", str(onnx_path), "--reference", str(pruned)]) == 0
+    assert es_cli(["inspect", "--model", str(onnx_path), "--reference", str(pruned)]) == 0
     assert "all 12 targeted weights bit-identical" in capsys.readouterr().out
 
-    assert es_cli(["inspect", str(onnx_path), "--reference", str(tmp_path / "other"), "--min-channels", "1"]) == 1
+    assert (
+        es_cli(["inspect", "--model", str(onnx_path), "--reference", str(tmp_path / "other"), "--min-channels", "1"])
+        == 1
+    )
     out = capsys.readouterr().out
     assert "FAILED (12 of 12 targeted weights compared)" in out and "differs" in out
     assert "trtexec" not in out and "the weight check failed" in out
 
-    assert es_cli(["inspect", str(onnx_path), "--reference", str(tmp_path / "unrelated")]) == 1
+    assert es_cli(["inspect", "--model", str(onnx_path), "--reference", str(tmp_path / "unrelated")]) == 1
     out = capsys.readouterr().out
     assert "only 0 of 8 targeted weights were found" in out and "trtexec" not in out

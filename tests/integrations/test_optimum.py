@@ -29,8 +29,8 @@ def test_commands_are_listed_in_optimum_cli_help():
 
 def test_sparsity_prune_equals_es_plugins_prune(tmp_path):
     src = save_checkpoint(make_tiny_bert(), tmp_path / "dense")
-    optimum_cli("sparsity", "prune", str(src), str(tmp_path / "via-optimum"), "--sparsity", "0.4")
-    assert es_cli(["prune", str(src), str(tmp_path / "via-es"), "--sparsity", "0.4"]) == 0
+    optimum_cli("sparsity", "prune", "--model", str(src), str(tmp_path / "via-optimum"), "--sparsity", "0.4")
+    assert es_cli(["prune", "--model", str(src), str(tmp_path / "via-es"), "--sparsity", "0.4"]) == 0
     a, b = load_hf_model(tmp_path / "via-optimum"), load_hf_model(tmp_path / "via-es")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in sa)
@@ -67,16 +67,18 @@ def test_sparsity_commands_give_clear_errors(tmp_path):
     assert "without a 'fill-mask' head" in wrong.stderr and "use --task text-classification" in wrong.stderr
     assert not (tmp_path / "o" / "model.onnx").exists()
     (tmp_path / "junk.onnx").write_bytes(b"\x00not onnx")
-    bad = optimum_cli("sparsity", "inspect", str(tmp_path / "junk.onnx"), check=False)
+    bad = optimum_cli("sparsity", "inspect", "--model", str(tmp_path / "junk.onnx"), check=False)
     assert bad.returncode == 2 and "is not an ONNX model" in bad.stderr
-    sparsity = optimum_cli("sparsity", "prune", str(pruned), str(tmp_path / "x"), "--sparsity", "1.5", check=False)
+    sparsity = optimum_cli(
+        "sparsity", "prune", "--model", str(pruned), str(tmp_path / "x"), "--sparsity", "1.5", check=False
+    )
     assert sparsity.returncode == 2 and "sparsity must be in [0, 1)" in sparsity.stderr
 
 
 @pytest.mark.parametrize("fmt", ["bitmask"])
 def test_sparsity_compress_through_optimum_cli(tmp_path, fmt):
     pruned = cli_pruned(tmp_path, "--sparsity", "0.5")
-    result = optimum_cli("sparsity", "compress", str(pruned), str(tmp_path / "c"), "--format", fmt)
+    result = optimum_cli("sparsity", "compress", "--model", str(pruned), str(tmp_path / "c"), "--format", fmt)
     assert f"{fmt}: 12 layers" in result.stdout
     a, b = load_hf_model(pruned), load_hf_model(tmp_path / "c")
     assert all(np.array_equal(a.state_dict()[k].numpy(), b.state_dict()[k].numpy()) for k in a.state_dict())

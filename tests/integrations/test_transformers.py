@@ -10,7 +10,6 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from es_plugins import (
-    MASKS_FILENAME,
     CubicSchedule,
     LotteryConfig,
     MaskMismatchError,
@@ -18,7 +17,6 @@ from es_plugins import (
     OMPConfig,
     SparsityConfigError,
     SparsityState,
-    resolve_targets,
 )
 from es_plugins.integrations.transformers import (
     LotteryTicketRunner,
@@ -27,6 +25,8 @@ from es_plugins.integrations.transformers import (
     add_callback_first,
 )
 from es_plugins.masks import nm_compliance
+from es_plugins.state import MASKS_FILENAME
+from es_plugins.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
 
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 from transformers import Trainer
 
-from es_plugins import MASKS_FILENAME, MaskMismatchError, OMPConfig, Sparsifier, SparsityConfigError, SparsityState
+from es_plugins import MaskMismatchError, OMPConfig, Sparsifier, SparsityConfigError, SparsityState
 from es_plugins.analysis.similarity import mask_similarity
 from es_plugins.cli import main as es_cli
 from es_plugins.naming import canonical_name
+from es_plugins.state import MASKS_FILENAME
 from tests.conftest import make_tiny_bert, save_checkpoint
 from tests.integrations.test_transformers import RandomTokens, pruned_nonzeros, training_args
 
@@ -19,7 +20,7 @@ def cli_masks(tmp_path):
     """Masks from ``es-plugins prune`` of a *base* checkpoint (``encoder.layer.N...`` names)."""
     classifier = make_tiny_bert()
     base = save_checkpoint(classifier.bert, tmp_path / "base")
-    assert es_cli(["prune", str(base), str(tmp_path / "pruned"), "--sparsity", "0.5"]) == 0
+    assert es_cli(["prune", "--model", str(base), str(tmp_path / "pruned"), "--sparsity", "0.5"]) == 0
     return SparsityState.load(tmp_path / "pruned" / MASKS_FILENAME)
 
 

@@ -65,7 +65,18 @@ def test_prune_save_reload_without_package(tmp_path):
 def test_cli_prune_packaged_minilm(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "es_plugins", "prune", "packaged:minilm", str(out), "--sparsity", "0.4", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "es_plugins",
+            "prune",
+            "--model",
+            "packaged:minilm",
+            str(out),
+            "--sparsity",
+            "0.4",
+            "--json",
+        ],
         check=True,
         capture_output=True,
         text=True,

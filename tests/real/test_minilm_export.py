@@ -22,7 +22,7 @@ OPTIONS = {"dense": None, "omp50": ["--sparsity", "0.5"], "2:4": ["--method", "n
 def test_minilm_export_keeps_weights_and_outputs(tmp_path, variant):
     model_dir = packaged_model_dir("minilm")
     if OPTIONS[variant]:
-        assert es_cli(["prune", str(model_dir), str(tmp_path / "pruned"), *OPTIONS[variant]]) == 0
+        assert es_cli(["prune", "--model", str(model_dir), str(tmp_path / "pruned"), *OPTIONS[variant]]) == 0
         model_dir = tmp_path / "pruned"
     onnx_path = export(model_dir, tmp_path / "onnx", task="feature-extraction")
     assert_export_faithful(model_dir, onnx_path)
@@ -30,9 +30,9 @@ def test_minilm_export_keeps_weights_and_outputs(tmp_path, variant):
 
 @pytest.mark.parametrize("variant", ["omp50", "2:4"])
 def test_minilm_compressed_checkpoint_size_and_round_trip(tmp_path, capsys, variant):
-    assert es_cli(["prune", "packaged:minilm", str(tmp_path / "pruned"), *OPTIONS[variant]]) == 0
+    assert es_cli(["prune", "--model", "packaged:minilm", str(tmp_path / "pruned"), *OPTIONS[variant]]) == 0
     capsys.readouterr()
-    assert es_cli(["compress", str(tmp_path / "pruned"), str(tmp_path / "c"), "--json"]) == 0
+    assert es_cli(["compress", "--model", str(tmp_path / "pruned"), str(tmp_path / "c"), "--json"]) == 0
     out = capsys.readouterr().out
     summary = json.loads(out[out.index("{\n") :])
     assert summary["format"] == ("2:4" if variant == "2:4" else "bitmask")

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from transformers import Trainer, TrainingArguments
 
-from es_plugins import MASKS_FILENAME, SparsityState
+from es_plugins import SparsityState
 from es_plugins.assets import packaged_model_dir
 from es_plugins.cli import main as es_cli
 from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
 from es_plugins.integrations.hf_recipes import load_classifier
 from es_plugins.integrations.transformers import SparsityCallback
+from es_plugins.state import MASKS_FILENAME
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
     pruned = tmp_path / "pruned"
-    assert es_cli(["prune", "packaged:minilm", str(pruned), "--sparsity", "0.4"]) == 0
+    assert es_cli(["prune", "--model", "packaged:minilm", str(pruned), "--sparsity", "0.4"]) == 0
     cli_masks = SparsityState.load(pruned / MASKS_FILENAME)
     assert next(iter(cli_masks.masks)).startswith("encoder.layer.0.")  # the base checkpoint's names
 
@@ -69,7 +70,7 @@ def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
     assert export.returncode == 0, export.stderr[-2000:]
     assert "all 36 targeted weights bit-identical" in export.stdout
 
-    assert es_cli(["inspect", str(tmp_path / "onnx" / "model.onnx"), "--reference", str(final)]) == 0
+    assert es_cli(["inspect", "--model", str(tmp_path / "onnx" / "model.onnx"), "--reference", str(final)]) == 0
     assert "all 36 targeted weights bit-identical" in capsys.readouterr().out
     state = callback.sparsifier.state
     assert state.count_nonzero_pruned(model) == 0

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from es_plugins import CheckpointError, OMPConfig, SparsityPlan
 from es_plugins.cli import main as cli
-from es_plugins.outofcore import prune_checkpoint
+from es_plugins.outofcore import prune_tensorwise
 from tests.conftest import rewrite_header
 from tests.reliability.conftest import damaged_copy
 
@@ -151,7 +151,7 @@ def test_the_api_raises_a_typed_error_naming_the_fault(pristine, tmp_path, fault
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(CheckpointError, match=FAULTS[fault][1]):
-        prune_checkpoint(folder, out, SparsityPlan(OMPConfig(0.5)))
+        prune_tensorwise(folder, out, SparsityPlan(OMPConfig(0.5)))
 
 
 @pytest.mark.parametrize("mode", ["in-memory", "low-memory", "wanda-low-memory"])
@@ -172,7 +172,7 @@ def test_the_cli_exits_2_with_one_line_and_writes_nothing(pristine, tmp_path, ca
         ],
     }[mode]
     with pytest.raises(SystemExit) as exit_info:
-        cli(["prune", str(folder), str(tmp_path / "out"), *extra])
+        cli(["prune", "--model", str(folder), str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err.strip()
     errors = [line for line in err.splitlines() if line.startswith("es-plugins prune: error: ")]
     assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in err
@@ -223,7 +223,7 @@ def test_fuzzed_headers_give_a_typed_error_or_the_correct_model(pristine, tmp_pa
     typed errors (all ValueError subclasses) or writes exactly what the undamaged one gives."""
     reference = tmp_path / "reference"
     reference.mkdir()
-    prune_checkpoint(pristine, reference, SparsityPlan(OMPConfig(0.5)))
+    prune_tensorwise(pristine, reference, SparsityPlan(OMPConfig(0.5)))
     expected = _content(reference)
     outcomes = {"typed error": 0, "same output": 0}
     for seed in range(48):
@@ -233,7 +233,7 @@ def test_fuzzed_headers_give_a_typed_error_or_the_correct_model(pristine, tmp_pa
         out = folder.parent / "out"
         out.mkdir()
         try:
-            prune_checkpoint(folder, out, SparsityPlan(OMPConfig(0.5)))
+            prune_tensorwise(folder, out, SparsityPlan(OMPConfig(0.5)))
         except ValueError:
             outcomes["typed error"] += 1
             continue

@@ -75,7 +75,18 @@ def test_sigkill_at_each_stage_leaves_a_complete_output(tmp_path, stage, expecte
 
 def _prune(model: Path, out: Path, sparsity: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "es_plugins", "prune", str(model), str(out), "--sparsity", sparsity, "--overwrite"],
+        [
+            sys.executable,
+            "-m",
+            "es_plugins",
+            "prune",
+            "--model",
+            str(model),
+            str(out),
+            "--sparsity",
+            sparsity,
+            "--overwrite",
+        ],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

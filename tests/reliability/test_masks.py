@@ -114,7 +114,7 @@ def test_refine_masks_with_every_bit_cleared_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(
             [
-                *("prune", str(src), str(tmp_path / "out"), "--method", "sparsegpt", "--calib", str(text)),
+                *("prune", "--model", str(src), str(tmp_path / "out"), "--method", "sparsegpt", "--calib", str(text)),
                 *("--calib-seq-len", "16", "--refine-masks", str(tmp_path / "zero.st")),
             ]
         )

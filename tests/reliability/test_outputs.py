@@ -50,7 +50,7 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "empty.onnx").write_bytes(b"")
     # an earlier es-plugins output, and a masks file
-    assert main(["prune", str(model), str(tmp_path / "pruned"), "--sparsity", "0.3"]) == 0
+    assert main(["prune", "--model", str(model), str(tmp_path / "pruned"), "--sparsity", "0.3"]) == 0
     return {
         "tmp": tmp_path,
         "model": model,
@@ -121,21 +121,37 @@ def _masks(world: dict, kind: str) -> Path:
 
 # (argv with placeholders, exit code, words the error must contain)
 CASES = {
-    "empty OUT_DIR": (["prune", "{model}", "", "--overwrite"], 2, ["OUT_DIR ''", "empty"]),
-    "OUT_DIR is .": (["prune", "{model}", ".", "--overwrite"], 2, ["OUT_DIR '.'", "current directory"]),
-    "OUT_DIR is the cwd by another name": (["prune", "{model}", "../work", "--overwrite"], 2, ["current directory"]),
-    "OUT_DIR is the input": (["prune", "{model}", "{model}", "--overwrite"], 2, ["is the input"]),
-    "OUT_DIR is the input's parent": (["prune", "{model}", "{parent}", "--overwrite"], 2, ["contains the input"]),
-    "OUT_DIR inside the input": (["prune", "{model}", "{model}/pruned"], 2, ["inside the input"]),
-    "OUT_DIR is the root": (["prune", "{model}", "/", "--overwrite"], 2, ["filesystem root"]),
-    "OUT_DIR is home": (["prune", "{model}", "{home}", "--overwrite"], 2, ["home folder"]),
-    "OUT_DIR is a user folder": (["prune", "{model}", "{user}", "--overwrite"], 2, ["did not write", MARKER_FILENAME]),
-    "OUT_DIR exists without --overwrite": (["prune", "{model}", "{pruned}"], 2, ["--overwrite"]),
-    "OUT_DIR is a file": (["prune", "{model}", "{tmp}/a-file", "--overwrite"], 2, ["not a folder"]),
-    "OUT_DIR's parent is a file": (["prune", "{model}", "{tmp}/a-file/out"], 2, ["is a file"]),
-    "compress onto its input": (["compress", "{pruned}", "{pruned}", "--overwrite"], 2, ["OUT", "is the input"]),
-    "compress into a user folder": (["compress", "{pruned}", "{user}", "--overwrite"], 2, ["did not write"]),
-    "decompress onto home": (["decompress", "{pruned}", "{home}", "--overwrite"], 2, ["home folder"]),
+    "empty OUT_DIR": (["prune", "--model", "{model}", "", "--overwrite"], 2, ["OUT_DIR ''", "empty"]),
+    "OUT_DIR is .": (["prune", "--model", "{model}", ".", "--overwrite"], 2, ["OUT_DIR '.'", "current directory"]),
+    "OUT_DIR is the cwd by another name": (
+        ["prune", "--model", "{model}", "../work", "--overwrite"],
+        2,
+        ["current directory"],
+    ),
+    "OUT_DIR is the input": (["prune", "--model", "{model}", "{model}", "--overwrite"], 2, ["is the input"]),
+    "OUT_DIR is the input's parent": (
+        ["prune", "--model", "{model}", "{parent}", "--overwrite"],
+        2,
+        ["contains the input"],
+    ),
+    "OUT_DIR inside the input": (["prune", "--model", "{model}", "{model}/pruned"], 2, ["inside the input"]),
+    "OUT_DIR is the root": (["prune", "--model", "{model}", "/", "--overwrite"], 2, ["filesystem root"]),
+    "OUT_DIR is home": (["prune", "--model", "{model}", "{home}", "--overwrite"], 2, ["home folder"]),
+    "OUT_DIR is a user folder": (
+        ["prune", "--model", "{model}", "{user}", "--overwrite"],
+        2,
+        ["did not write", MARKER_FILENAME],
+    ),
+    "OUT_DIR exists without --overwrite": (["prune", "--model", "{model}", "{pruned}"], 2, ["--overwrite"]),
+    "OUT_DIR is a file": (["prune", "--model", "{model}", "{tmp}/a-file", "--overwrite"], 2, ["not a folder"]),
+    "OUT_DIR's parent is a file": (["prune", "--model", "{model}", "{tmp}/a-file/out"], 2, ["is a file"]),
+    "compress onto its input": (
+        ["compress", "--model", "{pruned}", "{pruned}", "--overwrite"],
+        2,
+        ["OUT", "is the input"],
+    ),
+    "compress into a user folder": (["compress", "--model", "{pruned}", "{user}", "--overwrite"], 2, ["did not write"]),
+    "decompress onto home": (["decompress", "--model", "{pruned}", "{home}", "--overwrite"], 2, ["home folder"]),
     "sweep into the cwd": (["sweep", "--output", "."], 2, ["--output '.'", "current directory"]),
     "sweep into a user folder": (["sweep", "--output", "{user}"], 2, ["--output", "did not write"]),
     "compare-masks into a user folder": (
@@ -143,63 +159,98 @@ CASES = {
         2,
         ["did not write"],
     ),
-    "zeros into the model": (["zeros", "{model}", "--output", "{model}"], 2, ["is the input"]),
+    "zeros into the model": (["zeros", "--model", "{model}", "--output", "{model}"], 2, ["is the input"]),
     "sparsity rounds to every weight": (
-        ["prune", "{model}", "{tmp}/o", "--sparsity", "0.999999"],
+        ["prune", "--model", "{model}", "{tmp}/o", "--sparsity", "0.999999"],
         2,
         ["prunes all", "of the targeted weights"],
     ),
     "sparsity rounds to every weight per layer": (
-        ["prune", "{model}", "{tmp}/o", "--sparsity", "0.9999", "--scope", "layer"],
+        ["prune", "--model", "{model}", "{tmp}/o", "--sparsity", "0.9999", "--scope", "layer"],
         2,
         ["prunes all", "layer"],
     ),
-    "truncated safetensors": (["prune", "{bad-truncated}", "{tmp}/o"], 2, ["bad-truncated", "the file is truncated"]),
-    "an empty .onnx file": (["inspect", "{tmp}/empty.onnx"], 2, ["empty.onnx is not an ONNX model", "0 bytes"]),
+    "truncated safetensors": (
+        ["prune", "--model", "{bad-truncated}", "{tmp}/o"],
+        2,
+        ["bad-truncated", "the file is truncated"],
+    ),
+    "an empty .onnx file": (
+        ["inspect", "--model", "{tmp}/empty.onnx"],
+        2,
+        ["empty.onnx is not an ONNX model", "0 bytes"],
+    ),
     "--skip-incompatible leaves nothing": (
-        ["prune", "{model}", "{tmp}/o", "--method", "nm", "--pattern", "3:7", "--skip-incompatible"],
+        ["prune", "--model", "{model}", "{tmp}/o", "--method", "nm", "--pattern", "3:7", "--skip-incompatible"],
         2,
         ["3:7", "would leave every layer dense"],
     ),
-    "config.json not JSON": (["prune", "{bad-config-not-json}", "{tmp}/o"], 2, ["config.json", "not valid JSON"]),
+    "config.json not JSON": (
+        ["prune", "--model", "{bad-config-not-json}", "{tmp}/o"],
+        2,
+        ["config.json", "not valid JSON"],
+    ),
     "architectures is a string": (
-        ["prune", "{bad-architectures-string}", "{tmp}/o"],
+        ["prune", "--model", "{bad-architectures-string}", "{tmp}/o"],
         2,
         ["'architectures' must be a list"],
     ),
     "architectures unknown": (
-        ["prune", "{bad-architectures-unknown}", "{tmp}/o"],
+        ["prune", "--model", "{bad-architectures-unknown}", "{tmp}/o"],
         2,
         ["NotAModelAnywhere", "not a model class"],
     ),
-    "blocked pickle": (["prune", "{bad-pickle}", "{tmp}/o"], 2, ["pytorch_model.bin", "unpickled safely"]),
+    "blocked pickle": (["prune", "--model", "{bad-pickle}", "{tmp}/o"], 2, ["pytorch_model.bin", "unpickled safely"]),
     "decompress unknown format": (
-        ["decompress", "{bad-compressed-unknown}", "{tmp}/o"],
+        ["decompress", "--model", "{bad-compressed-unknown}", "{tmp}/o"],
         2,
         ["sparse-hologram", "supported: sparse-bitmask"],
     ),
     "wanda without a tokenizer": (
         [
             "prune",
+            "--model",
             "{bad-no-tokenizer}",
             "{tmp}/o",
             "--method",
             "wanda",
             "--calib",
             "{tmp}/calib.txt",
-            "--seq-len",
+            "--calib-seq-len",
             "16",
         ],
         2,
         ["--calib", "needs the model's tokenizer", "no tokenizer files", "tokenizer.json"],
     ),
     "--calib missing": (
-        ["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "{tmp}/nope.txt", "--seq-len", "16"],
+        [
+            "prune",
+            "--model",
+            "{model}",
+            "{tmp}/o",
+            "--method",
+            "wanda",
+            "--calib",
+            "{tmp}/nope.txt",
+            "--calib-seq-len",
+            "16",
+        ],
         2,
         ["--calib", "nope.txt"],
     ),
     "--calib unknown packaged": (
-        ["prune", "{model}", "{tmp}/o", "--method", "wanda", "--calib", "packaged:bbc-typo", "--seq-len", "16"],
+        [
+            "prune",
+            "--model",
+            "{model}",
+            "{tmp}/o",
+            "--method",
+            "wanda",
+            "--calib",
+            "packaged:bbc-typo",
+            "--calib-seq-len",
+            "16",
+        ],
         2,
         ["--calib", "available"],
     ),
@@ -260,7 +311,7 @@ def test_bad_command_line_is_one_clear_line_and_touches_nothing(world, capsys, n
 
 
 def test_destination_is_checked_before_the_model_is_loaded(world, capsys, monkeypatch):
-    import es_plugins.cli as cli
+    import es_plugins.jobs.prune as cli
 
     def boom(*args, **kwargs):
         raise AssertionError("the model was loaded before the destination was checked")
@@ -270,6 +321,7 @@ def test_destination_is_checked_before_the_model_is_loaded(world, capsys, monkey
         main(
             [
                 "prune",
+                "--model",
                 str(world["model"]),
                 str(world["pruned"]),
                 "--method",
@@ -282,7 +334,7 @@ def test_destination_is_checked_before_the_model_is_loaded(world, capsys, monkey
 
 
 def test_an_unexpected_error_is_one_line_with_a_traceback_switch(world, capsys, monkeypatch):
-    import es_plugins.cli as cli
+    import es_plugins.jobs.prune as cli
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("simulated bug")
@@ -290,19 +342,21 @@ def test_an_unexpected_error_is_one_line_with_a_traceback_switch(world, capsys, 
     monkeypatch.setattr(cli, "load_hf_model", broken)
     monkeypatch.delenv("ES_PLUGINS_TRACEBACK", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        main(["prune", str(world["model"]), str(world["tmp"] / "o")])
+        main(["prune", "--model", str(world["model"]), str(world["tmp"] / "o")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "internal error: ZeroDivisionError: simulated bug" in err
     assert "ES_PLUGINS_TRACEBACK=1" in err and "Traceback" not in err
     monkeypatch.setenv("ES_PLUGINS_TRACEBACK", "1")
     with pytest.raises(ZeroDivisionError):
-        main(["prune", str(world["model"]), str(world["tmp"] / "o")])
+        main(["prune", "--model", str(world["model"]), str(world["tmp"] / "o")])
 
 
 def test_overwrite_replaces_only_an_es_plugins_folder(world, capsys):
     from es_plugins.state import MASKS_FILENAME, SparsityState
 
-    assert main(["prune", str(world["model"]), str(world["pruned"]), "--sparsity", "0.6", "--overwrite"]) == 0
+    assert (
+        main(["prune", "--model", str(world["model"]), str(world["pruned"]), "--sparsity", "0.6", "--overwrite"]) == 0
+    )
     assert SparsityState.load(world["pruned"] / MASKS_FILENAME).sparsity == pytest.approx(0.6, abs=1e-3)
     assert json.loads((world["pruned"] / MARKER_FILENAME).read_text())["command"] == "prune"
     assert (world["parent"] / "sibling.txt").exists() and (world["home"] / "notes.txt").exists()
@@ -320,7 +374,7 @@ def test_side_files_copy_only_top_level_regular_files(world, capsys):
     (model / "linked-secret.txt").symlink_to(outside)
     (model / "linked-vocab.txt").symlink_to(model / "vocab.txt") if (model / "vocab.txt").exists() else None
     out = world["tmp"] / "copied"
-    assert main(["prune", str(model), str(out)]) == 0
+    assert main(["prune", "--model", str(model), str(out)]) == 0
     names = {p.name for p in out.iterdir()}
     assert "runs" not in names and "modeling_custom.py" not in names and "linked-secret.txt" not in names
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= names
@@ -328,13 +382,13 @@ def test_side_files_copy_only_top_level_regular_files(world, capsys):
     err = capsys.readouterr().err
     assert "not copied" in err and "modeling_custom.py" in err
     out2 = world["tmp"] / "copied-code"
-    assert main(["prune", str(model), str(out2), "--copy-remote-code"]) == 0
+    assert main(["prune", "--model", str(model), str(out2), "--copy-remote-code"]) == 0
     assert (out2 / "modeling_custom.py").read_text() == "print('remote code')"
 
 
 def test_masks_file_is_byte_reproducible(world):
     outs = [world["tmp"] / f"repro{i}" for i in range(4)]
     for out in outs:
-        assert main(["prune", str(world["model"]), str(out), "--sparsity", "0.4"]) == 0
+        assert main(["prune", "--model", str(world["model"]), str(out), "--sparsity", "0.4"]) == 0
     blobs = {(out / "sparsity_masks.safetensors").read_bytes() for out in outs}
     assert len(blobs) == 1

@@ -62,14 +62,14 @@ ESCAPES: dict[str, tuple[Callable[[Path], None], str]] = {
     "subfolder": (_subfolder, rf"names the shard 'sub/{S3}': shards must be plain file names"),
 }
 COMMANDS = {
-    "prune": ["prune", "{m}", "{out}"],
-    "prune --low-memory": ["prune", "{m}", "{out}", "--low-memory"],
+    "prune": ["prune", "--model", "{m}", "{out}"],
+    "prune --low-memory": ["prune", "--model", "{m}", "{out}", "--low-memory"],
     "prune wanda --low-memory": [
-        *("prune", "{m}", "{out}", "--low-memory", "--method", "wanda"),
+        *("prune", "--model", "{m}", "{out}", "--low-memory", "--method", "wanda"),
         *("--calib", "packaged:bbc-calib", "--calib-seq-len", "16"),
     ],
-    "inspect": ["inspect", "{m}"],
-    "compress": ["compress", "{m}", "{out}"],
+    "inspect": ["inspect", "--model", "{m}"],
+    "compress": ["compress", "--model", "{m}", "{out}"],
     "export": ["export", "--model", "{m}", "{out}"],
 }
 
@@ -101,7 +101,7 @@ def test_allow_external_shards_gives_out_its_own_copies_and_index(pristine, tmp_
 
     folder = escaped(pristine, tmp_path, "../ in the index")
     out = tmp_path / "out"
-    argv = ["prune", str(folder), str(out), "--sparsity", "0.5", "--allow-external-shards"]
+    argv = ["prune", "--model", str(folder), str(out), "--sparsity", "0.5", "--allow-external-shards"]
     assert cli(argv + (["--low-memory"] if low_memory else [])) == 0
     # out of core keeps the shard layout with a new index; in memory save_pretrained writes its own files
     index = out / INDEX

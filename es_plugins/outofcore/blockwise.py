@@ -34,7 +34,7 @@ from ..report import LayerStats, SparsityReport, count_zeros
 from ..state import MASKS_FILENAME, SparsityState
 from ..targets import Target
 from .files import STORAGE_DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
-from .prune import checkpoint_names, meta_model
+from .tensorwise import checkpoint_names, meta_model, open_checkpoint
 
 
 def skeleton_model(folder: Path, dtype: torch.dtype) -> nn.Module:
@@ -102,8 +102,8 @@ class ShardBlocks:
             self.layers.append(LayerStats.measure(target.name, target.param, target.in_axis, self.pattern))
 
 
-def prune_checkpoint_sequential(
-    src: str | Path,
+def prune_blockwise(
+    src: str | Path | ShardedCheckpoint,
     dst: str | Path,
     plan: SparsityPlan,
     calibration: torch.Tensor,
@@ -116,7 +116,9 @@ def prune_checkpoint_sequential(
     device: str | torch.device | None = None,
     allow_external: bool = False,
 ) -> SparsityReport:
-    """Prune ``src`` into the existing folder ``dst`` with a calibrated method, block by block.
+    """Prune ``src`` into the existing folder ``dst`` with a calibrated method, block by block
+    (the registry's ``out_of_core_driver == "blocks"``). :func:`es_plugins.prune_checkpoint`
+    with ``low_memory=True`` is the job around it.
 
     ``device`` (default: ``cuda`` when available, else the CPU) is where each block runs: the
     block is filled there from the memory-mapped shards, calibrated, pruned, and only its
@@ -129,9 +131,10 @@ def prune_checkpoint_sequential(
             outside the blocks.
         MaskMismatchError: tensors that do not fit the architecture, or ``masks`` that do not.
     """
-    src, dst = Path(src), Path(dst)
+    dst = Path(dst)
     work = resolve_device(device)
-    checkpoint = ShardedCheckpoint(src, allow_external)
+    checkpoint = open_checkpoint(src, allow_external)
+    src = checkpoint.folder
     full = meta_model(src)
     mapping = checkpoint_names(full, checkpoint, [n for n, _ in full.named_parameters()])
 

@@ -75,9 +75,13 @@ class StreamedTargets:
     checkpoint: ShardedCheckpoint
 
 
-def streamed_targets(folder: Path, plan: SparsityPlan, allow_external: bool = False) -> StreamedTargets:
-    checkpoint = ShardedCheckpoint(folder, allow_external)
-    model = meta_model(folder)
+def open_checkpoint(src: str | Path | ShardedCheckpoint, allow_external: bool = False) -> ShardedCheckpoint:
+    """``src`` read and validated, once (a :class:`ShardedCheckpoint` passes through)."""
+    return src if isinstance(src, ShardedCheckpoint) else ShardedCheckpoint(src, allow_external)
+
+
+def streamed_targets(checkpoint: ShardedCheckpoint, plan: SparsityPlan) -> StreamedTargets:
+    model = meta_model(checkpoint.folder)
     resolved = resolve_targets(model, plan.targets)
     mapping = checkpoint_names(model, checkpoint, [t.name for t in resolved])
     targets = [Target(t.name, t.module_name, checkpoint.tensor(mapping[t.name]), t.in_axis) for t in resolved]
@@ -85,8 +89,8 @@ def streamed_targets(folder: Path, plan: SparsityPlan, allow_external: bool = Fa
     return StreamedTargets(targets, entries, checkpoint)
 
 
-def prune_checkpoint(
-    src: str | Path,
+def prune_tensorwise(
+    src: str | Path | ShardedCheckpoint,
     dst: str | Path,
     plan: SparsityPlan,
     pattern: tuple[int, int] | None = None,
@@ -94,7 +98,9 @@ def prune_checkpoint(
     meta: dict[str, Any] | None = None,
     allow_external: bool = False,
 ) -> SparsityReport:
-    """Prune the safetensors checkpoint in ``src`` into the (existing, empty) folder ``dst``.
+    """Prune the safetensors checkpoint in ``src`` into the (existing, empty) folder ``dst``,
+    one memory-mapped tensor at a time (the registry's ``out_of_core_driver == "tensors"``).
+    :func:`es_plugins.prune_checkpoint` with ``low_memory=True`` is the job around it.
 
     ``allow_external``: accept an index naming shards outside ``src`` (refused by default:
     :mod:`es_plugins.weight_files`); ``dst`` gets its own copies and an index naming them.
@@ -104,14 +110,14 @@ def prune_checkpoint(
     compliance counted for ``pattern``, when given).
 
     Raises:
-        SparsityConfigError: a calibrated method (see :mod:`es_plugins.outofcore.sequential`).
+        SparsityConfigError: a calibrated method (see :mod:`es_plugins.outofcore.blockwise`).
         MaskMismatchError: tensors that do not fit the architecture in ``config.json``.
         CheckpointError: not a safetensors checkpoint, or tensors that do not fit the config.
     """
-    if entry_for(plan.method).calibrated:
-        raise SparsityConfigError(f"{plan.method.name!r} is calibrated: use the sequential out-of-core path")
+    if entry_for(plan.method).out_of_core_driver != "tensors":
+        raise SparsityConfigError(f"{plan.method.name!r} is calibrated: use the block-wise out-of-core driver")
     dst = Path(dst)
-    streamed = streamed_targets(Path(src), plan, allow_external)
+    streamed = streamed_targets(open_checkpoint(src, allow_external), plan)
     copy_checkpoint_files(streamed.checkpoint, dst)
     by_name = {t.name: t for t in streamed.targets}
     # The masks file an in-memory run would write, byte for byte: canonical names, same metadata.
