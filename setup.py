@@ -1,7 +1,7 @@
 """Package discovery (metadata, dependencies and extras are in setup.cfg).
 
 Three source folders become three installed packages, and every sub-package under them is
-found, not listed: a list kept by hand once left ``es_plugins.outofcore`` out of the wheel.
+found, not listed: a list kept by hand once left ``es_plugins.engines.outofcore`` out of the wheel.
 """
 
 from setuptools import find_packages, setup

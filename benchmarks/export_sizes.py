@@ -17,10 +17,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from es_plugins.assets import packaged_model_dir  # noqa: E402
-from es_plugins.checkpoint import load_hf_model  # noqa: E402
 from es_plugins.cli import main as es_cli  # noqa: E402
-from es_plugins.targets import resolve_targets  # noqa: E402
+from es_plugins.io.assets import packaged_model_dir  # noqa: E402
+from es_plugins.io.checkpoint import load_hf_model  # noqa: E402
+from es_plugins.masks.targets import resolve_targets  # noqa: E402
 
 LEVELS = {
     "30 %": ["--sparsity", "0.3"],
@@ -44,10 +44,10 @@ def _quiet(argv: list[str]) -> None:
 def main() -> None:
     from optimum.exporters.onnx import main_export
 
-    from es_plugins.export.compressed import save_compressed
     from es_plugins.export.onnx_report import compare_with_pytorch
     from es_plugins.export.onnx_sparse import compress_onnx
     from es_plugins.export.onnx_weights import load_onnx
+    from es_plugins.io.compressed import save_compressed
 
     src = packaged_model_dir("minilm")
     rows = []

@@ -2,7 +2,7 @@
 concatenate+kthvalue, beside the floor (one read pass over the weights).
 
 Each case runs in a fresh process; peak memory is RSS above the loaded weights. Every case but
-"es-plugins, glibc defaults" fixes glibc's mmap threshold (es_plugins.memory.stable_allocator);
+"es-plugins, glibc defaults" fixes glibc's mmap threshold (es_plugins.engines.memory.stable_allocator);
 that row is the allocator A/B: the same code under glibc's adaptive threshold, whose peak varies
 run to run because freed chunks are kept.
 Usage: python benchmarks/global_omp.py [--sizes bert-base 350m] [--torch-prune-large]
@@ -26,7 +26,7 @@ METHODS = ("floor: one read pass", "es-plugins", OURS_DEFAULT_ALLOCATOR, "cat + 
 
 
 def case(method: str, size: str, dtype: str) -> dict:
-    from es_plugins.memory import stable_allocator
+    from es_plugins.engines.memory import stable_allocator
 
     if method != OURS_DEFAULT_ALLOCATOR:  # the A/B: the same code with glibc's adaptive mmap threshold
         stable_allocator()  # freed buffers go back to the OS, so peaks repeat run to run
@@ -41,8 +41,8 @@ def case(method: str, size: str, dtype: str) -> dict:
         run = lambda: [torch.aminmax(w.detach()) for w in weights]  # reads every weight, allocates nothing
     elif method.startswith("es-plugins"):
         from es_plugins import OMPConfig, TargetSpec
+        from es_plugins.masks.targets import resolve_targets
         from es_plugins.methods import compute_masks
-        from es_plugins.targets import resolve_targets
 
         targets = resolve_targets(blocks, TargetSpec(include=r".*"))
         run = lambda: compute_masks(targets, OMPConfig(SPARSITY))
@@ -119,7 +119,7 @@ def main() -> None:
             rows.append([size, "torch prune global", "skipped", "-", "-", "needs ~17 GiB; --torch-prune-large"])
     print(
         f"Global magnitude pruning to {SPARSITY:.0%} (one thread; fresh process per case; median and min-max of "
-        f"{args.repeats} interleaved repeats; glibc mmap threshold fixed by es_plugins.memory.stable_allocator "
+        f"{args.repeats} interleaved repeats; glibc mmap threshold fixed by es_plugins.engines.memory.stable_allocator "
         f"except in the '{OURS_DEFAULT_ALLOCATOR}' row)"
     )
     print(table(rows, ["stack", "method", "time s", "time vs ours", "peak extra (x weights)", "exact count"]))

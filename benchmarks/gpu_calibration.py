@@ -68,10 +68,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from es_plugins import SparseGPTConfig, WandaConfig, sparsify_
-    from es_plugins.assets import resolve_model_path
-    from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
-    from es_plugins.device import resolve_device
-    from es_plugins.evaluation import perplexity
+    from es_plugins.analysis.evaluation import perplexity
+    from es_plugins.engines.device import resolve_device
+    from es_plugins.io.assets import resolve_model_path
+    from es_plugins.io.datasets import bbc_news, calibration_blocks, token_blocks
 
     device = resolve_device(args.device, flag="--device")
     path = resolve_model_path(args.model)

@@ -49,12 +49,12 @@ def case(spec: dict | None, calib_samples: int, seq_len: int, eval_tokens: int) 
     from transformers import AutoTokenizer
 
     from es_plugins import SparsityPlan, SparsityState, sparsify_
-    from es_plugins.assets import packaged_model_dir
-    from es_plugins.checkpoint import load_hf_model
-    from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
-    from es_plugins.evaluation import perplexity
+    from es_plugins.analysis.evaluation import perplexity
+    from es_plugins.io.assets import packaged_model_dir
+    from es_plugins.io.checkpoint import load_hf_model
+    from es_plugins.io.datasets import bbc_news, calibration_blocks, token_blocks
+    from es_plugins.masks.targets import resolve_targets
     from es_plugins.methods import compute_masks, config_from_dict, is_calibrated
-    from es_plugins.targets import resolve_targets
 
     path = packaged_model_dir("smollm2")
     model = load_hf_model(path, dtype="float32")

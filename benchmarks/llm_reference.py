@@ -214,8 +214,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from es_plugins import SparseGPTConfig, WandaConfig, sparsify_
-    from es_plugins.assets import resolve_model_path
-    from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
+    from es_plugins.io.assets import resolve_model_path
+    from es_plugins.io.datasets import bbc_news, calibration_blocks, token_blocks
 
     path = resolve_model_path("packaged:smollm2")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -52,9 +52,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     import es_plugins
-    from es_plugins.assets import resolve_model_path
-    from es_plugins.checkpoint import load_hf_model
-    from es_plugins.datasets import bbc_news, calibration_blocks
+    from es_plugins.io.assets import resolve_model_path
+    from es_plugins.io.checkpoint import load_hf_model
+    from es_plugins.io.datasets import bbc_news, calibration_blocks
 
     rows = []
     for key in args.models:

@@ -30,8 +30,8 @@ def main() -> None:
     parser.add_argument("--size", default="bert-base", choices=list(SIZES))
     args = parser.parse_args()
     from es_plugins import NMConfig, TargetSpec
+    from es_plugins.masks.targets import resolve_targets
     from es_plugins.methods import compute_masks
-    from es_plugins.targets import resolve_targets
 
     torch.set_num_threads(1)
     blocks = linear_stack(args.size)

@@ -109,8 +109,8 @@ def write_checkpoint(folder: Path, layers: int, dtype: torch.dtype, shard_bytes:
 def case(name: str, src: str, dst: str) -> dict:
     """One row, in this (fresh) process."""
     from es_plugins import NMConfig, OMPConfig, SparsityPlan, WandaConfig, sparsify_
-    from es_plugins.memory import PeakAnonSampler, stable_allocator
-    from es_plugins.outofcore import prune_blockwise, prune_tensorwise
+    from es_plugins.engines.memory import PeakAnonSampler, stable_allocator
+    from es_plugins.engines.outofcore import prune_blockwise, prune_tensorwise
 
     stable_allocator()
     torch.set_num_threads(2)

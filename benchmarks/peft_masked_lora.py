@@ -31,9 +31,9 @@ from es_plugins.integrations.transformers import SparsityCallback  # noqa: E402
 
 def data_and_model(packaged: bool):
     if packaged:
-        from es_plugins.assets import packaged_model_dir
-        from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
         from es_plugins.integrations.hf_recipes import load_classifier
+        from es_plugins.io.assets import packaged_model_dir
+        from es_plugins.io.datasets import TokenizedDataset, rotten_tomatoes
 
         texts, labels = rotten_tomatoes(limit=320, seed=0)
         model, tokenizer = load_classifier(packaged_model_dir("minilm"), 2, seed=0)

@@ -40,8 +40,8 @@ def spec_and_config(task: str):
     from es_plugins.analysis.cli import QUICK
     from es_plugins.analysis.sweep import DEFAULT_LEVELS, SweepConfig
     from es_plugins.analysis.tasks import PerplexityTask, sweep_task
-    from es_plugins.assets import resolve_model_path
-    from es_plugins.datasets import bbc_news, rotten_tomatoes
+    from es_plugins.io.assets import resolve_model_path
+    from es_plugins.io.datasets import bbc_news, rotten_tomatoes
 
     if task == "perplexity":
         kwargs = dict(

@@ -1,7 +1,7 @@
 """The CLI's default thread count against fixed counts, on a quiet and on a busy machine.
 
-``es-plugins prune packaged:minilm OUT --sparsity 0.5`` with ``--threads 1``, ``--threads N``
-(all cores) and no flag (``es_plugins.memory.default_threads``: the cores not running other
+``es-plugins prune --model packaged:minilm OUT --sparsity 0.5`` with ``--threads 1``, ``--threads N``
+(all cores) and no flag (``es_plugins.engines.memory.default_threads``: the cores not running other
 tasks right now). "Busy" starts K processes that spin for the whole measurement, as another job
 on a shared 2-core machine would. Each run is a fresh process; the cases are interleaved, so
 drift hits them alike; medians and min-max over the repeats.
@@ -41,7 +41,7 @@ def case(model: str, threads: str) -> dict:
         code = main(["prune", "--model", model, str(out), "--sparsity", "0.5", *flags])
         seconds = time.perf_counter() - start
         if code != 0:
-            raise SystemExit(f"es-plugins prune exited {code}")
+            raise SystemExit(f"es-plugins prune --model exited {code}")
         report = json.loads((out / "sparsity_report.json").read_text())
     return {"command": seconds, "prune": report["meta"]["prune_seconds"]}
 
@@ -93,7 +93,9 @@ def main() -> None:
                     f"{statistics.median(command):.2f} ({min(command):.2f}-{max(command):.2f})",
                 ]
             )
-    print(f"es-plugins prune {args.model} --sparsity 0.5; median (min-max) of {args.repeats} interleaved runs")
+    print(
+        f"es-plugins prune --model {args.model} OUT --sparsity 0.5; median (min-max) of {args.repeats} interleaved runs"
+    )
     print(table(rows, ["machine", "threads", "prune s", "prune vs 1 thread", "whole command s"]))
 
 

@@ -7,9 +7,14 @@ keep them zero through training, save and report. Framework adapters live in
 
 from __future__ import annotations
 
+import importlib as _importlib
 import logging as _logging
 
+from ._deprecation import install_moved_module_finder, warn_renamed
 from ._version import __version__ as __version__
+from .engines.lottery import LotteryConfig, LotteryTicket
+from .engines.sparsify import sparsify_
+from .engines.training import Sparsifier
 from .errors import (
     CheckpointError,
     DataError,
@@ -22,7 +27,8 @@ from .errors import (
 )
 from .export.verified import ExportOptions
 from .jobs import Calibration, SweepOptions, compare_masks, export, prune_checkpoint, sweep
-from .lottery import LotteryConfig, LotteryTicket
+from .masks.state import SparsityState
+from .masks.targets import TargetSpec
 from .methods import (
     MethodConfig,
     NMConfig,
@@ -32,16 +38,13 @@ from .methods import (
     WandaConfig,
     register_method,
 )
-from .plan import SparsityPlan
-from .schedules import CubicSchedule
-from .sparsifier import Sparsifier
-from .sparsify import sparsify_
-from .state import SparsityState
-from .targets import TargetSpec
+from .methods.plan import SparsityPlan
+from .methods.schedules import CubicSchedule
 
 # A library's manners: no handler that prints, records propagate to the user's logging set-up.
-# The CLI alone attaches console output (es_plugins._console.console_logging).
+# The CLI alone attaches console output (es_plugins.cli.console.console_logging).
 _logging.getLogger("es_plugins").addHandler(_logging.NullHandler())
+install_moved_module_finder()  # pre-0.2 module paths (es_plugins.state, ...) import, with a warning
 
 # User verbs, configs, errors. Plumbing lives in its module; the former top-level names of
 # plumbing keep working for one release, with a warning naming where they live now.
@@ -79,15 +82,15 @@ __all__ = [
 ]
 
 _MOVED = {
-    "EnforcementHandle": "es_plugins.state",
-    "MASKS_FILENAME": "es_plugins.state",
-    "SparsityReport": "es_plugins.report",
-    "Target": "es_plugins.targets",
-    "build_report": "es_plugins.report",
-    "calibrated_prune_": "es_plugins.sparsify",
+    "EnforcementHandle": "es_plugins.masks.state",
+    "MASKS_FILENAME": "es_plugins.masks.state",
+    "SparsityReport": "es_plugins.masks.report",
+    "Target": "es_plugins.masks.targets",
+    "build_report": "es_plugins.masks.report",
+    "calibrated_prune_": "es_plugins.engines.sparsify",
     "compute_masks": "es_plugins.methods",
-    "make_plan": "es_plugins.plan",
-    "resolve_targets": "es_plugins.targets",
+    "make_plan": "es_plugins.methods.plan",
+    "resolve_targets": "es_plugins.masks.targets",
 }
 
 
@@ -95,9 +98,5 @@ def __getattr__(name: str) -> object:
     """The former top-level plumbing names, for one release (PEP 562)."""
     if name not in _MOVED:
         raise AttributeError(f"module 'es_plugins' has no attribute {name!r}")
-    import importlib
-
-    from ._deprecation import warn_renamed
-
     warn_renamed(f"es_plugins.{name}", f"{_MOVED[name]}.{name}")
-    return getattr(importlib.import_module(_MOVED[name]), name)
+    return getattr(_importlib.import_module(_MOVED[name]), name)

@@ -15,12 +15,12 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from es_plugins.assets import packaged_model_dir
-from es_plugins.datasets import rotten_tomatoes
 from es_plugins.integrations.hf_recipes import finetune_and_evaluate, load_classifier
 from es_plugins.integrations.transformers import SparsityCallback
-from es_plugins.report import build_report
-from es_plugins.targets import resolve_targets
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.datasets import rotten_tomatoes
+from es_plugins.masks.report import build_report
+from es_plugins.masks.targets import resolve_targets
 
 
 def main() -> None:

@@ -20,12 +20,12 @@ from transformers import Trainer, TrainingArguments
 
 from es_plugins import LotteryConfig, OMPConfig, SparsityState
 from es_plugins.analysis import mask_similarity
-from es_plugins.assets import packaged_model_dir
-from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
 from es_plugins.integrations.hf_recipes import load_classifier
 from es_plugins.integrations.transformers import LotteryTicketRunner
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.datasets import TokenizedDataset, rotten_tomatoes
+from es_plugins.masks.targets import resolve_targets
 from es_plugins.methods import compute_masks
-from es_plugins.targets import resolve_targets
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from es_plugins.state import MASKS_FILENAME, SparsityState
+from es_plugins.masks.state import MASKS_FILENAME, SparsityState
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:

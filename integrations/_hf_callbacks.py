@@ -8,8 +8,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from es_plugins.sparsifier import Sparsifier
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.engines.training import Sparsifier
+from es_plugins.masks.state import MASKS_FILENAME
 
 from ._common import load_masks_from, unwrap_optimizer
 from ._hf_events import add_to_logs, checkpoint_dir, move_before_reporters

@@ -9,9 +9,9 @@ from typing import Callable
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
+from es_plugins.engines.lottery import LotteryConfig, LotteryTicket, RoundRecord
 from es_plugins.errors import SparsityConfigError
-from es_plugins.lottery import LotteryConfig, LotteryTicket, RoundRecord
-from es_plugins.state import SparsityState
+from es_plugins.masks.state import SparsityState
 
 from ._hf_callbacks import SparsityCallback
 from ._hf_events import add_callback_first

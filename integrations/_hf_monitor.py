@@ -7,7 +7,7 @@ from transformers import TrainerCallback
 from es_plugins._deprecation import renamed_keyword
 from es_plugins.analysis.zeros import near_zero_stats
 from es_plugins.errors import SparsityConfigError
-from es_plugins.targets import Target, TargetSpec, resolve_targets
+from es_plugins.masks.targets import Target, TargetSpec, resolve_targets
 
 from ._hf_events import move_before_reporters
 

@@ -9,10 +9,10 @@ from typing import Any
 import lightning.pytorch as pl
 
 from es_plugins._deprecation import renamed_keyword
+from es_plugins.engines.lottery import LotteryConfig, LotteryTicket
+from es_plugins.engines.training import Sparsifier
 from es_plugins.errors import SparsityConfigError
-from es_plugins.lottery import LotteryConfig, LotteryTicket
-from es_plugins.sparsifier import Sparsifier
-from es_plugins.state import SparsityState
+from es_plugins.masks.state import SparsityState
 
 from ._common import unwrap_optimizer
 

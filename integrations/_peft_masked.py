@@ -1,5 +1,5 @@
 """Masked LoRA: train the low-rank update inside the base mask, so the sparse merge discards
-nothing. PEFT-layer plumbing only; the merge arithmetic is :mod:`es_plugins.merge`."""
+nothing. PEFT-layer plumbing only; the merge arithmetic is :mod:`es_plugins.engines.merge`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from es_plugins.errors import SparsityConfigError
-from es_plugins.state import SparsityState
+from es_plugins.masks.state import SparsityState
 
 
 @dataclass

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from es_plugins.engines.training import Sparsifier
 from es_plugins.errors import SparsityConfigError
-from es_plugins.plan import make_plan
-from es_plugins.sparsifier import Sparsifier
-from es_plugins.state import SparsityState
+from es_plugins.masks.state import SparsityState
+from es_plugins.methods.plan import make_plan
 
 from ._common import unwrap_optimizer
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from es_plugins.distributed import assert_identical_across_ranks
+from es_plugins.engines.distributed import assert_identical_across_ranks
+from es_plugins.engines.sparsify import sparsify_
 from es_plugins.errors import SparsityConfigError
-from es_plugins.plan import make_plan
-from es_plugins.sparsify import sparsify_
-from es_plugins.state import SparsityState
+from es_plugins.masks.state import SparsityState
+from es_plugins.methods.plan import make_plan
 
 __all__ = ["prepare_sparsity", "enforce_after_step"]
 

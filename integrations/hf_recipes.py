@@ -19,9 +19,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from es_plugins.checkpoint import check_checkpoint_dir, load_tokenizer
-from es_plugins.datasets import TokenizedDataset
-from es_plugins.device import check_precision, resolve_device
+from es_plugins.engines.device import check_precision, resolve_device
+from es_plugins.io.checkpoint import check_checkpoint_dir, load_tokenizer
+from es_plugins.io.datasets import TokenizedDataset
 
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int = 0):

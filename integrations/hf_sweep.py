@@ -10,9 +10,9 @@ from typing import Sequence
 from safetensors.torch import save_file
 
 from es_plugins.analysis.tasks import layer_sparsity_at, method_at
-from es_plugins.checkpoint import check_checkpoint_dir
-from es_plugins.device import check_precision, resolve_device
-from es_plugins.targets import resolve_targets
+from es_plugins.engines.device import check_precision, resolve_device
+from es_plugins.io.checkpoint import check_checkpoint_dir
+from es_plugins.masks.targets import resolve_targets
 
 from .hf_recipes import finetune_and_evaluate, load_classifier
 from .transformers import SparsityCallback

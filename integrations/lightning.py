@@ -12,8 +12,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from es_plugins.engines.training import Sparsifier
 from es_plugins.errors import SparsityConfigError
-from es_plugins.sparsifier import Sparsifier
 
 from ._common import unwrap_optimizer
 from ._lightning_lottery import LotteryTicketCallback

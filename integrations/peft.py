@@ -19,12 +19,12 @@ from typing import Callable
 
 from torch import nn
 
+from es_plugins.engines.merge import DISCARD_WARNING_FRACTION, MergedLayer, MergeReport, sparsify_merged_
 from es_plugins.errors import SparsityConfigError
-from es_plugins.masks.nm import parse_pattern
-from es_plugins.merge import DISCARD_WARNING_FRACTION, MergedLayer, MergeReport, sparsify_merged_
-from es_plugins.naming import match_names
-from es_plugins.state import SparsityState
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.naming import match_names
+from es_plugins.masks.patterns import parse_pattern
+from es_plugins.masks.state import SparsityState
+from es_plugins.masks.targets import resolve_targets
 
 from ._peft_masked import MaskedLoRA, mask_lora_
 

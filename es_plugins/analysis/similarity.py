@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 
 from ..errors import MaskMismatchError
-from ..naming import match_names
+from ..masks.naming import match_names
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def mask_similarity(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]
 
     The sets may name the weights differently (a base checkpoint's CLI masks vs a Trainer
     checkpoint's, under a task head or PEFT): B is matched to A's names one to one
-    (:func:`es_plugins.naming.match_names`); layers are listed in A's order. A layer that
+    (:func:`es_plugins.masks.naming.match_names`); layers are listed in A's order. A layer that
     keeps nothing in either set scores nan (``compare-masks`` refuses such sets:
     :func:`check_comparable`).
     """

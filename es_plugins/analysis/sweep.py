@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import SparsityConfigError, check_choice, check_fraction
-from ..output import atomic_write_text
+from ..io.output import atomic_write_text
 from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec
 
 Evaluate = Callable[[float, int], float]

@@ -14,15 +14,15 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checkpoint import load_hf_model, load_tokenizer
-from ..datasets import calibration_blocks, token_blocks
-from ..device import resolve_device
+from ..engines.device import resolve_device
+from ..engines.sparsify import sparsify_
 from ..errors import SparsityConfigError
-from ..evaluation import perplexity
+from ..io.checkpoint import load_hf_model, load_tokenizer
+from ..io.datasets import calibration_blocks, token_blocks
+from ..masks.targets import TargetSpec, resolve_targets
 from ..methods import MethodConfig, compute_masks, config_from_dict, entry_for, method_names
-from ..plan import SparsityPlan
-from ..sparsify import sparsify_
-from ..targets import TargetSpec, resolve_targets
+from ..methods.plan import SparsityPlan
+from .evaluation import perplexity
 
 # Sweep tasks that need a training framework are plugins: an adapter package declares them
 # under this entry-point group (es-plugins' own fine-tune task: es_plugins.integrations.hf_sweep),

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import SparsityConfigError, check_choice
 from ..masks.select import chunks
-from ..targets import Target
+from ..masks.targets import Target
 
 MODES = ("absolute", "relative")
 

@@ -16,12 +16,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from .._console import console_logging, results_only_on_stdout
 from .._version import __version__
-from ..artifacts import REPORT_FILENAME
+from ..engines.memory import default_threads
 from ..errors import SparsityConfigError
-from ..memory import default_threads
-from . import export, inspect, masks, prune, sweep
+from . import export, inspect, prune, sweep
+from . import statistics as masks
+from .console import console_logging, results_only_on_stdout
 
 # name -> (help, add its options, run it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -121,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args.command, args)
 
 
-__all__ = ["COMMANDS", "REPORT_FILENAME", "add_arguments", "build_parser", "main", "run_command"]
+__all__ = ["COMMANDS", "add_arguments", "build_parser", "main", "run_command"]

@@ -7,12 +7,12 @@ import argparse
 import dataclasses
 import json
 
-from .._console import emit, log
 from .._deprecation import dtype_value
 from ..export.onnx_sparse import OnnxCompression
 from ..export.tensorrt import trtexec_command
 from ..export.verified import ExportOptions
 from ..jobs.export import COMPRESS_FORMATS, compress, decompress, export
+from .console import emit, log
 from .options import (
     DTYPE_CHOICES,
     add_device_argument,
@@ -100,7 +100,7 @@ def run_compress(args: argparse.Namespace) -> int:
         emit(json.dumps({**result.__dict__, "ratio": result.ratio, "targets_ratio": result.targets_ratio}, indent=2))
     else:
         emit(result.format_line())
-    log(f"wrote {args.output} (load it with es_plugins.export.compressed.load_compressed or `es-plugins decompress`)")
+    log(f"wrote {args.output} (load it with es_plugins.io.compressed.load_compressed or `es-plugins decompress`)")
     return 0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from .._console import emit
 from ..export.onnx_report import OnnxSparsityReport
 from ..jobs.inspect import TRT_PRECISIONS, inspect
+from .console import emit
 from .options import add_model_and_output, add_target_args, deprecated_spelling, resolve_model_and_output, target_spec
 
 

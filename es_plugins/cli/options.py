@@ -17,9 +17,9 @@ from typing import Any
 
 from .._deprecation import warn_renamed
 from ..errors import SparsityConfigError
+from ..masks.targets import TargetSpec
 from ..methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names
 from ..methods.registry import method_options
-from ..targets import TargetSpec
 
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 # An option of both a method and the run: --seed seeds random pruning and calibration sampling.
@@ -133,7 +133,7 @@ def target_spec(args: argparse.Namespace) -> TargetSpec:
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
-    """``--device``: one spelling and one parser (:func:`es_plugins.device.resolve_device`) for
+    """``--device``: one spelling and one parser (:func:`es_plugins.engines.device.resolve_device`) for
     every command; the default (``None``) means cuda when available, else cpu."""
     parser.add_argument("--device", metavar="DEVICE", help=help_text)
 

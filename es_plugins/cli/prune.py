@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from argparse import SUPPRESS
 
-from .._console import emit, log
-from ..artifacts import REPORT_FILENAME
-from ..checkpoint import DTYPES
+from ..io.artifacts import REPORT_FILENAME
+from ..io.checkpoint import DTYPES
 from ..jobs.prune import Calibration, prune_checkpoint
-from ..plan import SparsityPlan
-from ..state import MASKS_FILENAME
+from ..masks.state import MASKS_FILENAME
+from ..methods.plan import SparsityPlan
+from .console import emit, log
 from .options import (
     add_device_argument,
     add_method_arguments,

@@ -7,10 +7,10 @@ import argparse
 import dataclasses
 from argparse import SUPPRESS
 
-from .._console import emit
 from ..analysis.backends import BACKENDS
 from ..analysis.tasks import sweepable_methods
 from ..jobs.sweep import DEFAULT_OUTPUT, SweepOptions, sweep
+from .console import emit
 from .options import add_device_argument, add_target_args, command_line, deprecated_spelling
 
 

@@ -1,7 +1,8 @@
-"""Export-side tools: inspect ONNX graphs for sparsity, make 2:4 layers eligible for sparse
-kernels, and write files that are actually smaller (sparse ONNX initializers, compressed
-Hugging Face checkpoints). Heavy dependencies (onnx, onnxruntime, compressed-tensors) are
-imported inside the functions that need them, so ``import es_plugins`` stays light."""
+"""Export-side tools: the verified Optimum ONNX export, ONNX inspection for sparsity, 2:4
+layers made eligible for sparse kernels (MatMul->Gemm), sparse ONNX initializers and TensorRT
+commands. (Compressed Hugging Face checkpoints are a checkpoint format: ``es_plugins.io.compressed``.)
+Heavy dependencies (onnx, onnxruntime, optimum) are imported inside the functions that need
+them, so ``import es_plugins`` stays light."""
 
 from .onnx_report import OnnxLayer, OnnxSparsityReport, inspect_onnx
 from .onnx_weights import OnnxWeight, find_weights, load_onnx

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 
-from ..masks.nm import nm_compliance
-from ..report import LayerStats
+from ..masks.patterns import nm_compliance
+from ..masks.report import LayerStats
 from .onnx_weights import find_weights, initializer_arrays, load_onnx
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from .._deprecation import dtype_value
-from ..checkpoint import load_hf_model
-from ..device import resolve_device
+from ..engines.device import resolve_device
 from ..errors import ExportError, SparsityConfigError
-from ..targets import resolve_targets
-from ..weight_files import check_weight_files
+from ..io.checkpoint import load_hf_model
+from ..io.weight_files import check_weight_files
+from ..masks.targets import resolve_targets
 from .onnx_check import pytorch_parity
 from .onnx_gemm import rewrite_and_check
 from .onnx_report import compare_with_pytorch, inspect_onnx

@@ -4,8 +4,8 @@ renders what they return."""
 
 from .export import compress, decompress, export
 from .inspect import inspect
-from .masks import compare_masks, near_zero
 from .prune import Calibration, PruneResult, prune_checkpoint
+from .statistics import compare_masks, near_zero
 from .sweep import SweepOptions, SweepRun, sweep
 
 __all__ = [

@@ -8,14 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..assets import resolve_model_path
-from ..checkpoint import load_hf_model, save_hf_checkpoint
 from ..errors import SparsityConfigError, check_choice
-from ..export.compressed import CompressionSummary, load_compressed, save_compressed
 from ..export.onnx_sparse import OnnxCompression, compress_onnx
 from ..export.verified import ExportOptions, export_and_verify
-from ..output import check_output, write_file_atomically, write_folder_atomically
-from ..targets import TargetSpec
+from ..io.assets import resolve_model_path
+from ..io.checkpoint import load_hf_model, save_hf_checkpoint
+from ..io.compressed import CompressionSummary, load_compressed, save_compressed
+from ..io.output import check_output, write_file_atomically, write_folder_atomically
+from ..masks.targets import TargetSpec
 
 logger = logging.getLogger("es_plugins")
 

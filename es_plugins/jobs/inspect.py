@@ -6,18 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from ..assets import resolve_model_path
-from ..checkpoint import load_hf_model
 from ..errors import SparsityConfigError
 from ..export.onnx_gemm import rewrite_and_check
 from ..export.onnx_report import OnnxSparsityReport, compare_with_pytorch, inspect_onnx
 from ..export.onnx_weights import load_onnx
 from ..export.tensorrt import trtexec_command
-from ..masks.nm import parse_pattern
-from ..output import check_output, write_file_atomically
-from ..report import SparsityReport, build_report
-from ..state import MASKS_FILENAME, SparsityState
-from ..targets import TargetSpec, resolve_targets
+from ..io.assets import resolve_model_path
+from ..io.checkpoint import load_hf_model
+from ..io.output import check_output, write_file_atomically
+from ..masks.patterns import parse_pattern
+from ..masks.report import SparsityReport, build_report
+from ..masks.state import MASKS_FILENAME, SparsityState
+from ..masks.targets import TargetSpec, resolve_targets
 from .export import is_onnx_path
 
 TRT_PRECISIONS = ("fp16", "int8", "best", "fp32")

@@ -18,9 +18,16 @@ from typing import Callable, Union
 
 import torch
 
-from ..artifacts import write_report_files, write_sparsity_files
-from ..assets import resolve_model_path
-from ..checkpoint import (
+from ..engines.device import resolve_device
+from ..engines.memory import available_memory
+from ..engines.outofcore.blockwise import prune_blockwise
+from ..engines.outofcore.files import INDEX_FILE, ShardedCheckpoint
+from ..engines.outofcore.tensorwise import is_streamable, prune_tensorwise
+from ..engines.sparsify import sparsify_
+from ..errors import SparsityConfigError
+from ..io.artifacts import write_report_files, write_sparsity_files
+from ..io.assets import resolve_model_path
+from ..io.checkpoint import (
     DTYPES,
     check_checkpoint_dir,
     copy_side_files,
@@ -28,21 +35,15 @@ from ..checkpoint import (
     load_tokenizer,
     save_hf_checkpoint,
 )
-from ..datasets import calibration_blocks, resolve_texts
-from ..device import resolve_device
-from ..errors import SparsityConfigError
-from ..export.compressed import is_compressed_config
-from ..hf_config import read_config
-from ..memory import available_memory
+from ..io.compressed import is_compressed_config
+from ..io.datasets import calibration_blocks, resolve_texts
+from ..io.hf_config import read_config
+from ..io.output import check_output, write_folder_atomically
+from ..io.weight_files import WeightFiles, check_weight_files
+from ..masks.report import SparsityReport
+from ..masks.state import SparsityState
 from ..methods import MethodConfig, entry_for
-from ..outofcore.blockwise import prune_blockwise
-from ..outofcore.files import INDEX_FILE, ShardedCheckpoint
-from ..outofcore.tensorwise import is_streamable, prune_tensorwise
-from ..output import check_output, write_folder_atomically
-from ..plan import SparsityPlan, make_plan
-from ..report import SparsityReport
-from ..sparsify import sparsify_
-from ..state import SparsityState
+from ..methods.plan import SparsityPlan, make_plan
 
 logger = logging.getLogger("es_plugins")
 
@@ -148,13 +149,13 @@ def prune_checkpoint(
     check_output(out_dir, inputs=[src], overwrite=overwrite)  # before minutes of work
     check_checkpoint_dir(src)
     tokens = _calibration_tokens(src, calibration) if calibration is not None else None
-    checkpoint = _out_of_core_checkpoint(src, low_memory, memory_budget, dtype, allow_external_shards)
+    checkpoint, files = _out_of_core_checkpoint(src, low_memory, memory_budget, dtype, allow_external_shards)
     if checkpoint is not None:
         return _prune_out_of_core(
             checkpoint, out_dir, plan, tokens, given, work, overwrite, copy_remote_code, show_progress, command
         )
     logger.info(f"loading {src}")
-    loaded = load_hf_model(src, dtype=dtype, allow_external=allow_external_shards)
+    loaded = load_hf_model(src, dtype=dtype, allow_external=allow_external_shards, files=files)
     if given is not None:
         given.validate(loaded)
     started = time.perf_counter()
@@ -201,9 +202,10 @@ def _calibration_tokens(src: Path, calibration: Calibration | torch.Tensor) -> t
 
 def _out_of_core_checkpoint(
     src: Path, low_memory: bool | str, memory_budget: float | None, dtype: str, allow_external: bool
-) -> ShardedCheckpoint | None:
-    """The shards to prune out of core (read and validated once), or ``None`` for an
-    in-memory run: ``low_memory=True``, or ``"auto"`` with weights over the budget."""
+) -> tuple[ShardedCheckpoint | None, WeightFiles | None]:
+    """The shards to prune out of core, or ``None`` for an in-memory run (``low_memory=True``,
+    or ``"auto"`` with weights over the budget), and the validated weight files: the index,
+    shard paths and headers are read once, here, whichever path runs."""
     streamable = is_streamable(src) and not is_compressed_config(read_config(src))
     if low_memory is True:
         if not streamable:
@@ -215,19 +217,17 @@ def _out_of_core_checkpoint(
             raise SparsityConfigError(
                 "dtype (--dtype) does not apply to low_memory=True (--low-memory): the checkpoint's dtype is kept"
             )
-    if not streamable:
-        return None
-    checkpoint = ShardedCheckpoint(src, allow_external)  # index, shard paths and headers validated here
-    if low_memory is True:
-        return checkpoint
+    files = check_weight_files(src, allow_external) if streamable else None
+    if files is None:
+        return None, None
     budget = memory_budget * 2**30 if memory_budget else available_memory() / 2
-    if low_memory == "auto" and budget and checkpoint.nbytes > budget and dtype == "auto":
+    over = low_memory == "auto" and budget and files.nbytes > budget and dtype == "auto"
+    if over:
         logger.info(
-            f"the weights ({checkpoint.nbytes / 2**30:.1f} GiB) exceed the memory budget ({budget / 2**30:.1f} GiB): "
+            f"the weights ({files.nbytes / 2**30:.1f} GiB) exceed the memory budget ({budget / 2**30:.1f} GiB): "
             "pruning out of core (as with low_memory=True)"
         )
-        return checkpoint
-    return None
+    return (ShardedCheckpoint(files) if low_memory is True or over else None), files
 
 
 def _prune_out_of_core(

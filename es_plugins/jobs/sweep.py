@@ -24,14 +24,14 @@ from ..analysis.similarity import mask_similarity
 from ..analysis.sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
 from ..analysis.sweep_report import write_sweep_report
 from ..analysis.tasks import PerplexityTask, method_at, sweep_task, sweepable_methods
-from ..assets import resolve_model_path
-from ..checkpoint import check_checkpoint_dir
-from ..datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
-from ..device import resolve_device
+from ..engines.device import resolve_device
 from ..errors import SparsityConfigError, check_choice
+from ..io.assets import resolve_model_path
+from ..io.checkpoint import check_checkpoint_dir
+from ..io.datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
+from ..io.output import atomic_write_text, check_output, write_marker
+from ..masks.targets import TargetSpec, resolve_targets
 from ..methods import compute_masks, is_calibrated
-from ..output import atomic_write_text, check_output, write_marker
-from ..targets import TargetSpec, resolve_targets
 
 logger = logging.getLogger("es_plugins")
 

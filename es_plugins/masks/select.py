@@ -155,7 +155,7 @@ def _count_and_gather(
 
 class LocalCombine:
     """How the threshold search combines partial results: here, one process holds everything.
-    ``es_plugins.distributed`` supplies one that all-reduces counts and all-gathers the
+    ``es_plugins.engines.distributed`` supplies one that all-reduces counts and all-gathers the
     sample and the bracket across ranks, so both paths share this search."""
 
     shards = 1
@@ -264,7 +264,7 @@ def keep_largest_masks(
         k: number of entries to prune in total.
         progress: wraps the per-tensor loop (e.g. a tqdm factory) on long runs.
         combine: how partial counts and samples are combined; ``None`` for one process.
-            With :class:`es_plugins.distributed.RankCombine` the tensors are this rank's
+            With :class:`es_plugins.engines.distributed.RankCombine` the tensors are this rank's
             pieces of tensors sharded across ranks, and ``k`` counts over all ranks.
     """
     return list(iter_keep_largest_masks(scores, numels, k, progress, combine))

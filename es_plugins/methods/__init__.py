@@ -13,10 +13,10 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from ..errors import NonFiniteWeightError, SparsityConfigError
-from ..masks.nm import parse_pattern
+from ..masks.patterns import parse_pattern
 from ..masks.select import LocalCombine, chunks
+from ..masks.targets import Target
 from ..progress import progress_factory
-from ..targets import Target
 
 # Method modules register themselves on import; the order is the CLI's --method order.
 # isort: off
@@ -66,7 +66,7 @@ def compute_masks(
             masks with the exact new count.
         combine: for targets that are this process's pieces of weights sharded across
             ranks (FSDP): how counts and samples are combined
-            (:class:`es_plugins.distributed.RankCombine`). Methods registered ``shardable``
+            (:class:`es_plugins.engines.distributed.RankCombine`). Methods registered ``shardable``
             take it; the selection is then exact over the full tensors.
 
     Raises:

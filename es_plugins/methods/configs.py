@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
 from ..errors import SparsityConfigError, check_choice, check_fraction
-from ..masks.nm import parse_pattern
+from ..masks.patterns import parse_pattern
 
 SCOPES = ("global", "layer")
 

@@ -7,7 +7,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..masks.select import LocalCombine, ScoreFn
-from ..targets import Target
+from ..masks.targets import Target
 from .configs import OMPConfig
 from .registry import register_method
 from .selection import select_by_scores

@@ -8,8 +8,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..errors import SparsityConfigError
-from ..masks.nm import nm_keep_mask, nm_keep_within
-from ..targets import Target
+from ..masks.patterns import nm_keep_mask, nm_keep_within
+from ..masks.targets import Target
 from .configs import NMConfig
 from .registry import register_method
 

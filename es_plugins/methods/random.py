@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..masks.select import ScoreFn
-from ..targets import Target
+from ..masks.targets import Target
 from .configs import RandomConfig
 from .registry import register_method
 from .selection import select_by_scores

@@ -10,7 +10,7 @@ Two function shapes exist, because the two families see the model differently:
 * whole-model methods (magnitude, random, N:M): ``fn(targets, config, progress, current)``
   returns ``{name: keep_mask}`` (or yields its pairs); ``current`` holds masks already in
   force (nested schedules). Entries registered ``shardable`` also take ``combine=``, the
-  selection's hook for weights sharded across ranks (:mod:`es_plugins.distributed`).
+  selection's hook for weights sharded across ranks (:mod:`es_plugins.engines.distributed`).
 * calibrated methods (Wanda, SparseGPT): ``fn(target, config, inputs, keep)`` prunes *one*
   layer in place from its input statistics (``inputs``) and returns its keep-mask; ``keep``
   is a given mask to preserve exactly (refinement), when the entry allows it.

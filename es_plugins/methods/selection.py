@@ -12,7 +12,7 @@ import torch
 
 from ..errors import SparsityConfigError
 from ..masks.select import LocalCombine, ScoreFn, iter_keep_largest_masks, keep_largest_masks
-from ..targets import Target
+from ..masks.targets import Target
 
 PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SparsityConfigError
-from ..targets import Target
+from ..masks.targets import Target
 from .configs import SparseGPTConfig
 from .registry import LayerInputs, register_method
 
@@ -50,7 +50,7 @@ def lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
 def _prune_in_groups_(pruned: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Tensor:
     """Fill ``pruned`` (M, rows), one group of M inputs in the transposed layout, with all but
     the ``n`` highest ``scores`` of each column pruned, ties kept at the lower input index (as
-    :func:`es_plugins.masks.nm.nm_keep_mask`). Called once per M columns inside SparseGPT's
+    :func:`es_plugins.masks.patterns.nm_keep_mask`). Called once per M columns inside SparseGPT's
     column loop, where every small op adds up: a sort and a scatter, in place."""
     order = torch.sort(scores, dim=0, descending=True, stable=True).indices
     return pruned.fill_(True).scatter_(0, order[:n], False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..masks.nm import nm_keep_mask
-from ..targets import Target
+from ..masks.patterns import nm_keep_mask
+from ..masks.targets import Target
 from .configs import WandaConfig
 from .registry import LayerInputs, register_method
 

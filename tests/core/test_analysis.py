@@ -9,7 +9,7 @@ import torch
 
 from es_plugins import CubicSchedule, MaskMismatchError, OMPConfig, RandomConfig, Sparsifier, SparsityConfigError
 from es_plugins.analysis import mask_similarity, near_zero_stats
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.targets import resolve_targets
 
 
 def test_similarity_hand_computed():

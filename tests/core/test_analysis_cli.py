@@ -76,7 +76,7 @@ def test_perplexity_sweep_writes_report_and_resumes(tmp_path, tiny_lm_dir, text_
 
 
 def test_perplexity_task_restores_weights_between_levels(tiny_lm_dir, text_dir):
-    from es_plugins.datasets import read_texts
+    from es_plugins.io.datasets import read_texts
 
     task = PerplexityTask(tiny_lm_dir, read_texts(text_dir), num_tokens=128, seq_len=32)
     dense = task.evaluate(0.0, 0)
@@ -264,7 +264,7 @@ def test_wanda_perplexity_sweep_uses_calibration(tmp_path, tiny_lm_dir, text_dir
 
 
 def test_finetune_sweep_on_packaged_rotten_tomatoes(tmp_path, tiny_classifier_dir, capsys):
-    from es_plugins.datasets import load_labeled
+    from es_plugins.io.datasets import load_labeled
 
     texts, labels, names = load_labeled("packaged:rotten-tomatoes")
     assert len(texts) == 12752 and names == ["rotten", "fresh"] and set(labels) == {0, 1}

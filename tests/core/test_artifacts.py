@@ -7,8 +7,8 @@ import json
 import pytest
 
 from es_plugins import OMPConfig, Sparsifier, SparsityState
-from es_plugins.artifacts import REPORT_FILENAME, write_sparsity_files
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.io.artifacts import REPORT_FILENAME, write_sparsity_files
+from es_plugins.masks.state import MASKS_FILENAME
 
 
 def test_finalize_makes_save_pretrained_write_the_sparsity_files(tiny_bert, tmp_path):

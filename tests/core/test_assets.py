@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from es_plugins import CheckpointError
-from es_plugins.assets import packaged_model_dir, resolve_model_path
 from es_plugins.cli import main as cli
+from es_plugins.io.assets import packaged_model_dir, resolve_model_path
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"  # any 40-hex commit id: the cache keys snapshots by it

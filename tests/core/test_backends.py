@@ -82,8 +82,8 @@ def test_a_point_that_keeps_killing_its_worker_is_reported_failed_and_retried_on
 def test_ray_gives_the_local_values_on_the_packaged_model(cluster):
     """Same settings, same seeds: the same perplexity for every point both evaluate, and the same
     essential sparsity within the resolution (packaged SmolLM2, small settings)."""
-    from es_plugins.assets import resolve_model_path
-    from es_plugins.datasets import bbc_news
+    from es_plugins.io.assets import resolve_model_path
+    from es_plugins.io.datasets import bbc_news
 
     kwargs = dict(
         model_dir=resolve_model_path("packaged:smollm2"),

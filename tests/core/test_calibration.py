@@ -19,12 +19,12 @@ from es_plugins import (
     WandaConfig,
     sparsify_,
 )
-from es_plugins.calibration.stats import add_gram_
+from es_plugins.engines.calibration.stats import add_gram_
 from es_plugins.masks import nm_compliance
+from es_plugins.masks.targets import resolve_targets
 from es_plugins.methods import compute_masks
 from es_plugins.methods.sparsegpt import sparsegpt_prune
 from es_plugins.methods.wanda import wanda_keep_mask
-from es_plugins.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
 
 CALIB = torch.randint(0, 99, (8, 16), generator=torch.Generator().manual_seed(0))
@@ -419,3 +419,48 @@ def test_the_schedule_decides_which_inputs_a_later_layer_is_scored_on(passes):
     mask = state.masks["transformer.h.0.mlp.c_proj.weight"]
     differing = {schedule: int((mask != expected[schedule]).sum()) for schedule in (1, 2)}
     assert differing[passes] <= 4 < 40 <= differing[3 - passes]
+
+
+# --------------------------------------------------------------------- the one driver and its pieces
+def test_find_blocks_returns_the_transformer_blocks_and_their_inputs():
+    from es_plugins.engines.calibration.blocks import capture_block_inputs, find_blocks
+
+    model = make_tiny_gpt2()
+    prefix, blocks = find_blocks(model)
+    assert prefix == "transformer.h" and len(blocks) == model.config.n_layer
+    inputs = capture_block_inputs(model, blocks[0], [CALIB[:4], CALIB[4:]])
+    assert [args[0].shape[:2] for args, _ in inputs] == [torch.Size([4, 16]), torch.Size([4, 16])]
+
+
+def test_the_checks_refuse_targets_outside_the_blocks():
+    from es_plugins.engines.calibration.checks import group_by_block
+
+    model = make_tiny_gpt2()
+    targets = resolve_targets(model, TargetSpec(include=["lm_head", "c_attn"]))
+    with pytest.raises(SparsityConfigError, match="exclude these: \\['transformer.wte.weight'\\]"):
+        group_by_block(targets, "transformer.h", model.config.n_layer)
+
+
+def test_the_activation_store_spills_to_disk_beyond_its_budget_and_reads_back_the_same():
+    from es_plugins.engines.calibration.driver import ActivationStore
+
+    hidden = [((torch.randn(2, 3, 4), "mask"), {"k": 1}), ((torch.randn(2, 3, 4), "mask"), {"k": 2})]
+    in_memory = ActivationStore(None).keep(hidden)
+    assert in_memory is hidden
+    store = ActivationStore(budget=0)
+    spilled = store.keep(hidden)
+    assert not isinstance(spilled[0][0][0], torch.Tensor)
+    loaded = store.load(spilled)
+    assert all(torch.equal(a[0], b[0]) and a[1:] == b[1:] and ka == kb for (a, ka), (b, kb) in zip(loaded, hidden))
+    store.close()
+
+
+def test_the_in_memory_source_gives_the_masks_of_sparsify():
+    from es_plugins.engines.calibration.in_memory import prune_calibrated_
+
+    direct, through = make_tiny_gpt2(), make_tiny_gpt2()
+    seen = []
+    state = prune_calibrated_(direct, SparsityPlan(WandaConfig(0.5)), CALIB, on_block=lambda i, n: seen.append(i))
+    reference = sparsify_(through, SparsityPlan(WandaConfig(0.5)), calibration=CALIB)
+    assert seen == list(range(direct.config.n_layer))
+    assert all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from es_plugins import CheckpointError, SparsityConfigError
-from es_plugins.checkpoint import load_hf_model, save_hf_checkpoint
+from es_plugins.io.checkpoint import load_hf_model, save_hf_checkpoint
 
 
 def test_round_trip_keeps_the_architecture_and_weights(tiny_bert_dir, tmp_path):

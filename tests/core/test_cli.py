@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 import torch
 
-from es_plugins.cli import REPORT_FILENAME, main
-from es_plugins.state import MASKS_FILENAME, SparsityState
+from es_plugins.cli import main
+from es_plugins.io.artifacts import REPORT_FILENAME
+from es_plugins.masks.state import MASKS_FILENAME, SparsityState
 
 
 def run_cli(capsys, *argv):
@@ -210,3 +212,117 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"es-plugins {__version__}"
+
+
+# --------------------------------------------------------------------- one convention, generated flags
+def _parser_of(add) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add(parser)
+    return parser
+
+
+def test_every_command_that_writes_takes_model_and_a_positional_output():
+    from es_plugins.cli import export, inspect, prune
+
+    for add in (prune.add_arguments, export.add_compress_arguments, export.add_decompress_arguments):
+        args = _parser_of(add).parse_args(["--model", "in", "out"])
+        assert (args.model, args.output) == ("in", "out")
+    args = _parser_of(export.add_export_arguments).parse_args(["-m", "in", "out"])
+    assert (args.model, args.output) == ("in", "out")
+    assert _parser_of(inspect.add_arguments).parse_args(["--model", "in"]).model == "in"
+
+
+@pytest.mark.parametrize(
+    "old, new, command",
+    [
+        (["prune", "m", "o"], ["prune", "--model", "m", "o"], "prune"),
+        (["compress", "m", "o"], ["compress", "--model", "m", "o"], "compress"),
+        (["decompress", "m", "o"], ["decompress", "--model", "m", "o"], "decompress"),
+        (["inspect", "m"], ["inspect", "--model", "m"], "inspect"),
+    ],
+)
+def test_the_former_positional_model_warns_and_means_the_same(old, new, command):
+    import warnings
+
+    from es_plugins.cli import build_parser
+    from es_plugins.cli.options import resolve_model_and_output
+
+    parser = build_parser()
+    args = parser.parse_args(old)
+    with pytest.warns(FutureWarning, match=f"{command} MODEL.* is deprecated .* use {command} --model MODEL"):
+        resolve_model_and_output(args, command)
+    modern = parser.parse_args(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_model_and_output(modern, command)
+    assert (args.model, getattr(args, "output", None)) == (modern.model, getattr(modern, "output", None))
+
+
+def test_the_former_positional_model_still_prunes(tmp_path, tiny_bert_dir):
+    with pytest.warns(FutureWarning, match="use prune --model MODEL OUTPUT"):
+        assert main(["prune", str(tiny_bert_dir), str(tmp_path / "old"), "--sparsity", "0.3"]) == 0
+    assert (tmp_path / "old" / REPORT_FILENAME).is_file()
+
+
+def test_zeros_takes_model_and_its_former_positionals_warn(tmp_path, tiny_bert_dir, capsys):
+    assert main(["zeros", "--model", str(tiny_bert_dir), "--json"]) == 0
+    modern = capsys.readouterr().out
+    with pytest.warns(FutureWarning, match="use zeros --model CHECKPOINT"):
+        assert main(["zeros", str(tiny_bert_dir), "--json"]) == 0
+    assert capsys.readouterr().out == modern
+
+
+def test_method_flags_are_generated_from_the_config_fields():
+    import dataclasses
+
+    from es_plugins.cli.options import method_config
+    from es_plugins.methods import SparseGPTConfig
+    from es_plugins.methods.registry import method_options
+
+    parser = _parser_of(__import__("es_plugins.cli.prune", fromlist=["add_arguments"]).add_arguments)
+    flags = {a.dest: a for a in parser._actions}
+    for name, spec in method_options().items():
+        if spec.help:
+            assert name in flags and spec.help.split(",")[0] in flags[name].help, name
+    assert flags["passes"].choices == (1, 2) and flags["scope"].choices == ("global", "layer")
+    damp = next(f for f in dataclasses.fields(SparseGPTConfig) if f.name == "damp")
+    assert damp.metadata["help"] in flags["damp"].help
+    args = parser.parse_args(["--model", "m", "o", "--method", "sparsegpt", "--calib", "c", "--damp", "0.05"])
+    assert method_config(args) == SparseGPTConfig(0.5, damp=0.05)
+
+
+def test_inspect_gemm_copy_is_the_former_rewrite_gemm_path():
+    from es_plugins.cli import build_parser
+
+    with pytest.warns(FutureWarning, match="--rewrite-gemm is deprecated .* use --gemm-copy"):
+        args = build_parser().parse_args(["inspect", "--model", "m.onnx", "--rewrite-gemm", "g.onnx"])
+    assert args.gemm_copy == "g.onnx"
+    export_args = build_parser().parse_args(["export", "--model", "m", "o", "--rewrite-gemm"])
+    assert export_args.rewrite_gemm is True  # one meaning: a switch of the export
+
+
+def test_every_sweep_option_has_its_flag_by_the_same_name():
+    import dataclasses
+
+    from es_plugins.cli import build_parser
+    from es_plugins.cli.sweep import options_from
+    from es_plugins.jobs.sweep import SweepOptions
+
+    args = build_parser().parse_args(["sweep", "--model", "m", "--task", "perplexity", "--eval-seq-len", "64"])
+    options = options_from(args)
+    assert options.eval_seq_len == 64 and options.model == "m"
+    defaults = SweepOptions()
+    for field in dataclasses.fields(SweepOptions):
+        if field.name not in ("model", "task", "eval_seq_len"):
+            assert getattr(options, field.name) == getattr(defaults, field.name), field.name
+
+
+def test_the_statistics_commands_render_the_jobs_results(tmp_path, tiny_bert_dir, capsys):
+    from es_plugins.cli.statistics import run_compare
+
+    assert main(["prune", "--model", str(tiny_bert_dir), str(tmp_path / "a"), "--sparsity", "0.5"]) == 0
+    capsys.readouterr()
+    args = type("Args", (), {"a": str(tmp_path / "a"), "b": str(tmp_path / "a"), "output": None, "overwrite": False})
+    args.json = True
+    assert run_compare(args) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["cosine"] == pytest.approx(1.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from es_plugins.datasets import calibration_blocks, load_labeled, read_texts, token_blocks
 from es_plugins.errors import DataError
+from es_plugins.io.datasets import calibration_blocks, load_labeled, read_texts, token_blocks
 from tests.conftest import random_text, word_tokenizer
 
 

@@ -19,12 +19,12 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from es_plugins import SparseGPTConfig, SparsityConfigError, SparsityPlan, WandaConfig, sparsify_
-from es_plugins.calibration import engine
-from es_plugins.calibration.stats import InputStats
 from es_plugins.cli import main as cli
-from es_plugins.device import check_precision, resolve_device, to_device
+from es_plugins.engines.calibration import engine
+from es_plugins.engines.calibration.stats import InputStats
+from es_plugins.engines.device import check_precision, resolve_device, to_device
+from es_plugins.masks.targets import Target
 from es_plugins.methods.wanda import wanda_layer
-from es_plugins.targets import Target
 from tests.conftest import make_tiny_gpt2, save_checkpoint
 
 CALIB = torch.randint(0, 99, (4, 16), generator=torch.Generator().manual_seed(0))
@@ -141,7 +141,7 @@ def test_the_calibration_hot_path_makes_no_copy_to_the_cpu(monkeypatch, config):
         with spy:
             return real(*args, **kwargs)
 
-    monkeypatch.setattr("es_plugins.calibration.driver.prune_block_", watched)
+    monkeypatch.setattr("es_plugins.engines.calibration.driver.prune_block_", watched)
     state = sparsify_(make_tiny_gpt2(), SparsityPlan(config), calibration=CALIB)
     assert state.masks and spy.copies == []
 

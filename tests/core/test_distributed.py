@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from es_plugins import OMPConfig, RandomConfig, SparsityConfigError, SparsityPlan, SparsityState, sparsify_
-from es_plugins.distributed import assert_identical_across_ranks, masks_checksum, sparsify_sharded_
+from es_plugins.engines.distributed import assert_identical_across_ranks, masks_checksum, sparsify_sharded_
 
 
 @pytest.fixture
@@ -41,3 +41,18 @@ def test_sparsify_sharded_is_a_deprecated_spelling_of_sparsify_sharded(gloo_grou
     with pytest.warns(FutureWarning, match=r"sparsify_\(model, plan, sharded=True\)"):
         state = sparsify_sharded_(tiny_blocks, SparsityPlan(OMPConfig(0.4)))
     assert all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)
+
+
+def test_the_rank_combine_hook_selects_like_one_process(gloo_group):
+    from es_plugins.engines.sharding import RankCombine
+    from es_plugins.masks.select import keep_largest_masks
+    from es_plugins.methods.magnitude import magnitude_score
+
+    weights = [torch.tensor([0.5, -0.1, 0.5, 2.0]), torch.tensor([0.5, 0.3])]
+    scores, numels = [magnitude_score(w) for w in weights], [w.numel() for w in weights]
+    combine = RankCombine()
+    assert combine.shards == 1 and combine.sum(7) == 7
+    alone = keep_largest_masks(scores, numels, 3)
+    across = keep_largest_masks(scores, numels, 3, combine=combine)  # ties at 0.5 split by rank order
+    assert all(torch.equal(a, b) for a, b in zip(alone, across))
+    assert combine.tie_quotas(scores, numels, 0.5, 2) == [2, 0]

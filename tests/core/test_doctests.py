@@ -19,7 +19,7 @@ MODULES = sorted(
 
 
 def test_every_core_module_is_collected():
-    assert {"es_plugins.sparsify", "es_plugins.methods.registry", "es_plugins.masks.nm"} <= set(MODULES)
+    assert {"es_plugins.engines.sparsify", "es_plugins.methods.registry", "es_plugins.masks.patterns"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from es_plugins.evaluation import perplexity
+from es_plugins.analysis.evaluation import perplexity
 from tests.conftest import make_tiny_gpt2
 
 

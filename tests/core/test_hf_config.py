@@ -7,7 +7,7 @@ import json
 import pytest
 
 from es_plugins import CheckpointError
-from es_plugins.hf_config import model_class, read_config
+from es_plugins.io.hf_config import model_class, read_config
 
 
 def test_config_problems_name_the_file(tiny_bert_dir):

@@ -44,3 +44,13 @@ def test_the_cli_console_handler_lives_only_while_a_command_runs(tmp_path):
     src = save_checkpoint(make_tiny_bert(), tmp_path / "dense")
     assert cli(["inspect", "--model", str(src)]) == 0
     assert logger.handlers == before and logger.level == logging.NOTSET
+
+
+def test_console_logging_attaches_for_the_command_and_restores_the_logger():
+    from es_plugins.cli.console import console_logging
+
+    logger = logging.getLogger("es_plugins")
+    handlers, level = list(logger.handlers), logger.level
+    with console_logging():
+        assert len(logger.handlers) == len(handlers) + 1 and logger.getEffectiveLevel() <= logging.INFO
+    assert logger.handlers == handlers and logger.level == level

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from es_plugins import LotteryConfig, LotteryTicket, Sparsifier, SparsityConfigError, TargetSpec
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.targets import resolve_targets
 
 
 def _train(model, state, steps: int = 5, seed: int = 0) -> dict[str, float]:
@@ -95,7 +95,7 @@ def test_step_driver_captures_rewind_prunes_at_boundaries_and_checks_budget(tiny
 
 def test_round_masks_have_the_one_masks_file_name_and_compare_masks_finds_them(tiny_blocks, tmp_path, capsys):
     from es_plugins.cli import main as cli
-    from es_plugins.state import MASKS_FILENAME
+    from es_plugins.masks.state import MASKS_FILENAME
 
     ticket = LotteryTicket(LotteryConfig(prune_fraction=0.3, rounds=2), tmp_path / "lth")
     ticket.run(tiny_blocks, lambda index, state: _train(tiny_blocks, state))

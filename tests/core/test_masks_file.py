@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import save_file
 
 from es_plugins import SparsityState
+from es_plugins.engines.outofcore import ShardedCheckpoint, files
 from es_plugins.masks import masks_file
 from es_plugins.masks.masks_file import MasksFileWriter
-from es_plugins.outofcore import ShardedCheckpoint, files
 
 
 def _partial_pwrites(monkeypatch) -> list[int]:

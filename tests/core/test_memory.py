@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 
-from es_plugins.memory import default_threads
+from es_plugins.engines.memory import default_threads
 
 # Run in a fresh interpreter: what a process allocated and freed before (a Ray driver, other
 # tests) changes what a new allocation adds to RssAnon, and this test is about one allocation.
 SAMPLER_CHECK = """
 import json, time, torch
-from es_plugins.memory import PeakAnonSampler, release_memory, rss_anon, stable_allocator
+from es_plugins.engines.memory import PeakAnonSampler, release_memory, rss_anon, stable_allocator
 assert stable_allocator()  # glibc on the machines we support
 before = rss_anon()
 with PeakAnonSampler(0.0005) as sampler:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from es_plugins.merge import DISCARD_WARNING_FRACTION, MergedLayer, sparsify_merged_
+from es_plugins.engines.merge import DISCARD_WARNING_FRACTION, MergedLayer, sparsify_merged_
 
 
 def test_merge_re_masks_and_reports_the_discarded_share():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from es_plugins import NMConfig, OMPConfig, RandomConfig, SparsityPlan, sparsify_
-from es_plugins.report import build_report
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.report import build_report
+from es_plugins.masks.targets import resolve_targets
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.77])
@@ -96,7 +96,7 @@ def test_sparsegpt_block_selection_equals_a_stable_sort_under_ties():
 
 
 def test_sparsegpt_group_selection_equals_the_n_m_mask_under_ties():
-    from es_plugins.masks.nm import nm_keep_mask
+    from es_plugins.masks.patterns import nm_keep_mask
     from es_plugins.methods.sparsegpt import _prune_in_groups_
 
     generator = torch.Generator().manual_seed(1)
@@ -105,3 +105,26 @@ def test_sparsegpt_group_selection_equals_the_n_m_mask_under_ties():
         pruned = torch.zeros(m, 300, dtype=torch.bool)
         assert _prune_in_groups_(pruned, scores, n) is pruned
         assert torch.equal(pruned, ~nm_keep_mask(scores, n, m, in_axis=0))
+
+
+def test_each_method_module_scores_as_its_docstring_says(tiny_blocks):
+    from es_plugins.methods.magnitude import magnitude_score
+    from es_plugins.methods.nm import nm_masks
+    from es_plugins.methods.random import random_masks
+    from es_plugins.methods.selection import PRUNED_SCORE, respecting, select_by_scores
+
+    weight = torch.tensor([[-3.0, 1.0], [0.5, -2.0]])
+    out = torch.empty(4)
+    assert torch.equal(magnitude_score(weight)(0, 4, out), torch.tensor([3.0, 1.0, 0.5, 2.0]))
+    keep = torch.tensor([True, False, True, True])
+    masked = respecting(magnitude_score(weight), keep)(0, 4, torch.empty(4))
+    assert masked[1] == PRUNED_SCORE and masked[0] == 3.0
+    targets = resolve_targets(tiny_blocks)
+    progress = lambda items: items  # noqa: E731
+    chosen = dict(select_by_scores(targets, [magnitude_score(t.param) for t in targets], 0.5, "layer", progress, {}))
+    assert all(int((~m).sum()) == round(0.5 * m.numel()) for m in chosen.values())
+    nm = dict(nm_masks(targets, NMConfig("2:4"), progress, {}))
+    assert all(int(m.view(-1, 4).sum(1).max()) == 2 for m in nm.values())
+    first = dict(random_masks(targets, RandomConfig(0.3, seed=1), progress, {}))
+    again = dict(random_masks(targets, RandomConfig(0.3, seed=1), progress, {}))
+    assert all(torch.equal(first[n], again[n]) for n in first)

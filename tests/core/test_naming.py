@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from es_plugins import MaskMismatchError
-from es_plugins.naming import canonical_name, match_names
+from es_plugins.masks.naming import canonical_name, match_names
 
 
 @pytest.mark.parametrize(

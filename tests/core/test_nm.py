@@ -22,7 +22,7 @@ def reference_nm(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
 @pytest.mark.parametrize("n,m", [(1, 2), (2, 4), (4, 8), (3, 8), (1, 16)])
 def test_exact_n_per_group_matches_reference(monkeypatch, n, m, chunk):
     if chunk:
-        monkeypatch.setattr("es_plugins.masks.nm.CHUNK", chunk)
+        monkeypatch.setattr("es_plugins.masks.patterns.CHUNK", chunk)
     scores = torch.randn(24, 64, generator=torch.Generator().manual_seed(0)).abs()
     keep = nm_keep_mask(scores, n, m, in_axis=1)
     assert (keep.reshape(-1, m).sum(1) == n).all()

@@ -26,9 +26,9 @@ from es_plugins import (
     sparsify_,
 )
 from es_plugins.cli import main
-from es_plugins.outofcore import ShardedCheckpoint, prune_blockwise, prune_tensorwise
-from es_plugins.outofcore.files import INDEX_FILE
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.engines.outofcore import ShardedCheckpoint, prune_blockwise, prune_tensorwise
+from es_plugins.engines.outofcore.files import INDEX_FILE
+from es_plugins.masks.state import MASKS_FILENAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,9 +155,9 @@ MEMORY_PROBE = textwrap.dedent(
     import sys, tempfile, torch
     from pathlib import Path
     from es_plugins import OMPConfig, SparseGPTConfig, SparsityPlan
-    from es_plugins.memory import PeakAnonSampler, stable_allocator
-    from es_plugins.outofcore import prune_tensorwise
-    from es_plugins.outofcore import prune_blockwise
+    from es_plugins.engines.memory import PeakAnonSampler, stable_allocator
+    from es_plugins.engines.outofcore import prune_tensorwise
+    from es_plugins.engines.outofcore import prune_blockwise
 
     stable_allocator()
     torch.set_num_threads(1)
@@ -226,3 +226,23 @@ def _load_llama(path):
     from transformers import LlamaForCausalLM
 
     return LlamaForCausalLM.from_pretrained(path).eval()
+
+
+def test_the_former_out_of_core_names_warn_and_run_the_drivers(tmp_path):
+    from es_plugins.engines import outofcore
+
+    src = sharded(tiny_llama(), tmp_path / "sharded")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    with pytest.warns(
+        FutureWarning,
+        match="outofcore.prune_checkpoint is deprecated .* use es_plugins.engines.outofcore.prune_tensorwise",
+    ):
+        outofcore.prune_checkpoint(src, tmp_path / "old", SparsityPlan(OMPConfig(0.5)))
+    prune_tensorwise(src, tmp_path / "new", SparsityPlan(OMPConfig(0.5)))
+    old = SparsityState.load(tmp_path / "old" / MASKS_FILENAME).masks
+    new = SparsityState.load(tmp_path / "new" / MASKS_FILENAME).masks
+    assert all(torch.equal(old[n], new[n]) for n in new)
+    with pytest.warns(FutureWarning, match="prune_checkpoint_sequential is deprecated"):
+        with pytest.raises(SparsityConfigError):  # the blockwise driver, with its own checks
+            outofcore.prune_checkpoint_sequential(src, tmp_path / "x", SparsityPlan(OMPConfig(0.5)), torch.zeros(1, 4))

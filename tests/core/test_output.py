@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import es_plugins.output as output
+import es_plugins.io.output as output
 from es_plugins.errors import OutputPathError
-from es_plugins.output import check_output, write_folder_atomically
+from es_plugins.io.output import check_output, write_folder_atomically
 
 
 def test_check_output_rules(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from es_plugins import NMConfig, OMPConfig, SparsityConfigError, SparsityPlan, TargetSpec
-from es_plugins.plan import make_plan
+from es_plugins.methods.plan import make_plan
 
 
 def test_plan_round_trip_and_type_checks():

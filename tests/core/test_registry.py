@@ -80,13 +80,17 @@ def test_bad_registrations_and_lookups_are_refused():
         config_from_dict({"method": "omp", "pattern": "2:4"})
 
 
-def test_the_adding_a_method_guide_runs_as_written(scratch_registry, tiny_blocks):
-    """docs/design.md's example is code users copy: run it verbatim."""
+def test_the_adding_a_method_guide_runs_as_a_doctest(scratch_registry):
+    """docs/design.md's example is code users copy: every line of it runs, every output is
+    checked, and the new config field becomes a CLI flag."""
+    import doctest
+
     text = (Path(__file__).resolve().parents[2] / "docs" / "design.md").read_text()
     guide = text[text.index("## Adding a method") :]
     code = guide[guide.index("```python") + len("```python") : guide.index("```", guide.index("```python") + 3)]
-    namespace = {"model": tiny_blocks}
-    exec(compile(code, "docs/design.md", "exec", dont_inherit=True), namespace)
-    state = namespace["state"]
+    test = doctest.DocTestParser().get_doctest(code, {}, "design.md: adding a method", "docs/design.md", 0)
+    assert len(test.examples) >= 10
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False) == doctest.TestResults(failed=0, attempted=len(test.examples))
     assert "row-relative" in method_names()
-    assert state.sparsity == pytest.approx(0.4, abs=1e-3) and state.count_nonzero_pruned(tiny_blocks) == 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from es_plugins import NMConfig, sparsify_
-from es_plugins.report import build_report, count_zeros
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.report import build_report, count_zeros
+from es_plugins.masks.targets import resolve_targets
 
 
 def test_report_counts_zeros_and_n_m_compliance(tiny_blocks):

@@ -14,8 +14,8 @@ from es_plugins import (
     WandaConfig,
     sparsify_,
 )
-from es_plugins.sparsify import calibrated_prune_
-from es_plugins.targets import resolve_targets
+from es_plugins.engines.sparsify import calibrated_prune_
+from es_plugins.masks.targets import resolve_targets
 from tests.conftest import make_tiny_gpt2
 
 
@@ -75,3 +75,30 @@ def test_former_top_level_plumbing_names_warn_and_name_their_module():
     assert es_plugins.__all__ == sorted(es_plugins.__all__, key=lambda name: (not name[0].isupper(), name))
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         es_plugins.nonsense  # noqa: B018
+
+
+def test_pre_regrouping_module_paths_import_the_new_modules_with_a_warning():
+    """`from es_plugins.state import SparsityState` (and every other moved path) keeps working
+    until 0.3, warning with the new path; the object is the new module's, not a copy."""
+    import subprocess
+    import sys
+
+    from es_plugins._deprecation import MOVED_MODULES
+
+    script = (
+        "import importlib, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "import es_plugins\n"
+        f"moved = {MOVED_MODULES!r}\n"
+        "for old, new in moved.items():\n"
+        "    with warnings.catch_warnings(record=True) as caught:\n"
+        "        module = importlib.import_module(old)\n"
+        "    assert module is importlib.import_module(new), old\n"
+        "    assert any(f'use {new}' in str(w.message) for w in caught), old\n"
+        "from es_plugins.outofcore.files import ShardedCheckpoint\n"
+        "from es_plugins.engines.outofcore.files import ShardedCheckpoint as New\n"
+        "assert ShardedCheckpoint is New\n"
+        "print(len(moved))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(result.stdout) == len(MOVED_MODULES) >= 20

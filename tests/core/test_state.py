@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from es_plugins import MaskMismatchError, OMPConfig, SparsityPlan, SparsityState, sparsify_
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.masks.state import MASKS_FILENAME
 
 
 def train_steps(model, optimizer, steps: int, accumulate: int = 1, scaler=None) -> None:

@@ -144,3 +144,19 @@ def test_find_knee_simple_shapes():
     assert find_knee(xs, [0, 0, 0, 0, 0.5, 1.0]) == pytest.approx(0.3)
     assert find_knee(xs, [0, 0.2, 0.4, 0.6, 0.8, 1.0]) is None  # a straight line has no knee
     assert find_knee([0, 0.1], [0, 1]) is None
+
+
+def test_the_report_writes_every_file_with_the_located_sparsity(tmp_path):
+    from es_plugins.analysis.plots import plot_layer_sparsity, plot_near_zero
+    from es_plugins.analysis.sweep_report import write_sweep_report
+
+    result = run_sweep(accuracy_curve(0.43), SweepConfig(resolution=0.05, metric="accuracy"))
+    folder = write_sweep_report(tmp_path / "r", result, "synthetic", "es-plugins sweep", {"l0": 0.4, "l1": 0.5})
+    for name in ("results.json", "results.csv", "summary.md", "metric_vs_sparsity.png"):
+        assert (folder / name).is_file(), name
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["essential_sparsity"] == pytest.approx(result.essential_sparsity)
+    assert f"{result.essential_sparsity:.1%}" in (folder / "summary.md").read_text()
+    png = plot_layer_sparsity({"a": 0.2, "b": 0.6}, tmp_path / "layers.png", "layers")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_near_zero({"x": 0.1}, tmp_path / "nz.png", "zeros").stat().st_size > 0

@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from es_plugins import NoTargetsError, OMPConfig, SparsityConfigError, SparsityPlan, TargetSpec, sparsify_
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.targets import resolve_targets
 
 
 def test_default_targets_are_block_linears_of_bert(tiny_bert):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from es_plugins import CheckpointError
-from es_plugins.weight_files import BIN_INDEX_FILE, WeightFiles, check_weight_files
+from es_plugins.io.weight_files import BIN_INDEX_FILE, WeightFiles, check_weight_files
 from tests.conftest import make_tiny_gpt2, sharded_checkpoint
 
 

@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 
 sys.path.insert(0, sys.argv[3])
-from es_plugins.distributed import masks_checksum  # noqa: E402
+from es_plugins.engines.distributed import masks_checksum  # noqa: E402
 from es_plugins.integrations.accelerate import prepare_sparsity  # noqa: E402
 from tests.conftest import TinyBlocks  # noqa: E402
 

@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, sys.argv[3])
 from es_plugins import OMPConfig, SparsityPlan, sparsify_  # noqa: E402
-from es_plugins.sharding import local_view  # noqa: E402
+from es_plugins.engines.sharding import local_view  # noqa: E402
 from tests.conftest import TinyBlocks  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import torch
 
 from es_plugins import LotteryConfig, SparsityConfigError, SparsityState
 from es_plugins.integrations.lightning import LotteryTicketCallback, SparsityCallback
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.targets import resolve_targets
 from tests.conftest import TinyBlocks
 
 
@@ -143,7 +143,7 @@ DDP_SCRIPT = r"""
 import json, os, sys, torch
 sys.path.insert(0, sys.argv[2])
 import lightning.pytorch as pl
-from es_plugins.distributed import masks_checksum
+from es_plugins.engines.distributed import masks_checksum
 from es_plugins.integrations.lightning import SparsityCallback
 from tests.integrations.test_lightning import TinyModule, loader
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from es_plugins import NMConfig
-from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
 from es_plugins.export.onnx_check import pytorch_parity
 from es_plugins.export.onnx_report import compare_with_pytorch, inspect_onnx
 from es_plugins.export.onnx_weights import load_onnx
-from es_plugins.report import build_report
-from es_plugins.targets import resolve_targets
+from es_plugins.io.checkpoint import load_hf_model
+from es_plugins.masks.report import build_report
+from es_plugins.masks.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2, save_checkpoint, word_tokenizer
 
 pytest.importorskip("onnxruntime")

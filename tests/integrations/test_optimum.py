@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
 from es_plugins.export.onnx_check import pytorch_parity
 from es_plugins.export.onnx_report import inspect_onnx
+from es_plugins.io.checkpoint import load_hf_model
 from tests.conftest import make_tiny_bert, save_checkpoint
 from tests.integrations.test_onnx_export import cli_pruned, optimum_cli
 

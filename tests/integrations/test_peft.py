@@ -13,7 +13,7 @@ from es_plugins import NMConfig
 from es_plugins.integrations.peft import merge_and_unload_sparse, merged_name
 from es_plugins.integrations.transformers import SparsityCallback
 from es_plugins.masks import nm_compliance
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.targets import resolve_targets
 from tests.conftest import make_tiny_bert
 from tests.integrations.test_transformers import RandomTokens, training_args
 

@@ -25,8 +25,8 @@ from es_plugins.integrations.transformers import (
     add_callback_first,
 )
 from es_plugins.masks import nm_compliance
-from es_plugins.state import MASKS_FILENAME
-from es_plugins.targets import resolve_targets
+from es_plugins.masks.state import MASKS_FILENAME
+from es_plugins.masks.targets import resolve_targets
 from tests.conftest import make_tiny_bert, make_tiny_gpt2
 
 

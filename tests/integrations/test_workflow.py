@@ -9,8 +9,8 @@ from transformers import Trainer
 from es_plugins import MaskMismatchError, OMPConfig, Sparsifier, SparsityConfigError, SparsityState
 from es_plugins.analysis.similarity import mask_similarity
 from es_plugins.cli import main as es_cli
-from es_plugins.naming import canonical_name
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.masks.naming import canonical_name
+from es_plugins.masks.state import MASKS_FILENAME
 from tests.conftest import make_tiny_bert, save_checkpoint
 from tests.integrations.test_transformers import RandomTokens, pruned_nonzeros, training_args
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from es_plugins import OMPConfig, SparsityPlan, sparsify_
-from es_plugins.assets import packaged_model_dir
-from es_plugins.checkpoint import load_hf_model
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.checkpoint import load_hf_model
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ torch.save({"out": out, "zeros": {n: (p == 0) for n, p in model.named_parameters
 def test_prune_save_reload_without_package(tmp_path):
     from transformers import AutoTokenizer
 
-    from es_plugins.checkpoint import save_hf_checkpoint
+    from es_plugins.io.checkpoint import save_hf_checkpoint
 
     src = packaged_model_dir("minilm")
     model = load_hf_model(src)

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from es_plugins.assets import packaged_model_dir
-from es_plugins.checkpoint import load_hf_model
 from es_plugins.cli import main as es_cli
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.checkpoint import load_hf_model
 from tests.integrations.test_onnx_export import assert_export_faithful, export, optimum_cli
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,11 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from es_plugins.assets import packaged_model_dir
-from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
 from es_plugins.integrations.hf_recipes import finetune_and_evaluate, load_classifier
 from es_plugins.integrations.peft import merge_and_unload_sparse, merged_name
 from es_plugins.integrations.transformers import SparsityCallback
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.datasets import TokenizedDataset, rotten_tomatoes
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from es_plugins.assets import packaged_model_dir
-from es_plugins.datasets import rotten_tomatoes
 from es_plugins.integrations.hf_recipes import finetune_and_evaluate, load_classifier
 from es_plugins.integrations.transformers import SparsityCallback
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.datasets import rotten_tomatoes
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from es_plugins import OMPConfig, SparseGPTConfig, SparsityPlan, sparsify_
-from es_plugins.assets import packaged_model_dir
-from es_plugins.checkpoint import load_hf_model
-from es_plugins.datasets import bbc_news, calibration_blocks, token_blocks
-from es_plugins.evaluation import perplexity
+from es_plugins.analysis.evaluation import perplexity
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.checkpoint import load_hf_model
+from es_plugins.io.datasets import bbc_news, calibration_blocks, token_blocks
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,12 @@ import pytest
 from transformers import Trainer, TrainingArguments
 
 from es_plugins import SparsityState
-from es_plugins.assets import packaged_model_dir
 from es_plugins.cli import main as es_cli
-from es_plugins.datasets import TokenizedDataset, rotten_tomatoes
 from es_plugins.integrations.hf_recipes import load_classifier
 from es_plugins.integrations.transformers import SparsityCallback
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.io.assets import packaged_model_dir
+from es_plugins.io.datasets import TokenizedDataset, rotten_tomatoes
+from es_plugins.masks.state import MASKS_FILENAME
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-import es_plugins.output as output
+import es_plugins.io.output as output
 
 
 def die() -> None:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from es_plugins import CheckpointError, OMPConfig, SparsityPlan
 from es_plugins.cli import main as cli
-from es_plugins.outofcore import prune_tensorwise
+from es_plugins.engines.outofcore import prune_tensorwise
 from tests.conftest import rewrite_header
 from tests.reliability.conftest import damaged_copy
 

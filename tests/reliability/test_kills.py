@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from es_plugins.output import MARKER_FILENAME, clean_stale_temps, write_folder_atomically
-from es_plugins.state import MASKS_FILENAME, SparsityState
+from es_plugins.io.output import MARKER_FILENAME, clean_stale_temps, write_folder_atomically
+from es_plugins.masks.state import MASKS_FILENAME, SparsityState
 from tests.conftest import make_tiny_bert
 
 REPO = Path(__file__).resolve().parents[2]

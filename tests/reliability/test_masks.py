@@ -12,7 +12,7 @@ import torch
 
 from es_plugins import MaskMismatchError, NMConfig, OMPConfig, SparsityPlan, SparsityState, sparsify_
 from es_plugins.cli import main as cli
-from es_plugins.state import MASKS_FILENAME
+from es_plugins.masks.state import MASKS_FILENAME
 from tests.conftest import make_tiny_bert, make_tiny_gpt2, save_checkpoint
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from es_plugins.cli import main
-from es_plugins.output import MARKER_FILENAME
+from es_plugins.io.output import MARKER_FILENAME
 from tests.conftest import make_tiny_bert, save_checkpoint
 
 
@@ -352,7 +352,7 @@ def test_an_unexpected_error_is_one_line_with_a_traceback_switch(world, capsys, 
 
 
 def test_overwrite_replaces_only_an_es_plugins_folder(world, capsys):
-    from es_plugins.state import MASKS_FILENAME, SparsityState
+    from es_plugins.masks.state import MASKS_FILENAME, SparsityState
 
     assert (
         main(["prune", "--model", str(world["model"]), str(world["pruned"]), "--sparsity", "0.6", "--overwrite"]) == 0

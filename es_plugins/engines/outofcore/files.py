@@ -1,0 +1,115 @@
+"""Safetensors checkpoints as files, not as memory: memory-mapped reads, in-place writes of one
+tensor, and a masks file written one mask at a time.
+
+Why not ``safetensors.torch.load_file``: it materialises every tensor in anonymous memory. Here a
+tensor is a ``numpy.memmap`` view of the file (file-backed pages the kernel can drop), a pruned
+tensor is written back at its byte offset in a copy of the shard (same layout, dtype and header),
+and the masks file is laid out up front so each mask goes to disk as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import CheckpointError
+from ...io.weight_files import INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFiles
+from ...masks.masks_file import pwrite_fully
+
+__all__ = [
+    "STORAGE_DTYPES",
+    "INDEX_FILE",
+    "SINGLE_FILE",
+    "ShardedCheckpoint",
+    "TensorEntry",
+    "copy_checkpoint_files",
+    "write_tensor_in_place",
+]
+
+# safetensors dtype -> (numpy storage dtype, torch dtype) that out-of-core pruning reads; bf16 is
+# stored as uint16 and viewed.
+STORAGE_DTYPES: dict[str, tuple[Any, torch.dtype]] = {
+    "F64": (np.float64, torch.float64),
+    "F32": (np.float32, torch.float32),
+    "F16": (np.float16, torch.float16),
+    "BF16": (np.uint16, torch.bfloat16),
+    "I64": (np.int64, torch.int64),
+    "I32": (np.int32, torch.int32),
+    "I16": (np.int16, torch.int16),
+    "I8": (np.int8, torch.int8),
+    "U8": (np.uint8, torch.uint8),
+    "BOOL": (np.bool_, torch.bool),
+}
+
+
+class ShardedCheckpoint:
+    """Every tensor of a safetensors checkpoint folder (one file, or shards with an index),
+    validated from the headers alone (:class:`es_plugins.io.weight_files.WeightFiles`) and read
+    through memory maps.
+
+    Raises:
+        CheckpointError: no safetensors weights, a shard outside the folder, a damaged header
+            or index (see :mod:`es_plugins.io.weight_files`), or a dtype this path does not read.
+    """
+
+    def __init__(self, folder: str | Path | WeightFiles, allow_external: bool = False):
+        """``folder``, or its :class:`WeightFiles` when they were read and validated already."""
+        self.files = folder if isinstance(folder, WeightFiles) else WeightFiles.read(folder, allow_external)
+        self.folder = self.files.folder
+        self.shards = self.files.shards
+        self.entries: dict[str, TensorEntry] = self.files.entries
+        for entry in self.entries.values():
+            if entry.dtype not in STORAGE_DTYPES:
+                raise CheckpointError(
+                    f"{str(entry.file)!r}, tensor {entry.name!r}: dtype {entry.dtype} is not read out of core "
+                    f"({', '.join(STORAGE_DTYPES)}); prune it in memory"
+                )
+
+    @property
+    def nbytes(self) -> int:
+        return self.files.nbytes
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: entry.shape for name, entry in self.entries.items()}
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """A read-only, file-backed view of tensor ``name`` (no copy: pages come from the file)."""
+        entry = self.entries[name]
+        storage, dtype = STORAGE_DTYPES[entry.dtype]
+        if entry.numel == 0:
+            return torch.empty(entry.shape, dtype=dtype)
+        array = np.memmap(entry.file, dtype=storage, mode="r", offset=entry.start, shape=(entry.numel,))
+        flat = torch.from_numpy(array)  # shares the mapping; torch warns that it is read-only
+        return (flat.view(dtype) if dtype == torch.bfloat16 else flat).view(entry.shape)
+
+
+def copy_checkpoint_files(src: ShardedCheckpoint, dst: Path) -> None:
+    """Copy the shards byte for byte into ``dst`` under their own file names (the kernel copies,
+    so no anonymous memory is used; pruned tensors are then written in place), and write
+    ``dst``'s own index naming only those copies: it never points outside ``dst``, even when
+    the source's shards were allowed to live elsewhere."""
+    for shard in src.shards:
+        shutil.copyfile(shard, dst / shard.name)
+    index = src.folder / INDEX_FILE
+    if src.files.index is not None:
+        original = json.loads(index.read_text())
+        local = {tensor: src.entries[tensor].file.name for tensor in src.files.index}
+        (dst / INDEX_FILE).write_text(json.dumps({**original, "weight_map": local}, indent=2) + "\n")
+
+
+def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor) -> None:
+    """Overwrite tensor ``entry`` in ``folder``'s copy of its shard with ``value`` (same shape;
+    cast to the stored dtype, so a bf16 checkpoint stays bf16)."""
+    _, dtype = STORAGE_DTYPES[entry.dtype]
+    if tuple(value.shape) != entry.shape:
+        raise CheckpointError(f"{entry.name}: writing shape {tuple(value.shape)} over {entry.shape}")
+    data = value.detach().to("cpu", dtype).contiguous().reshape(-1)
+    raw = memoryview((data.view(torch.uint16) if dtype == torch.bfloat16 else data).numpy()).cast("B")  # no copy
+    if len(raw) != entry.nbytes:
+        raise CheckpointError(f"{entry.name}: {len(raw)} bytes do not fit its {entry.nbytes}-byte slot")
+    pwrite_fully(folder / entry.file.name, raw, entry.start)
