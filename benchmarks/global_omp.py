@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (each runs every case once)")
     args = parser.parse_args()
+    before = os.getloadavg()
     rows = []
     for size in args.sizes:
         methods = [m for m in METHODS if m != "torch prune global" or size == "bert-base" or args.torch_prune_large]
@@ -94,10 +96,11 @@ def main() -> None:
             for method in methods:
                 runs[method].append(run_isolated(__file__, "--case", method, size, args.dtype))
         ours = statistics.median(r["seconds"] for r in runs["es-plugins"] if "error" not in r)
+        floor = statistics.median(r["seconds"] for r in runs["floor: one read pass"] if "error" not in r)
         for method, results in runs.items():
             ok = [r for r in results if "error" not in r]
             if not ok:
-                rows.append([size, method, "error", "-", "-", "-", results[0]["error"][:60]])
+                rows.append([size, method, "error", "-", "-", "-", "-", results[0]["error"][:60]])
                 continue
             r = ok[0]
             exact = (
@@ -111,18 +114,32 @@ def main() -> None:
                     method,
                     f"{statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f})",
                     f"{statistics.median(seconds) / ours:.2f}x",
+                    f"{statistics.median(seconds) / floor:.1f}x",
                     f"{statistics.median(peaks):.2f}x ({peaks[0]:.2f}-{peaks[-1]:.2f})",
                     exact,
                 ]
             )
         if not args.torch_prune_large and size != "bert-base":
-            rows.append([size, "torch prune global", "skipped", "-", "-", "needs ~17 GiB; --torch-prune-large"])
+            rows.append([size, "torch prune global", "skipped", "-", "-", "-", "needs ~17 GiB; --torch-prune-large"])
     print(
         f"Global magnitude pruning to {SPARSITY:.0%} (one thread; fresh process per case; median and min-max of "
         f"{args.repeats} interleaved repeats; glibc mmap threshold fixed by es_plugins.engines.memory.stable_allocator "
         f"except in the '{OURS_DEFAULT_ALLOCATOR}' row)"
     )
-    print(table(rows, ["stack", "method", "time s", "time vs ours", "peak extra (x weights)", "exact count"]))
+    print(f"load average before/after: {before} / {os.getloadavg()}; CPU: {_cpu_model()}")
+    print(
+        table(
+            rows,
+            ["stack", "method", "time s", "time vs ours", "time vs floor", "peak extra (x weights)", "exact count"],
+        )
+    )
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Mapping
 
+from ..io.output import atomic_write
 from .similarity import MaskSimilarity
 from .sweep import SweepResult
 
@@ -78,7 +79,7 @@ def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))  # never half a PNG
     plt.close(fig)
     return path
 
@@ -95,7 +96,7 @@ def plot_layer_sparsity(layer_sparsity: Mapping[str, float], path: Path, title: 
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))  # never half a PNG
     plt.close(fig)
     return path
 
@@ -124,7 +125,7 @@ def plot_similarity(similarity: MaskSimilarity, path: Path, title: str) -> Path:
     ax.set_title(f"{title}\noverall {overall.cosine:.4f} (chance {overall.chance['cosine']:.4f})", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))  # never half a PNG
     plt.close(fig)
     return path
 
@@ -141,7 +142,7 @@ def plot_near_zero(series: Mapping[str, float], path: Path, title: str, xlabel: 
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))  # never half a PNG
     plt.close(fig)
     return path
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..io.output import atomic_write_text
 from .plots import plot_layer_sparsity, plot_similarity, plot_sweep
 from .similarity import MaskSimilarity
 from .sweep import SweepResult
@@ -40,20 +42,19 @@ def write_sweep_report(
         data["layer_sparsity_at_essential"] = dict(layer_sparsity)
     if similarity is not None:
         data["mask_similarity"] = similarity.to_dict()
-    (folder / "results.json").write_text(json.dumps(data, indent=2, allow_nan=True))
+    atomic_write_text(folder / "results.json", json.dumps(data, indent=2, allow_nan=True))
 
     config = result.config
-    with open(folder / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["sparsity", "seed", config.metric, "level_mean", "level_std", "within_tolerance", "refined", "flagged_nan"]
-        )
-        for level in result.levels:
-            within = config.within(level.mean, result.dense)
-            for seed, value in sorted(level.values.items()):
-                writer.writerow(
-                    [level.sparsity, seed, value, level.mean, level.std, within, level.refined, level.flagged]
-                )
+    table = io.StringIO(newline="")  # the whole file, then one atomic write
+    writer = csv.writer(table)
+    writer.writerow(
+        ["sparsity", "seed", config.metric, "level_mean", "level_std", "within_tolerance", "refined", "flagged_nan"]
+    )
+    for level in result.levels:
+        within = config.within(level.mean, result.dense)
+        for seed, value in sorted(level.values.items()):
+            writer.writerow([level.sparsity, seed, value, level.mean, level.std, within, level.refined, level.flagged])
+    atomic_write_text(folder / "results.csv", table.getvalue())
 
     plots = {"metric vs sparsity": plot_sweep(result, folder / "metric_vs_sparsity.png", title)}
     if layer_sparsity:
@@ -115,5 +116,5 @@ def write_sweep_report(
             f"IoU {overall.iou:.4f}, Hamming {overall.hamming:.4f}",
         ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in plots.items()], ""]
-    (folder / "summary.md").write_text("\n".join(lines))
+    atomic_write_text(folder / "summary.md", "\n".join(lines))
     return folder

@@ -19,6 +19,7 @@ from torch import nn
 from ..masks.report import SparsityReport, build_report
 from ..masks.state import MASKS_FILENAME, SparsityState
 from ..masks.targets import Target, TargetSpec, resolve_targets
+from .output import atomic_write_text
 
 REPORT_FILENAME = "sparsity_report.json"
 CARD_FILENAME = "README.md"
@@ -84,12 +85,12 @@ def write_report_files(folder: str | Path, report: SparsityReport, command: str 
     """The report JSON and the model-card section (out-of-core runs write their masks file
     themselves, one mask at a time)."""
     folder = Path(folder)
-    (folder / REPORT_FILENAME).write_text(report.to_json())
+    atomic_write_text(folder / REPORT_FILENAME, report.to_json())
     card = folder / CARD_FILENAME
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if CARD_HEADING in text:  # replace our section from an earlier save, keep the rest
         text = text[: text.index(CARD_HEADING)].rstrip() + "\n"
-    card.write_text((text + "\n" if text else "") + model_card_section(report, command), encoding="utf-8")
+    atomic_write_text(card, (text + "\n" if text else "") + model_card_section(report, command))
 
 
 def save_with_sparsity_files(model: nn.Module, state: SparsityState) -> None:

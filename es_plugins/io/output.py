@@ -328,20 +328,25 @@ def write_file_atomically(
     return result
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write via a uniquely named sibling temp file, fsync, and rename: a crash never leaves
-    half a file, and two processes writing the same path (shards of one sweep) never share a
-    temp file — the last complete write wins."""
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` into a uniquely named sibling temp file, fsync, and rename over ``path``:
+    a crash never leaves half a file, and two processes writing the same path (shards of one
+    sweep) never share a temp file — the last complete write wins."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of a text file (UTF-8)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

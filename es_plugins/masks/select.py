@@ -125,8 +125,7 @@ def _bracket_chunks(
         for start, stop in chunks(numels[i]):
             s = scratch.score(scores[i], start, stop)
             a, b = scratch.bools(s.numel())
-            below = int(torch.lt(s, lo, out=a).sum())
-            torch.ge(s, lo, out=a)
+            below = s.numel() - int(torch.count_nonzero(torch.ge(s, lo, out=a)))  # finite: not >= lo is < lo
             a &= torch.le(s, hi, out=b)
             yield below, s, a
 
@@ -143,12 +142,13 @@ def _count_and_gather(
     used = 0
     for chunk_below, s, a in _bracket_chunks(scores, numels, lo, hi, progress):
         below += chunk_below
-        count = int(a.sum())
+        picked = s[a]  # boolean indexing: half the time of masked_select here, and it counts for us
+        count = picked.numel()
         if used + count > inside.numel():
             grown = torch.empty(max(2 * inside.numel(), used + count))
             grown[:used] = inside[:used]
             inside = grown
-        torch.masked_select(s, a, out=inside[used : used + count])
+        inside[used : used + count] = picked
         used += count
     return below, inside[:used]
 
@@ -312,17 +312,17 @@ def iter_threshold_masks(
         for start, stop in chunks(numel):
             s = scratch.score(score_fn, start, stop)
             part = keep[start:stop]
+            if ties_left <= 0:  # no tie left to prune here: keep everything >= t, one op
+                torch.ge(s, t, out=part)
+                continue
             torch.gt(s, t, out=part)
             equal = torch.eq(s, t, out=scratch.bools(s.numel())[0])
-            if ties_left > 0:
-                n_ties = int(equal.sum())
-                if n_ties > ties_left:
-                    part[equal.nonzero().squeeze(1)[ties_left:]] = True
-                    ties_left = 0
-                else:
-                    ties_left -= n_ties
+            n_ties = int(equal.sum())
+            if n_ties > ties_left:
+                part[equal.nonzero().squeeze(1)[ties_left:]] = True
+                ties_left = 0
             else:
-                part |= equal
+                ties_left -= n_ties
         yield keep
 
 

@@ -16,11 +16,17 @@ from .selection import select_by_scores
 def magnitude_score(param: torch.Tensor) -> ScoreFn:
     """|w| of a flat range as fp32: exact for fp16/bf16, one dtype for the engine."""
     flat = param.detach().reshape(-1)
+    if flat.dtype == torch.float32:
 
-    def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
-        return out.copy_(flat[start:stop]).abs_()
+        def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+            return torch.abs(flat[start:stop], out=out)  # one pass over the weights
 
-    return score
+        return score
+
+    def widened(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        return out.copy_(flat[start:stop]).abs_()  # fp16/bf16: widen (exact), then |.| in place
+
+    return widened
 
 
 @register_method(OMPConfig, schedulable=True, shardable=True)
