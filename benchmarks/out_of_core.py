@@ -6,7 +6,9 @@ Rows per checkpoint, each in a fresh process:
   - ours, OMP 50 % global, out of core (``es-plugins prune --low-memory`` path)
   - ours, 2:4, out of core
   - ours, Wanda 50 % with 4 x 128 calibration tokens, block by block
-Peak RssAnon is sampled every 2 ms from a thread and reported above the process's level before
+Every row ends with ``os.sync()`` (its output on disk, as the CLI's atomic publish fsyncs) and
+starts after one (no row pays for an earlier row's writeback); the floor row copies the shards
+(a sequential read plus write) under the same rule. Peak RssAnon is sampled every 2 ms from a thread and reported above the process's level before
 the case started (imports excluded); file-backed pages of the memory-mapped shards are not
 anonymous memory. Checkpoints are written to --workdir one at a time and deleted after use.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -31,7 +34,9 @@ import torch  # noqa: E402
 from _common import run_isolated, table  # noqa: E402
 
 HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5632, 32000, 16
+FLOOR = "floor: sequential read + write of the shards"
 CASES = (
+    FLOOR,
     "baseline: from_pretrained + prune + save",
     "ours: OMP 50% out of core",
     "ours: 2:4 out of core",
@@ -121,7 +126,10 @@ def case(name: str, src: str, dst: str) -> dict:
     calibration = torch.randint(0, VOCAB, (4, 128), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     with PeakAnonSampler() as sampler:
-        if name.startswith("baseline"):
+        if name == FLOOR:  # what any out-of-core pass must do at least: read every shard, write it once
+            for shard in sorted(Path(src).glob("*.safetensors")):
+                shutil.copyfile(shard, out / shard.name)
+        elif name.startswith("baseline"):
             model = AutoModelForCausalLM.from_pretrained(src, dtype="auto")
             sparsify_(model, OMPConfig(0.5))
             model.save_pretrained(out)
@@ -132,6 +140,7 @@ def case(name: str, src: str, dst: str) -> dict:
             prune_tensorwise(src, out, SparsityPlan(NMConfig("2:4")))
         else:
             prune_blockwise(src, out, SparsityPlan(WandaConfig(0.5)), calibration)
+        os.sync()  # every row's output reaches the disk inside its time (as the CLI's atomic publish does)
     return {"seconds": time.perf_counter() - start, "peak_anon": sampler.added}
 
 
@@ -144,7 +153,16 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workdir", default=None, help="where checkpoints are written (default: a temp dir)")
+    parser.add_argument(
+        "--cases", nargs="+", default=list(CASES), choices=CASES, help="rows to run (default: all; the floor always)"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="drop the page cache before each case (needs root; else reported warm)"
+    )
     args = parser.parse_args()
+    cases = [FLOOR] + [c for c in args.cases if c != FLOOR]
+    before = os.getloadavg()
+    timings: dict[str, list[tuple[float, float]]] = {c: [] for c in cases}
     work = Path(args.workdir or tempfile.mkdtemp(prefix="es-plugins-ooc-"))
     rows = []
     for dtype_name in args.dtypes:
@@ -152,37 +170,68 @@ def main() -> None:
         for gigabytes in args.sizes:
             src = work / f"llama-{gigabytes:g}gb-{dtype_name}"
             total = write_checkpoint(src, layer_count(gigabytes, dtype), dtype)
-            results: dict[str, list[dict]] = {name: [] for name in CASES}
+            results: dict[str, list[dict]] = {name: [] for name in cases}
             for _ in range(args.repeats):  # interleaved: every case once per round
-                for name in CASES:
+                for name in cases:
                     dst = work / "out"
                     shutil.rmtree(dst, ignore_errors=True)
-                    results[name].append(run_isolated(__file__, "--case", name, str(src), str(dst)))
+                    os.sync()  # no row pays for the previous row's (or the checkpoint's) writeback
+                    cache = _drop_page_cache() if args.cold else "warm"
+                    results[name].append({**run_isolated(__file__, "--case", name, str(src), str(dst)), "cache": cache})
             shutil.rmtree(work / "out", ignore_errors=True)
             shutil.rmtree(src)
+            floor_runs = [r["seconds"] for r in results[FLOOR] if "error" not in r]
+            floor = statistics.median(floor_runs) if floor_runs else float("nan")
             for name, all_runs in results.items():
                 runs = [r for r in all_runs if "error" not in r]
                 if not runs:
-                    rows.append([dtype_name, f"{total / 1e9:.2f} GB", name, "error", all_runs[0]["error"][:70], "-"])
+                    rows.append(
+                        [dtype_name, f"{total / 1e9:.2f} GB", name, "error", all_runs[0]["error"][:70], "-", "-"]
+                    )
                     continue
                 peaks = [r["peak_anon"] / total for r in runs]
-                seconds = [r["seconds"] for r in runs]
+                seconds = statistics.median(r["seconds"] for r in runs)
+                timings[name].append((total, seconds))
                 rows.append(
                     [
                         dtype_name,
                         f"{total / 1e9:.2f} GB",
                         name,
-                        f"{statistics.median(seconds):.1f} s",
+                        f"{seconds:.1f} s",
+                        f"{seconds / floor:.2f}x",
                         f"{statistics.median(peaks):.3f}x ({min(peaks):.3f}-{max(peaks):.3f})",
                         f"{statistics.median(r['peak_anon'] for r in runs) / 2**20:.0f} MiB",
                     ]
                 )
-            print(table(rows[-len(CASES) :], HEADER), flush=True)
+            print(table(rows[-len(cases) :], HEADER), flush=True)
     print()
+    cache = "cold page cache (dropped before each case)" if args.cold else "warm page cache"
+    print(f"{cache}; {args.repeats} repeat(s); load average before/after {before} / {os.getloadavg()}")
     print(table(rows, HEADER))
+    print("\ngrowth exponent k (time ~ size^k, least squares over the sizes run):")
+    for name, points in timings.items():
+        if len(points) >= 2:
+            print(f"  {name}: k = {_exponent(points):.2f}")
 
 
-HEADER = ["dtype", "checkpoint", "case", "wall time (median)", "peak RssAnon / weights (min-max)", "peak RssAnon"]
+def _exponent(points: list[tuple[float, float]]) -> float:
+    xs = [math.log(size) for size, _ in points]
+    ys = [math.log(seconds) for _, seconds in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def _drop_page_cache() -> str:
+    """Write back, then drop clean pages: a cold read (root only)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "cold"
+    except OSError:
+        return "warm"
+
+
+HEADER = ["dtype", "checkpoint", "case", "wall time (median)", "x floor", "peak RssAnon / weights", "peak RssAnon"]
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Fine-tunes run on the Trainer's device: cpu with --device cpu, else the GPUs it sees",
     )
     lm = parser.add_argument_group("perplexity task")
-    lm.add_argument("--text", help="a .txt file or a folder of .txt files")
+    lm.add_argument("--text", help="a .txt file, a folder of .txt files, or packaged:bbc-eval")
     lm.add_argument("--tokens", type=int, help="evaluation tokens (default 4096; quick 1024)")
     lm.add_argument("--eval-seq-len", type=int, help="tokens per evaluation window (default 512; quick 256)")
     lm.add_argument(

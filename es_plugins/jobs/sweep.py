@@ -28,7 +28,7 @@ from ..engines.device import resolve_device
 from ..errors import SparsityConfigError, check_choice
 from ..io.assets import resolve_model_path
 from ..io.checkpoint import check_checkpoint_dir
-from ..io.datasets import bbc_news, load_labeled, read_texts, resolve_texts, rotten_tomatoes
+from ..io.datasets import bbc_news, load_labeled, resolve_texts, rotten_tomatoes
 from ..io.output import atomic_write_text, check_output, write_marker
 from ..masks.targets import TargetSpec, resolve_targets
 from ..methods import compute_masks, is_calibrated
@@ -249,6 +249,22 @@ def sweep(options: SweepOptions | None = None, *, command: str | None = None, **
     return run
 
 
+def _percent(value: float | None) -> str:
+    """One format for every console figure of a sparsity."""
+    return "none" if value is None else f"{value:.1%}"
+
+
+def model_label(spec: str) -> str:
+    """A readable name for a model argument, for run folders and titles: ``packaged:minilm`` ->
+    ``minilm``, ``org/name@rev`` -> ``name``, a folder -> its name (never a hub cache's hash)."""
+    if spec.startswith("packaged:"):
+        return spec.removeprefix("packaged:")
+    path = Path(spec)
+    if path.exists():
+        return path.resolve().name
+    return spec.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
 class _Runner:
     """One call's sweeps: each model and task, its points, its report."""
 
@@ -280,16 +296,18 @@ class _Runner:
         o = self.options
         model = resolve_model_path(str(o.model))
         check_checkpoint_dir(model)
-        name = f"{model.name}-{o.task}"
+        name = f"{model_label(str(o.model))}-{o.task}"
         if o.task == "perplexity":
             if not o.text:
                 raise SparsityConfigError("--task perplexity needs --text PATH (a .txt file or a folder of them)")
-            self.perplexity(model, read_texts(o.text), name, f"{model.name}, perplexity")
+            self.perplexity(
+                model, resolve_texts(o.text, flag="--text"), name, f"{model_label(str(o.model))}, perplexity"
+            )
         elif o.task == "finetune":
             if not o.data:
                 raise SparsityConfigError("--task finetune needs --data PATH (CSV, JSON or a folder of class folders)")
             data = load_labeled(o.data, o.text_column, o.label_column)
-            self.finetune(model, data, name, f"{model.name}, accuracy")
+            self.finetune(model, data, name, f"{model_label(str(o.model))}, accuracy")
         else:
             raise SparsityConfigError("--model needs --task perplexity or --task finetune")
 
@@ -510,8 +528,8 @@ class _Runner:
             similarity_label=similarity_label,
         )
         logger.info(
-            f"[{name}] essential sparsity {at:.1%} (first failing {result.first_failing}), knee {result.knee}; "
-            f"report: {out / 'summary.md'}"
+            f"[{name}] essential sparsity {at:.1%} (first failing {_percent(result.first_failing)}), "
+            f"knee {_percent(result.knee)}; report: {out / 'summary.md'}"
         )
 
 

@@ -209,3 +209,28 @@ def test_the_weight_files_are_read_and_validated_once_per_job(tmp_path, monkeypa
     monkeypatch.setattr(WeightFiles, "read", classmethod(counting))
     prune_checkpoint(src, tmp_path / "out", OMPConfig(0.5), low_memory=low_memory)
     assert len(reads) == 1
+
+
+def test_run_names_come_from_the_model_argument_not_a_cache_hash(tmp_path):
+    from es_plugins.jobs.sweep import model_label
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert model_label("packaged:smollm2") == "smollm2"
+    assert model_label("HuggingFaceTB/SmolLM2-135M@a1b2c3") == "SmolLM2-135M"
+    assert model_label(str(folder)) == "my-model"
+
+
+def test_sweep_text_takes_the_packaged_evaluation_text(tmp_path, tiny_lm_dir):
+    options = SweepOptions(
+        output=str(tmp_path / "run"),
+        model=str(tiny_lm_dir),
+        task="perplexity",
+        text="packaged:bbc-eval",
+        tokens=64,
+        eval_seq_len=32,
+        levels=[0.5],
+        resolution=0.5,
+    )
+    (name, run), *_ = sweep(options).results
+    assert name == "tiny-gpt2-perplexity" and run.dense > 0

@@ -151,7 +151,7 @@ def prune_blockwise(
     outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{blocked.prefix}.0.") and p.numel()}
     _fill(skeleton, {n: checkpoint.tensor(mapping[n]) for n in outside})
 
-    copy_checkpoint_files(checkpoint, dst)
+    copy_checkpoint_files(checkpoint, dst, skip=[checkpoint.entries[mapping[t.name]] for t in blocked.targets])
     canonical = canonical_names([t.name for t in blocked.targets])
     masks_file = MasksFileWriter(
         dst / MASKS_FILENAME,

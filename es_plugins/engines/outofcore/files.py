@@ -10,9 +10,10 @@ and the masks file is laid out up front so each mask goes to disk as soon as it 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -88,18 +89,52 @@ class ShardedCheckpoint:
         return (flat.view(dtype) if dtype == torch.bfloat16 else flat).view(entry.shape)
 
 
-def copy_checkpoint_files(src: ShardedCheckpoint, dst: Path) -> None:
-    """Copy the shards byte for byte into ``dst`` under their own file names (the kernel copies,
-    so no anonymous memory is used; pruned tensors are then written in place), and write
-    ``dst``'s own index naming only those copies: it never points outside ``dst``, even when
-    the source's shards were allowed to live elsewhere."""
+def copy_checkpoint_files(src: ShardedCheckpoint, dst: Path, skip: Iterable[TensorEntry] = ()) -> None:
+    """Copy the shards into ``dst`` under their own file names, every byte except the slots of
+    ``skip`` (the tensors the caller writes itself, once, with :func:`write_tensor_in_place`):
+    each output byte is written once, by the kernel for what is copied (no anonymous memory).
+    ``dst`` gets its own index naming only those copies: it never points outside ``dst``, even
+    when the source's shards were allowed to live elsewhere."""
+    holes: dict[Path, list[tuple[int, int]]] = {}
+    for entry in skip:
+        holes.setdefault(entry.file, []).append((entry.start, entry.stop))
     for shard in src.shards:
-        shutil.copyfile(shard, dst / shard.name)
+        _copy_except(shard, dst / shard.name, sorted(holes.get(shard, [])))
     index = src.folder / INDEX_FILE
     if src.files.index is not None:
         original = json.loads(index.read_text())
         local = {tensor: src.entries[tensor].file.name for tensor in src.files.index}
         (dst / INDEX_FILE).write_text(json.dumps({**original, "weight_map": local}, indent=2) + "\n")
+
+
+def _copy_except(source: Path, target: Path, holes: list[tuple[int, int]]) -> None:
+    """``target`` = ``source`` with the byte ranges ``holes`` left to be written later (the file
+    has its full size at once; a hole reads as zeros until it is filled)."""
+    if not holes:
+        shutil.copyfile(source, target)
+        return
+    size = source.stat().st_size
+    with open(source, "rb") as src_file, open(target, "wb") as dst_file:
+        dst_file.truncate(size)
+        position = 0
+        for start, stop in [*holes, (size, size)]:
+            _copy_range(src_file.fileno(), dst_file.fileno(), position, start - position)
+            position = max(position, stop)
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
+    """``count`` bytes at ``offset`` from one file to the same offset of the other, in the kernel
+    where it can (``copy_file_range``), else through a bounded buffer."""
+    done = 0
+    while done < count:
+        try:
+            copied = os.copy_file_range(src_fd, dst_fd, count - done, offset + done, offset + done)
+        except (AttributeError, OSError):  # not Linux, or a filesystem without it
+            chunk = os.pread(src_fd, min(count - done, 1 << 24), offset + done)
+            copied = os.pwrite(dst_fd, chunk, offset + done) if chunk else 0
+        if copied <= 0:
+            raise CheckpointError(f"short copy at byte {offset + done} of a shard ({count - done} bytes left)")
+        done += copied
 
 
 def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor) -> None:

@@ -118,7 +118,7 @@ def prune_tensorwise(
         raise SparsityConfigError(f"{plan.method.name!r} is calibrated: use the block-wise out-of-core driver")
     dst = Path(dst)
     streamed = streamed_targets(open_checkpoint(src, allow_external), plan)
-    copy_checkpoint_files(streamed.checkpoint, dst)
+    copy_checkpoint_files(streamed.checkpoint, dst, skip=streamed.entries.values())  # targets: written once, below
     by_name = {t.name: t for t in streamed.targets}
     # The masks file an in-memory run would write, byte for byte: canonical names, same metadata.
     state_meta = SparsityState.from_plan({}, plan, streamed.targets).state_dict()["meta"]
