@@ -45,6 +45,7 @@ QUICK = {
     "epochs": 2.0,
     "lr": 2e-4,
     "ft_levels": (0.4, 0.8),
+    "lm_levels": (0.1, 0.3, 0.5, 0.7, 0.9),  # half the full grid; refinement then locates the edge
     "resolution": 0.2,
     "lm_resolution": 0.05,
 }
@@ -56,6 +57,7 @@ FULL = {
     "epochs": 2.0,
     "lr": 1e-4,
     "ft_levels": DEFAULT_LEVELS,
+    "lm_levels": DEFAULT_LEVELS,
     "resolution": 0.025,
     "lm_resolution": 0.025,
 }
@@ -331,7 +333,7 @@ class _Runner:
     def perplexity(self, model: Path, texts, name: str, title: str, default_calib: str | None = None) -> None:
         o, preset = self.options, self.preset
         tokens, seq_len = o.tokens or preset["tokens"], o.eval_seq_len or preset["seq_len"]
-        config = self.config(f"perplexity ({tokens} tokens)", False, DEFAULT_LEVELS, preset["lm_resolution"])
+        config = self.config(f"perplexity ({tokens} tokens)", False, preset["lm_levels"], preset["lm_resolution"])
         calib = (o.calib or default_calib) if is_calibrated(o.method) else None
         logger.info(f"[{name}] {model}")
         spec = TaskSpec(

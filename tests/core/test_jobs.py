@@ -234,3 +234,22 @@ def test_sweep_text_takes_the_packaged_evaluation_text(tmp_path, tiny_lm_dir):
     )
     (name, run), *_ = sweep(options).results
     assert name == "tiny-gpt2-perplexity" and run.dense > 0
+
+
+def test_quick_shrinks_the_perplexity_grid_too(tmp_path, tiny_lm_dir):
+    from es_plugins.jobs.sweep import FULL, QUICK
+
+    text = tmp_path / "eval.txt"
+    text.write_text("\n".join(random_text(400, seed=i) for i in range(3)))
+    options = SweepOptions(
+        output=str(tmp_path / "run"),
+        model=str(tiny_lm_dir),
+        task="perplexity",
+        text=str(text),
+        tokens=128,
+        eval_seq_len=32,
+        quick=True,
+    )
+    (_, run), *_ = sweep(options).results
+    grid = sorted(level.sparsity for level in run.levels if not level.refined)
+    assert grid == [0.0, *QUICK["lm_levels"]] and len(QUICK["lm_levels"]) < len(FULL["lm_levels"])
