@@ -159,20 +159,16 @@ def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_sweep_runs_from_python_with_the_commands_option_names(tmp_path, tiny_lm_dir):
+def _tiny_perplexity_sweep(tmp_path, model, **options) -> SweepOptions:
+    """A perplexity sweep of the tiny LM on random words, small enough for a unit test."""
     text = tmp_path / "eval.txt"
     text.write_text("\n".join(random_text(400, seed=i) for i in range(3)))
-    options = SweepOptions(
-        output=str(tmp_path / "run"),
-        model=str(tiny_lm_dir),
-        task="perplexity",
-        text=str(text),
-        tokens=128,
-        eval_seq_len=32,
-        levels=[0.3, 0.9],
-        resolution=0.3,
-    )
-    result = sweep(options)
+    settings = {"text": str(text), "tokens": 128, "eval_seq_len": 32, **options}
+    return SweepOptions(output=str(tmp_path / "run"), model=str(model), task="perplexity", **settings)
+
+
+def test_sweep_runs_from_python_with_the_commands_option_names(tmp_path, tiny_lm_dir):
+    result = sweep(_tiny_perplexity_sweep(tmp_path, tiny_lm_dir, levels=[0.3, 0.9], resolution=0.3))
     (name, run), *_ = result.results
     assert name == "tiny-gpt2-perplexity" and run.dense > 0 and result.summary == tmp_path / "run" / "summary.md"
     assert "| tiny-gpt2-perplexity |" in result.summary.read_text()
@@ -239,17 +235,6 @@ def test_sweep_text_takes_the_packaged_evaluation_text(tmp_path, tiny_lm_dir):
 def test_quick_shrinks_the_perplexity_grid_too(tmp_path, tiny_lm_dir):
     from es_plugins.jobs.sweep import FULL, QUICK
 
-    text = tmp_path / "eval.txt"
-    text.write_text("\n".join(random_text(400, seed=i) for i in range(3)))
-    options = SweepOptions(
-        output=str(tmp_path / "run"),
-        model=str(tiny_lm_dir),
-        task="perplexity",
-        text=str(text),
-        tokens=128,
-        eval_seq_len=32,
-        quick=True,
-    )
-    (_, run), *_ = sweep(options).results
+    (_, run), *_ = sweep(_tiny_perplexity_sweep(tmp_path, tiny_lm_dir, quick=True)).results
     grid = sorted(level.sparsity for level in run.levels if not level.refined)
     assert grid == [0.0, *QUICK["lm_levels"]] and len(QUICK["lm_levels"]) < len(FULL["lm_levels"])
