@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..io.output import atomic_write
 from .similarity import MaskSimilarity
@@ -84,17 +84,51 @@ def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
     return path
 
 
+BAR_CHART_MAX_LAYERS = 48  # beyond this, one bar per layer is unreadable: a block x layer-type grid
+
+
+def block_grid(names: Sequence[str]) -> tuple[list[str], list[str], dict[str, tuple[int, int]]] | None:
+    """Layers grouped by transformer block and layer type: ``model.layers.7.mlp.up_proj.weight``
+    is block ``7``, type ``mlp.up_proj``. Returns (block labels, type labels, name -> (row,
+    column)), or None when the names carry no block index."""
+    cells: dict[str, tuple[str, str]] = {}
+    for name in names:
+        parts = name.removesuffix(".weight").split(".")
+        index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        if index is None:
+            return None
+        cells[name] = (".".join(parts[: index + 1]), ".".join(parts[index + 1 :]) or parts[-1])
+    blocks = list(dict.fromkeys(block for block, _ in cells.values()))
+    kinds = list(dict.fromkeys(kind for _, kind in cells.values()))
+    return blocks, kinds, {n: (blocks.index(b), kinds.index(k)) for n, (b, k) in cells.items()}
+
+
 def plot_layer_sparsity(layer_sparsity: Mapping[str, float], path: Path, title: str) -> Path:
-    """Per-layer sparsity as horizontal bars (global thresholds spread unevenly)."""
+    """Per-layer sparsity (global thresholds spread unevenly): bars for a few dozen layers, a
+    block x layer-type heat map beyond, so a 200-layer model stays readable."""
     plt = _pyplot()
     names = list(layer_sparsity)
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.16 * len(names) + 1)))
-    ax.barh(range(len(names)), [100 * layer_sparsity[n] for n in names], color="tab:blue")
-    ax.set_yticks(range(len(names)), [n.removesuffix(".weight") for n in names], fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("sparsity (%)")
+    grid = block_grid(names) if len(names) > BAR_CHART_MAX_LAYERS else None
+    if grid is None:
+        fig, ax = plt.subplots(figsize=(7, max(3.0, 0.16 * len(names) + 1)))
+        ax.barh(range(len(names)), [100 * layer_sparsity[n] for n in names], color="tab:blue")
+        ax.set_yticks(range(len(names)), [n.removesuffix(".weight") for n in names], fontsize=6)
+        ax.invert_yaxis()
+        ax.set_xlabel("sparsity (%)")
+        ax.grid(axis="x", alpha=0.3)
+    else:
+        blocks, kinds, where = grid
+        values = [[math.nan] * len(kinds) for _ in blocks]
+        for name, (row, column) in where.items():
+            values[row][column] = 100 * layer_sparsity[name]
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(kinds) + 3), max(3.0, 0.12 * len(blocks) + 1.5)))
+        image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_xticks(range(len(kinds)), kinds, rotation=45, ha="right", fontsize=7)
+        step = max(1, len(blocks) // 32)  # at most ~32 block labels
+        ax.set_yticks(range(0, len(blocks), step), [b.rsplit(".", 1)[-1] for b in blocks[::step]], fontsize=6)
+        ax.set_ylabel(f"block ({blocks[0].rsplit('.', 1)[0]}.N)")
+        fig.colorbar(image, ax=ax, label="sparsity (%)")
     ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))  # never half a PNG
     plt.close(fig)

@@ -160,3 +160,20 @@ def test_the_report_writes_every_file_with_the_located_sparsity(tmp_path):
     png = plot_layer_sparsity({"a": 0.2, "b": 0.6}, tmp_path / "layers.png", "layers")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_near_zero({"x": 0.1}, tmp_path / "nz.png", "zeros").stat().st_size > 0
+
+
+def test_the_per_layer_plot_groups_hundreds_of_layers_by_block_and_type(tmp_path):
+    from es_plugins.analysis.plots import BAR_CHART_MAX_LAYERS, block_grid, plot_layer_sparsity
+
+    kinds = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj")
+    names = [f"model.layers.{b}.{k}.weight" for b in range(48) for k in kinds]  # 240 layers
+    blocks, columns, where = block_grid(names)
+    assert len(blocks) == 48 and list(columns) == list(kinds)
+    assert where["model.layers.7.mlp.up_proj.weight"] == (7, 4)
+    assert block_grid(["encoder.weight", "decoder.weight"]) is None  # no block index: bars
+    grid_png = plot_layer_sparsity({n: 0.5 for n in names}, tmp_path / "grid.png", "240 layers")
+    bars_png = plot_layer_sparsity({n: 0.5 for n in names[:BAR_CHART_MAX_LAYERS]}, tmp_path / "bars.png", "few")
+    from PIL import Image
+
+    grid_height = Image.open(grid_png).size[1]
+    assert grid_height < Image.open(bars_png).size[1] * 2  # 240 rows of bars would be ~5x taller
