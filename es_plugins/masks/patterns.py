@@ -32,6 +32,9 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
     keep = torch.empty(groups.shape, dtype=torch.bool, device=scores.device)
     rows = max(1, CHUNK // m)  # bounded transients whatever the layer size
     for start in range(0, groups.shape[0], rows):
+        if m == 4:  # the hardware pattern: ranks unrolled on strided columns, no transposing copy (2x)
+            keep[start : start + rows] = _keep_of_four(groups[start : start + rows], n)
+            continue
         cols = groups[start : start + rows].t().contiguous()  # (m, rows): contiguous columns
         rank = torch.zeros(cols.shape, dtype=torch.uint8, device=scores.device)
         for i in range(m):
@@ -42,6 +45,19 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
         keep[start : start + rows] = (rank < n).t()
     moved_shape = scores.movedim(in_axis, -1).shape
     return keep.reshape(moved_shape).movedim(-1, in_axis).contiguous()
+
+
+def _keep_of_four(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`nm_keep_mask`'s ranks for M = 4: a weight's rank is how many of its group beat it,
+    an earlier one on a tie (so ties keep the lower index, as the generic loop does)."""
+    x0, x1, x2, x3 = groups.unbind(1)
+    ranks = (
+        (x1 > x0).to(torch.uint8) + (x2 > x0) + (x3 > x0),
+        (x0 >= x1).to(torch.uint8) + (x2 > x1) + (x3 > x1),
+        (x0 >= x2).to(torch.uint8) + (x1 >= x2) + (x3 > x2),
+        (x0 >= x3).to(torch.uint8) + (x1 >= x3) + (x2 >= x3),
+    )
+    return torch.stack([rank < n for rank in ranks], dim=1)
 
 
 def nm_keep_within(weight: torch.Tensor, keep: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Tensor:

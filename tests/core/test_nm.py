@@ -71,3 +71,16 @@ def test_incompatible_input_dim_errors_or_skips(tiny_blocks):
         state = sparsify_(tiny_blocks, skip)
     assert state.masks["blocks.1.down.weight"].all()
     assert not state.masks["blocks.0.up.weight"].all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_the_m4_fast_path_keeps_the_n_highest_and_the_lower_index_on_ties(n):
+    from es_plugins.masks.patterns import nm_keep_mask
+
+    generator = torch.Generator().manual_seed(n)
+    scores = torch.randint(0, 3, (64, 32), generator=generator).float()  # many ties per group
+    groups = scores.reshape(-1, 4)
+    order = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :n]  # stable: lower index first
+    expected = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True).reshape(scores.shape)
+    assert torch.equal(nm_keep_mask(scores, n, 4, in_axis=1), expected)
+    assert torch.equal(nm_keep_mask(scores.t().contiguous(), n, 4, in_axis=0), expected.t())
