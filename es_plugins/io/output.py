@@ -122,7 +122,8 @@ def check_output(
 def write_marker(folder: Path, command: str, extra: dict[str, Any] | None = None) -> None:
     """Mark ``folder`` as written by es-plugins, so a later ``--overwrite`` may replace it."""
     data = {"written_by": "es-plugins", "version": __version__, "command": command, **(extra or {})}
-    (folder / MARKER_FILENAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # atomically: a kill leaves the whole marker or only its own temp file, never half a marker
+    atomic_write_text(folder / MARKER_FILENAME, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------- temp folders of killed runs
@@ -150,6 +151,16 @@ def _holds_our_marker(entry: Path) -> bool:
     return isinstance(data, dict) and data.get("written_by") == "es-plugins"
 
 
+def _unfinished_temp(entry: Path) -> bool:
+    """A temp folder killed before its marker was complete: a real folder holding nothing, or
+    only the marker's own temp file (``atomic_write`` names it ``.MARKER.XXXX.tmp``). Removing
+    it loses nothing anyone wrote."""
+    if entry.is_symlink() or not entry.is_dir():
+        return False
+    prefix = f".{MARKER_FILENAME}."
+    return all(p.name.startswith(prefix) and p.name.endswith(".tmp") and p.is_file() for p in entry.iterdir())
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # this process has not made its own temp folder yet
@@ -173,8 +184,9 @@ def clean_stale_temps(out: Path) -> list[Path]:
     """Remove the temp folders/files of earlier runs on ``out`` that were killed.
 
     Only folders with the names this module creates (``.NAME.es-tmp-PID-XXXX``), whose
-    process is gone, *and* that hold es-plugins' marker file are touched: a user's folder that
-    happens to have such a name is left alone. If a kill fell between the two renames of the
+    process is gone, *and* that hold es-plugins' marker file (or nothing but the marker's own
+    temp file: killed while it was being written) are touched: a user's folder that happens to
+    have such a name is left alone. If a kill fell between the two renames of the
     fallback swap, the old OUT is put back first.
     """
     if not out.parent.is_dir():
@@ -183,7 +195,7 @@ def clean_stale_temps(out: Path) -> list[Path]:
     stale = []
     for entry in out.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and not _pid_alive(int(match.group(2))) and _holds_our_marker(entry):
+        if match and not _pid_alive(int(match.group(2))) and (_holds_our_marker(entry) or _unfinished_temp(entry)):
             stale.append((match.group(1), entry))
     for tag, entry in stale:
         if tag == _OLD_TAG and not out.exists() and is_es_plugins_output(entry):

@@ -392,3 +392,25 @@ def test_masks_file_is_byte_reproducible(world):
         assert main(["prune", "--model", str(world["model"]), str(out), "--sparsity", "0.4"]) == 0
     blobs = {(out / "sparsity_masks.safetensors").read_bytes() for out in outs}
     assert len(blobs) == 1
+
+
+def test_a_temp_folder_killed_before_its_marker_is_cleaned_and_a_user_folder_is_not(tmp_path):
+    import subprocess
+    import sys
+
+    from es_plugins.io.output import clean_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    out = tmp_path / "out"
+    empty = tmp_path / f".out.es-tmp-{pid}-0a1b2c3d"  # killed between mkdir and the marker
+    empty.mkdir()
+    half = tmp_path / f".out.es-tmp-{pid}-1a1b2c3d"  # killed while the marker's temp file was written
+    half.mkdir()
+    (half / f".{MARKER_FILENAME}.x1y2.tmp").write_text('{"written_')
+    users = tmp_path / f".out.es-tmp-{pid}-2a1b2c3d"  # the same name pattern, a user's data inside
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    removed = clean_stale_temps(out)
+    assert sorted(removed) == sorted([empty, half]) and not empty.exists() and not half.exists()
+    assert (users / "notes.txt").read_text() == "mine"
