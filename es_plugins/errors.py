@@ -40,6 +40,12 @@ def check_fraction(name: str, value: float) -> float:
     return fvalue
 
 
+def option_flag(name: str) -> str:
+    """The command-line spelling of a keyword option (``eval_seq_len`` -> ``--eval-seq-len``):
+    the jobs' arguments and the CLI's flags are one vocabulary, so errors can name both."""
+    return "--" + name.replace("_", "-")
+
+
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     """Validate that ``value`` is one of ``allowed``; the error lists them."""
     if value not in allowed:

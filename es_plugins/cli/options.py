@@ -18,7 +18,7 @@ from typing import Any
 from .._deprecation import warn_renamed
 from ..errors import SparsityConfigError
 from ..masks.targets import TargetSpec
-from ..methods import MethodConfig, config_from_dict, entry_for, is_calibrated, method_names
+from ..methods import MethodConfig, config_from_dict, entry_for, method_names
 from ..methods.registry import method_options
 
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
@@ -79,7 +79,8 @@ def add_method_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
 
 def method_config(args: argparse.Namespace) -> MethodConfig:
     """The method config from the registry: given flags become options, and a flag the
-    method does not take is an error naming the ones it does."""
+    method does not take is an error naming the ones it does. Whether ``--calib`` and
+    ``--refine-masks`` fit the method is the job's check (:func:`es_plugins.prune_checkpoint`)."""
     entry = entry_for(args.method)
     flags = {name: spec.flag for name, spec in method_options().items() if spec.help}
     given = {key: getattr(args, key) for key in flags if getattr(args, key, None) not in (None, False)}
@@ -92,20 +93,6 @@ def method_config(args: argparse.Namespace) -> MethodConfig:
         raise SparsityConfigError(
             f"{', '.join(unknown)} does not apply to --method {entry.name} "
             f"(it takes {', '.join(takes) or 'no options'})"
-        )
-    calibrated = [name for name in method_names() if is_calibrated(name)]
-    if not entry.calibrated and (args.calib or args.refine_masks):
-        raise SparsityConfigError(
-            f"--calib/--refine-masks apply to calibrated methods ({', '.join(calibrated)}), not {args.method!r}"
-        )
-    if entry.calibrated and not args.calib:
-        raise SparsityConfigError(
-            f"--method {args.method} needs calibration data: --calib PATH (or packaged:bbc-calib)"
-        )
-    if args.refine_masks and not entry.refines_masks:
-        refiners = [name for name in method_names() if entry_for(name).refines_masks]
-        raise SparsityConfigError(
-            f"--refine-masks does not apply to --method {entry.name} (only {', '.join(refiners)} refines a given mask)"
         )
     return config_from_dict({"method": entry.name, **given})
 
@@ -125,11 +112,7 @@ def add_target_args(parser: argparse.ArgumentParser) -> None:
 
 
 def target_spec(args: argparse.Namespace) -> TargetSpec:
-    if args.include and args.include_regex:
-        raise SparsityConfigError("use either --include or --include-regex, not both")
-    if args.exclude and args.exclude_regex:
-        raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
-    return TargetSpec(include=args.include or args.include_regex, exclude=args.exclude or args.exclude_regex)
+    return TargetSpec.from_options(args.include, args.include_regex, args.exclude, args.exclude_regex)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:

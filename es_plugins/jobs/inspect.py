@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from ..errors import SparsityConfigError
+from ..errors import SparsityConfigError, option_flag
 from ..export.onnx_gemm import rewrite_and_check
 from ..export.onnx_report import OnnxSparsityReport, compare_with_pytorch, inspect_onnx
 from ..export.onnx_weights import load_onnx
@@ -51,8 +51,7 @@ def inspect(
         return _inspect_onnx(str(model), nm, targets, reference, gemm_copy, min_channels, precision, overwrite)
     for name, value in (("reference", reference), ("gemm_copy", gemm_copy), ("overwrite", overwrite)):
         if value:
-            flag = "--" + name.replace("_", "-")
-            raise SparsityConfigError(f"{flag} applies to .onnx files; {str(model)!r} is not one")
+            raise SparsityConfigError(f"{option_flag(name)} applies to .onnx files; {str(model)!r} is not one")
     path = resolve_model_path(model)
     loaded = load_hf_model(path)
     chosen = resolve_targets(loaded, targets or TargetSpec())

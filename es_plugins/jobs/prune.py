@@ -42,7 +42,7 @@ from ..io.output import check_output, write_folder_atomically
 from ..io.weight_files import WeightFiles, check_weight_files
 from ..masks.report import SparsityReport
 from ..masks.state import SparsityState
-from ..methods import MethodConfig, entry_for
+from ..methods import MethodConfig, entry_for, method_names
 from ..methods.plan import SparsityPlan, make_plan
 
 logger = logging.getLogger("es_plugins")
@@ -135,12 +135,21 @@ def prune_checkpoint(
         raise SparsityConfigError(f"memory_budget (--memory-budget) must be > 0 GB, got {memory_budget}")
     if entry.calibrated and calibration is None:
         raise SparsityConfigError(
-            f"method {entry.name} needs calibration data: calibration=Calibration(text) (the CLI's --calib)"
+            f"method {entry.name} needs calibration data: --calib PATH or packaged:bbc-calib "
+            "(calibration=Calibration(text) from Python)"
         )
     if not entry.calibrated and calibration is not None:
-        raise SparsityConfigError(f"method {entry.name} needs no calibration: it prunes from the weights alone")
+        calibrated = [name for name in method_names() if entry_for(name).calibrated]
+        raise SparsityConfigError(
+            f"method {entry.name} needs no calibration, it prunes from the weights alone: --calib (calibration=) "
+            f"and --refine-masks apply to calibrated methods ({', '.join(calibrated)})"
+        )
     if masks is not None and not entry.refines_masks:
-        raise SparsityConfigError(f"masks= (--refine-masks, a mask to refine) does not apply to method {entry.name}")
+        refiners = [name for name in method_names() if entry_for(name).refines_masks]
+        raise SparsityConfigError(
+            f"--refine-masks (masks=) does not apply to method {entry.name}: "
+            f"only {', '.join(refiners)} refines a given mask"
+        )
     if masks is not None and not Path(masks).is_file():
         raise SparsityConfigError(f"masks (--refine-masks) {str(masks)!r}: no such masks file")
     given = SparsityState.load(masks) if masks is not None else None  # integrity checked before the model loads

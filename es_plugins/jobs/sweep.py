@@ -25,7 +25,7 @@ from ..analysis.sweep import DEFAULT_LEVELS, SweepConfig, SweepResult, run_sweep
 from ..analysis.sweep_report import write_sweep_report
 from ..analysis.tasks import PerplexityTask, method_at, sweep_task, sweepable_methods
 from ..engines.device import resolve_device
-from ..errors import SparsityConfigError, check_choice
+from ..errors import SparsityConfigError, check_choice, option_flag
 from ..io.assets import resolve_model_path
 from ..io.checkpoint import check_checkpoint_dir
 from ..io.datasets import bbc_news, load_labeled, resolve_texts, rotten_tomatoes
@@ -76,11 +76,6 @@ _POSITIVE = (
     "batch_size",
     "max_length",
 )
-
-
-def _flag(name: str) -> str:
-    """The command-line spelling of an option: the same name, with dashes."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -140,7 +135,7 @@ class SweepOptions:
         for name in _POSITIVE:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise SparsityConfigError(f"{_flag(name)} must be > 0, got {value}")
+                raise SparsityConfigError(f"{option_flag(name)} must be > 0, got {value}")
         self.shard_index()  # a malformed shard fails before any work
         self.target_spec()
 
@@ -157,11 +152,7 @@ class SweepOptions:
         return index, count
 
     def target_spec(self) -> TargetSpec:
-        if self.include and self.include_regex:
-            raise SparsityConfigError("use either --include or --include-regex, not both")
-        if self.exclude and self.exclude_regex:
-            raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
-        return TargetSpec(include=self.include or self.include_regex, exclude=self.exclude or self.exclude_regex)
+        return TargetSpec.from_options(self.include, self.include_regex, self.exclude, self.exclude_regex)
 
     def settings(self) -> dict[str, Any]:
         """What the sweep measures (saved for ``merge``), without how it runs."""
@@ -198,17 +189,14 @@ class SweepRun:
     def table(self) -> list[str]:
         """The summary's table rows (markdown)."""
 
-        def fmt(x: float | None) -> str:
-            return "–" if x is None else f"{x:.1%}"
-
         rows = [
             "| run | metric | dense | essential sparsity | first failing | knee | report |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, r in self.results:
             rows.append(
-                f"| {name} | {r.config.metric} | {r.dense:.4g} | **{fmt(r.essential_sparsity)}** | "
-                f"{fmt(r.first_failing)} | {fmt(r.knee)} | [{name}/summary.md]({name}/summary.md) |"
+                f"| {name} | {r.config.metric} | {r.dense:.4g} | **{_percent(r.essential_sparsity)}** | "
+                f"{_percent(r.first_failing)} | {_percent(r.knee)} | [{name}/summary.md]({name}/summary.md) |"
             )
         return rows
 
@@ -251,9 +239,9 @@ def sweep(options: SweepOptions | None = None, *, command: str | None = None, **
     return run
 
 
-def _percent(value: float | None) -> str:
-    """One format for every console figure of a sparsity."""
-    return "none" if value is None else f"{value:.1%}"
+def _percent(value: float | None, missing: str = "–") -> str:
+    """One format for every sparsity a sweep prints, in the summary and on the console."""
+    return missing if value is None else f"{value:.1%}"
 
 
 def model_label(spec: str) -> str:
@@ -530,8 +518,8 @@ class _Runner:
             similarity_label=similarity_label,
         )
         logger.info(
-            f"[{name}] essential sparsity {at:.1%} (first failing {_percent(result.first_failing)}), "
-            f"knee {_percent(result.knee)}; report: {out / 'summary.md'}"
+            f"[{name}] essential sparsity {at:.1%} (first failing {_percent(result.first_failing, 'none')}), "
+            f"knee {_percent(result.knee, 'none')}; report: {out / 'summary.md'}"
         )
 
 

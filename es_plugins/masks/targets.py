@@ -62,6 +62,22 @@ class TargetSpec:
         if self.filter_fn is not None and not callable(self.filter_fn):
             raise SparsityConfigError("filter_fn must be callable as filter_fn(module, name)")
 
+    @classmethod
+    def from_options(
+        cls,
+        include: Sequence[str] | None = None,
+        include_regex: str | None = None,
+        exclude: Sequence[str] | None = None,
+        exclude_regex: str | None = None,
+    ) -> "TargetSpec":
+        """The spec of the commands' target options (``--include NAME ...`` or
+        ``--include-regex``, likewise for exclude): one of each pair, not both."""
+        if include and include_regex:
+            raise SparsityConfigError("use either --include or --include-regex, not both")
+        if exclude and exclude_regex:
+            raise SparsityConfigError("use either --exclude or --exclude-regex, not both")
+        return cls(include=include or include_regex, exclude=exclude or exclude_regex)
+
     def to_dict(self) -> dict:
         """JSON-friendly form (a ``filter_fn`` cannot be serialised and is noted by name)."""
         return {

@@ -26,7 +26,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from ..errors import SparsityConfigError
+from ..errors import SparsityConfigError, option_flag
 from .configs import MethodConfig
 
 
@@ -94,7 +94,7 @@ class OptionSpec:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return option_flag(self.name)
 
 
 def _value_type(annotation: Any) -> type:

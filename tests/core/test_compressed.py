@@ -11,7 +11,7 @@ import torch
 
 from es_plugins import NMConfig, OMPConfig, SparsityPlan, sparsify_
 from es_plugins.cli import main as es_cli
-from es_plugins.export import compressed
+from es_plugins.io import compressed
 from es_plugins.io.checkpoint import load_hf_model
 from tests.conftest import make_tiny_bert, save_checkpoint
 

@@ -63,6 +63,10 @@ class BlockPlan:
         size = calibration.shape[0] if self.passes == 1 else batch_size
         return [calibration[i : i + size] for i in range(0, calibration.shape[0], size)]
 
+    def given_masks(self, masks: SparsityState | None, work: torch.device) -> dict[str, torch.Tensor]:
+        """Masks to refine (SparseGPT), on the device where the blocks run."""
+        return {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
+
     def state_meta(self, calibration: torch.Tensor, masks: SparsityState | None) -> dict[str, Any]:
         """The masks file's metadata, the same in memory and out of core."""
         return SparsityState.from_plan(

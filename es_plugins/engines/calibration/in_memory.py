@@ -60,7 +60,7 @@ def prune_calibrated_(
     _, blocks = find_blocks(model)
     batches = [batch.to(home) for batch in blocked.batches(calibration, batch_size)]
     inputs = to_device(capture_block_inputs(model, blocks[0], batches), work)
-    given = {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
+    given = blocked.given_masks(masks, work)
     source = ModelBlocks(model, blocked, work, home)
     try:
         run_blocks(source, blocked, inputs, given, show_progress=show_progress, on_block=on_block)

@@ -25,7 +25,7 @@ from torch import nn
 from ...io.hf_config import model_class, read_config
 from ...masks.masks_file import MasksFileWriter
 from ...masks.naming import canonical_names
-from ...masks.report import LayerStats, SparsityReport, count_zeros
+from ...masks.report import LayerStats, SparsityReport
 from ...masks.state import MASKS_FILENAME, SparsityState
 from ...masks.targets import Target
 from ...methods.plan import SparsityPlan
@@ -33,7 +33,7 @@ from ..calibration.blocks import capture_block_inputs, find_blocks
 from ..calibration.checks import check_calibration
 from ..calibration.driver import ActivationStore, BlockPlan, OpenBlock, plan_blocks, run_blocks
 from ..device import resolve_device, to_device
-from .files import STORAGE_DTYPES, ShardedCheckpoint, copy_checkpoint_files, write_tensor_in_place
+from .files import STORAGE_DTYPES, ShardedCheckpoint, copy_checkpoint_files, streamed_report, write_tensor_in_place
 from .tensorwise import checkpoint_names, meta_model, open_checkpoint
 
 
@@ -151,7 +151,8 @@ def prune_blockwise(
     outside = {n: p for n, p in skeleton.named_parameters() if not n.startswith(f"{blocked.prefix}.0.") and p.numel()}
     _fill(skeleton, {n: checkpoint.tensor(mapping[n]) for n in outside})
 
-    copy_checkpoint_files(checkpoint, dst, skip=[checkpoint.entries[mapping[t.name]] for t in blocked.targets])
+    target_entries = [checkpoint.entries[mapping[t.name]] for t in blocked.targets]
+    copy_checkpoint_files(checkpoint, dst, skip=target_entries)  # the targets: written once, block by block
     canonical = canonical_names([t.name for t in blocked.targets])
     masks_file = MasksFileWriter(
         dst / MASKS_FILENAME,
@@ -159,17 +160,10 @@ def prune_blockwise(
         blocked.state_meta(calibration, masks),
     )
     inputs = to_device(capture_block_inputs(skeleton, template, blocked.batches(calibration, batch_size)), work)
-    given = {name: mask.to(work) for name, mask in masks.masks.items()} if masks is not None else {}
+    given = blocked.given_masks(masks, work)
     source = ShardBlocks(template, checkpoint, mapping, blocked, dst, masks_file, pattern)
     run_blocks(source, blocked, inputs, given, ActivationStore(activation_budget), show_progress, "block, out-of-core")
     masks_file.close()
-    floating = [e for e in checkpoint.entries.values() if e.dtype in ("F64", "F32", "F16", "BF16")]
-    target_keys = {mapping[t.name] for t in blocked.targets}
-    all_zeros = sum(count_zeros(checkpoint.tensor(e.name)) for e in floating if e.name not in target_keys)
-    return SparsityReport(
-        layers=source.layers,
-        all_params=sum(e.numel for e in floating),
-        all_zeros=all_zeros + sum(layer.zeros for layer in source.layers),
-        pattern=pattern,
-        meta={**(meta or {}), "out_of_core": "sequential"},
+    return streamed_report(
+        checkpoint, target_entries, source.layers, pattern, {**(meta or {}), "out_of_core": "sequential"}
     )

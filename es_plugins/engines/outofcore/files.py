@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from ...errors import CheckpointError
-from ...io.weight_files import INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFiles
+from ...io.weight_files import FLOATING, INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFiles
 from ...masks.masks_file import pwrite_fully
+from ...masks.report import LayerStats, SparsityReport, count_zeros
 
 __all__ = [
     "STORAGE_DTYPES",
@@ -135,6 +136,28 @@ def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
         if copied <= 0:
             raise CheckpointError(f"short copy at byte {offset + done} of a shard ({count - done} bytes left)")
         done += copied
+
+
+def streamed_report(
+    checkpoint: ShardedCheckpoint,
+    targets: Iterable[TensorEntry],
+    layers: list[LayerStats],
+    pattern: tuple[int, int] | None,
+    meta: dict[str, Any],
+) -> SparsityReport:
+    """The report of an out-of-core run, as an in-memory run would make it: the targets' lines,
+    and every floating tensor counted for the all-parameters line (the others read from the
+    mapped shards)."""
+    floating = [e for e in checkpoint.entries.values() if e.dtype in FLOATING]
+    target_keys = {e.name for e in targets}
+    all_zeros = sum(count_zeros(checkpoint.tensor(e.name)) for e in floating if e.name not in target_keys)
+    return SparsityReport(
+        layers=layers,
+        all_params=sum(e.numel for e in floating),
+        all_zeros=all_zeros + sum(layer.zeros for layer in layers),
+        pattern=pattern,
+        meta=meta,
+    )
 
 
 def write_tensor_in_place(entry: TensorEntry, folder: Path, value: torch.Tensor) -> None:

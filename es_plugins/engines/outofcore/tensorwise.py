@@ -25,14 +25,14 @@ from ...io.hf_config import model_class, read_config
 from ...io.weight_files import FLOATING, INDEX_FILE, SINGLE_FILE
 from ...masks.masks_file import MasksFileWriter
 from ...masks.naming import canonical_names, match_names
-from ...masks.report import LayerStats, SparsityReport, count_zeros
+from ...masks.report import LayerStats, SparsityReport
 from ...masks.select import bounded_gather
 from ...masks.state import MASKS_FILENAME, SparsityState
 from ...masks.targets import Target, resolve_targets
 from ...methods import entry_for, iter_masks
 from ...methods.plan import SparsityPlan
 from ...progress import progress_factory
-from .files import ShardedCheckpoint, TensorEntry, copy_checkpoint_files, write_tensor_in_place
+from .files import ShardedCheckpoint, TensorEntry, copy_checkpoint_files, streamed_report, write_tensor_in_place
 
 
 def meta_model(folder: Path) -> nn.Module:
@@ -139,16 +139,8 @@ def prune_tensorwise(
         layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
         del pruned, keep
     masks_file.close()
-    floating = [e for e in streamed.checkpoint.entries.values() if e.dtype in ("F64", "F32", "F16", "BF16")]
-    target_keys = {e.name for e in streamed.entries.values()}
-    all_zeros = sum(count_zeros(streamed.checkpoint.tensor(e.name)) for e in floating if e.name not in target_keys)
-    all_zeros += sum(layer.zeros for layer in layers)
-    return SparsityReport(
-        layers=layers,
-        all_params=sum(e.numel for e in floating),
-        all_zeros=all_zeros,
-        pattern=pattern,
-        meta={**(meta or {}), "out_of_core": True},
+    return streamed_report(
+        streamed.checkpoint, streamed.entries.values(), layers, pattern, {**(meta or {}), "out_of_core": True}
     )
 
 
