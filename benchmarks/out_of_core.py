@@ -18,9 +18,11 @@ Usage: python benchmarks/out_of_core.py [--sizes 1 2 4 8] [--dtypes bfloat16 flo
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -124,6 +126,9 @@ def case(name: str, src: str, dst: str) -> dict:
     out = Path(dst)
     out.mkdir()
     calibration = torch.randint(0, VOCAB, (4, 128), generator=torch.Generator().manual_seed(0))
+    profiler = cProfile.Profile() if os.environ.get("ES_PLUGINS_PROFILE") else None
+    if profiler is not None:
+        profiler.enable()
     start = time.perf_counter()
     with PeakAnonSampler() as sampler:
         if name == FLOOR:  # what any out-of-core pass must do at least: read every shard, write it once
@@ -141,7 +146,16 @@ def case(name: str, src: str, dst: str) -> dict:
         else:
             prune_blockwise(src, out, SparsityPlan(WandaConfig(0.5)), calibration)
         os.sync()  # every row's output reaches the disk inside its time (as the CLI's atomic publish does)
-    return {"seconds": time.perf_counter() - start, "peak_anon": sampler.added}
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_anon": sampler.added, "profile": _top_functions(profiler) if profiler else []}
+
+
+def _top_functions(profiler: cProfile.Profile, count: int = 8) -> list[tuple[str, float]]:
+    """The functions with the most time of their own (cProfile), for ``--profile``."""
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    own = sorted(((tt, f"{Path(file).name}:{line}({name})") for (file, line, name), (_, _, tt, _, _) in stats.items()))
+    return [(label, round(seconds, 2)) for seconds, label in reversed(own[-count:])]
 
 
 def main() -> None:
@@ -155,6 +169,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where checkpoints are written (default: a temp dir)")
     parser.add_argument(
         "--cases", nargs="+", default=list(CASES), choices=CASES, help="rows to run (default: all; the floor always)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print each row's functions with the most time of their own"
     )
     parser.add_argument(
         "--cold", action="store_true", help="drop the page cache before each case (needs root; else reported warm)"
@@ -177,7 +194,11 @@ def main() -> None:
                     shutil.rmtree(dst, ignore_errors=True)
                     os.sync()  # no row pays for the previous row's (or the checkpoint's) writeback
                     cache = _drop_page_cache() if args.cold else "warm"
+                    if args.profile:
+                        os.environ["ES_PLUGINS_PROFILE"] = "1"
                     results[name].append({**run_isolated(__file__, "--case", name, str(src), str(dst)), "cache": cache})
+                    for label, seconds in results[name][-1].get("profile", []):
+                        print(f"  {name}, {total / 1e9:.2f} GB: {seconds:7.2f} s  {label}", flush=True)
             shutil.rmtree(work / "out", ignore_errors=True)
             shutil.rmtree(src)
             floor_runs = [r["seconds"] for r in results[FLOOR] if "error" not in r]

@@ -35,16 +35,22 @@ def nm_keep_mask(scores: torch.Tensor, n: int, m: int, in_axis: int) -> torch.Te
         if m == 4:  # the hardware pattern: ranks unrolled on strided columns, no transposing copy (2x)
             keep[start : start + rows] = _keep_of_four(groups[start : start + rows], n)
             continue
-        cols = groups[start : start + rows].t().contiguous()  # (m, rows): contiguous columns
-        rank = torch.zeros(cols.shape, dtype=torch.uint8, device=scores.device)
-        for i in range(m):
-            for j in range(i + 1, m):
-                i_wins = cols[i] >= cols[j]
-                rank[j] += i_wins
-                rank[i] += ~i_wins
-        keep[start : start + rows] = (rank < n).t()
+        keep[start : start + rows] = _keep_by_pairs(groups[start : start + rows], n)
     moved_shape = scores.movedim(in_axis, -1).shape
     return keep.reshape(moved_shape).movedim(-1, in_axis).contiguous()
+
+
+def _keep_by_pairs(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """Any M: each pair of a group compared once; a weight's rank counts the ones that beat it,
+    an earlier one on a tie."""
+    cols = groups.t().contiguous()  # (m, rows): contiguous columns
+    rank = torch.zeros(cols.shape, dtype=torch.uint8, device=groups.device)
+    for i in range(cols.shape[0]):
+        for j in range(i + 1, cols.shape[0]):
+            i_wins = cols[i] >= cols[j]
+            rank[j] += i_wins
+            rank[i] += ~i_wins
+    return (rank < n).t()
 
 
 def _keep_of_four(groups: torch.Tensor, n: int) -> torch.Tensor:

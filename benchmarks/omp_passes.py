@@ -1,0 +1,77 @@
+"""Where global OMP spends its time, pass by pass, beside the floor (one read pass of the weights,
+``aminmax``), in one process: the finiteness check, the sample, the count-and-gather pass, the
+mask pass, and the whole ``compute_masks``. Profile first, then fuse (issue 23).
+
+Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from _common import SIZES, linear_stack, table  # noqa: E402
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def main() -> None:
+    from es_plugins import OMPConfig, TargetSpec
+    from es_plugins.masks import select
+    from es_plugins.masks.targets import resolve_targets
+    from es_plugins.methods import check_finite, compute_masks
+    from es_plugins.methods.magnitude import magnitude_score
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["bert-base"], choices=list(SIZES))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    before = os.getloadavg()
+    rows = []
+    for size in args.sizes:
+        targets = resolve_targets(linear_stack(size, getattr(torch, args.dtype)), TargetSpec(include=r".*"))
+        weights = [t.param.detach() for t in targets]
+        scores = [magnitude_score(w) for w in weights]
+        numels = [w.numel() for w in weights]
+        total, k = sum(numels), sum(numels) // 2
+        samples = select._sample_scores(scores, numels, total, select._SAMPLE_SIZE).sort().values
+        lo, hi, capacity = select._bracket(samples, k, total)
+        threshold, ties = select.kth_smallest_threshold(scores, numels, k)
+        passes = {
+            "floor: one read pass (aminmax)": lambda: [torch.aminmax(w) for w in weights],
+            "finiteness check": lambda: check_finite(targets),
+            "sample": lambda: select._sample_scores(scores, numels, total, select._SAMPLE_SIZE),
+            "count and gather": lambda: select._count_and_gather(scores, numels, lo, hi, capacity, iter),
+            "mask pass": lambda: list(select.iter_threshold_masks(scores, numels, threshold, ties)),
+            "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
+        }
+        floor = None
+        for name, fn in passes.items():
+            seconds = _median_seconds(fn, args.repeats)
+            floor = floor or seconds
+            rows.append(
+                [f"{size} ({total / 1e6:.1f}M {args.dtype})", name, f"{seconds:.3f}", f"{seconds / floor:.1f}x"]
+            )
+    print(
+        f"global OMP 50 %, one thread, median of {args.repeats}; load average before/after {before} / {os.getloadavg()}"
+    )
+    print(table(rows, ["stack", "pass", "time s", "x floor"]))
+
+
+if __name__ == "__main__":
+    main()
