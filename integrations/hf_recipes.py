@@ -6,7 +6,7 @@ The sweep's fine-tune task built on them is :class:`es_plugins.integrations.hf_s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -60,8 +60,9 @@ def finetune_and_evaluate(
     max_steps: int = -1,
     device: str | torch.device | None = None,
     precision: str | None = None,
-) -> tuple[dict[str, float], Trainer]:
-    """Fine-tune on ``train`` (texts, labels) and return test accuracy and the trainer.
+) -> tuple[dict[str, Any], Trainer]:
+    """Fine-tune on ``train`` (texts, labels) and return test accuracy, loss, the per-example
+    correctness (``"correct"``, a bool array: what a sweep bootstraps) and the trainer.
 
     ``device``: ``"cpu"`` keeps the Trainer on the CPU; anything else (default: cuda when
     available) leaves it to the Trainer, which uses the GPUs it sees (pick them with
@@ -97,5 +98,8 @@ def finetune_and_evaluate(
     )
     trainer.remove_callback(PrinterCallback)  # keep sweeps' output to one line per evaluation
     trainer.train()
-    metrics = trainer.evaluate()
-    return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"]}, trainer
+    predicted = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")  # one pass: metrics + predictions
+    logits = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
+    correct = np.argmax(logits, axis=-1) == predicted.label_ids
+    metrics = predicted.metrics or {}
+    return {"accuracy": metrics["eval_accuracy"], "loss": metrics["eval_loss"], "correct": correct}, trainer

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from safetensors.torch import save_file
 
+from es_plugins.analysis.noise import Measurement
 from es_plugins.analysis.tasks import layer_sparsity_at, method_at
 from es_plugins.engines.device import check_precision, resolve_device
 from es_plugins.io.checkpoint import check_checkpoint_dir
@@ -60,7 +61,9 @@ class FinetuneTask:
         """The checkpoint as a classifier with a seeded head (what each evaluation fine-tunes)."""
         return load_classifier(self.model_dir, self.num_labels, seed=seed)[0]
 
-    def evaluate(self, sparsity: float, seed: int) -> float:
+    def evaluate(self, sparsity: float, seed: int) -> Measurement:
+        """Test accuracy after fine-tuning at ``sparsity``, with each example's correctness (the
+        sweep's bootstrap resamples the examples)."""
         model, tokenizer = load_classifier(self.model_dir, self.num_labels, seed=seed)
         callbacks = []
         if sparsity > 0:
@@ -76,7 +79,8 @@ class FinetuneTask:
                 {t.name: t.param.detach().to("cpu").contiguous() for t in resolve_targets(model, self.targets)},
                 str(self.keep_dense_weights),
             )
-        return metrics["accuracy"]
+        correct = [float(c) for c in metrics["correct"]]
+        return Measurement(tuple(correct), (1.0,) * len(correct), transform="mean", unit="examples")
 
     def layer_sparsity(self, sparsity: float) -> dict[str, float]:
         return layer_sparsity_at(self.load_model(), self.method, sparsity, self.scope, self.targets)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import SparsityConfigError
+from .noise import Measurement
 
 Point = tuple[float, int]  # (sparsity, seed)
 BACKENDS = ("local", "ray")
@@ -44,6 +45,7 @@ class PointRecord:
     error: str | None = None
     refined: bool = False
     round: int = 0
+    evidence: Measurement | None = None  # per-unit evidence, for the sweep's bootstrap
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -57,13 +59,15 @@ class PointRecord:
         }
         if self.error is not None:
             data["error"] = self.error
+        if self.evidence is not None:
+            data["evidence"] = self.evidence.to_dict()
         return data
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     """How to build a sweep task anywhere: ``factory(**kwargs)`` must return an object with
-    ``evaluate(sparsity, seed) -> float`` (and ``layer_sparsity(sparsity)`` for the report).
+    ``evaluate(sparsity, seed) -> float | Measurement`` (and ``layer_sparsity(sparsity)`` for the report).
     ``factory`` must be importable by name on the workers (a class or module-level function)."""
 
     factory: Callable[..., Any]
@@ -77,9 +81,14 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _timed(evaluate: Callable[[float, int], float], sparsity: float, seed: int) -> tuple[float, str, float]:
+Value = float | Measurement  # what a task's evaluate returns; a Measurement carries its evidence
+
+
+def _timed(evaluate: Callable[[float, int], Value], sparsity: float, seed: int) -> tuple[Value, str, float]:
     started = time.perf_counter()
-    value = float(evaluate(sparsity, seed))
+    value = evaluate(sparsity, seed)
+    if not isinstance(value, Measurement):
+        value = float(value)
     return value, this_worker(), time.perf_counter() - started
 
 
@@ -90,10 +99,10 @@ class LocalBackend:
     name = "local"
     slots = 1
 
-    def __init__(self, evaluate: Callable[[float, int], float]):
+    def __init__(self, evaluate: Callable[[float, int], Value]):
         self.evaluate = evaluate
 
-    def run(self, points: Sequence[Point]) -> Iterator[tuple[Point, float, str, float, str | None]]:
+    def run(self, points: Sequence[Point]) -> Iterator[tuple[Point, Value, str, float, str | None]]:
         for sparsity, seed in points:
             value, worker, seconds = _timed(self.evaluate, sparsity, seed)
             yield (sparsity, seed), value, worker, seconds, None
@@ -105,7 +114,7 @@ class LocalBackend:
 _WORKER_TASKS: dict[str, Any] = {}  # in each Ray worker process: the built task, by spec key
 
 
-def _evaluate_on_worker(key: str, spec: TaskSpec, sparsity: float, seed: int) -> tuple[float, str, float]:
+def _evaluate_on_worker(key: str, spec: TaskSpec, sparsity: float, seed: int) -> tuple[Value, str, float]:
     """The body of one Ray task: build the task once per worker process, then evaluate."""
     task = _WORKER_TASKS.get(key)
     if task is None:
@@ -173,7 +182,7 @@ class RayBackend:
             num_cpus=cpus_per_point, num_gpus=gpus_per_point, max_retries=max_retries
         )
 
-    def run(self, points: Sequence[Point]) -> Iterator[tuple[Point, float, str, float, str | None]]:
+    def run(self, points: Sequence[Point]) -> Iterator[tuple[Point, Value, str, float, str | None]]:
         """Submit every point, then yield each as it completes (not in submission order)."""
         ray = self._ray
         pending = {

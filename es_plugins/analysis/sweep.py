@@ -17,6 +17,9 @@ Definitions (also printed in every report):
 - *knee*: Kneedle's point of maximum distance below the chord of the degradation curve, with
   both axes normalised to [0, 1]; degradation is ``log(m / dense)`` for lower-is-better metrics
   (perplexity grows multiplicatively) and ``(dense - m) / |dense|`` for higher-is-better ones.
+- *intervals*: a task that returns a :class:`~.noise.Measurement` (per-unit evidence) lets the
+  sweep bootstrap both answers over the evaluation units and the seeds (:mod:`.noise`), and
+  warn when the tolerance is below the noise of the dense value.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from typing import Callable, Sequence
 
 from ..errors import SparsityConfigError, check_choice, check_fraction
 from ..io.output import atomic_write_text
-from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec
+from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec, Value
+from .noise import Measurement, Uncertainty, bootstrap
 
-Evaluate = Callable[[float, int], float]
+Evaluate = Callable[[float, int], Value]
 DEFAULT_LEVELS = tuple(round(0.1 * i, 10) for i in range(10))
 
 
@@ -101,6 +105,7 @@ class Level:
     sparsity: float
     values: dict[int, float] = field(default_factory=dict)  # seed -> metric
     refined: bool = False
+    evidence: dict[int, Measurement] = field(default_factory=dict)  # seed -> per-unit evidence, when given
 
     @property
     def finite(self) -> list[float]:
@@ -130,6 +135,7 @@ class SweepResult:
     evaluations: int
     rounds: int = 0  # refinement rounds this run
     points: list[PointRecord] = field(default_factory=list)  # every recorded point: worker, wall time, error
+    uncertainty: Uncertainty | None = None  # bootstrap intervals and noise (None before refinement)
 
     @property
     def dense(self) -> float:
@@ -148,6 +154,7 @@ class SweepResult:
             "knee": self.knee,
             "evaluations": self.evaluations,
             "refinement_rounds": self.rounds,
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty else None,
             "points": [p.to_dict() for p in self.points],
             "levels": [
                 {
@@ -162,6 +169,17 @@ class SweepResult:
                 for lv in self.levels
             ],
         }
+
+
+def essential_from_means(config: SweepConfig, sparsities: Sequence[float], means: Sequence[float]) -> float:
+    """The largest level of the contiguous within-tolerance run from dense (``sparsities``
+    ascending, dense first) — the one definition the sweep and its bootstrap use."""
+    last_ok = sparsities[0]
+    for s, m in zip(sparsities[1:], means[1:]):
+        if not config.within(m, means[0]):
+            break
+        last_ok = s
+    return last_ok
 
 
 def find_knee(xs: Sequence[float], degradation: Sequence[float]) -> float | None:
@@ -240,6 +258,7 @@ class SweepStore:
             row.get("error"),
             bool(row.get("refined", False)),
             int(row.get("round", 0)),
+            Measurement.from_dict(row["evidence"]) if isinstance(row.get("evidence"), dict) else None,
         )
         self.records[(record.sparsity, record.seed)] = record
 
@@ -307,17 +326,21 @@ def run_sweep(
         store.reload()  # points another process (a shard, an earlier driver) recorded meanwhile
         todo = [p for p in wanted if store.get(*p) is None]
         for (sparsity, seed), value, worker, seconds, error in runner.run(todo):
-            record = PointRecord(sparsity, seed, value, worker, seconds, error, refined, rounds)
+            evidence = value if isinstance(value, Measurement) else None
+            number = value.value if isinstance(value, Measurement) else float(value)
+            record = PointRecord(sparsity, seed, number, worker, seconds, error, refined, rounds, evidence)
             store.put(record)
             count += 1
             if on_point:
                 on_point(record)
             if on_result:
-                on_result(sparsity, seed, value, refined)
+                on_result(sparsity, seed, number, refined)
         for sparsity, seed in wanted:
             record = store.records[(sparsity, seed)]
             level = levels.setdefault(sparsity, Level(sparsity, refined=record.refined))
             level.values[seed] = record.value
+            if record.evidence is not None:
+                level.evidence[seed] = record.evidence
 
     try:
         measure(config.levels, refined=False)
@@ -331,12 +354,9 @@ def run_sweep(
 
         def bracket() -> tuple[float, float | None]:
             ordered = sorted(levels)
-            last_ok = 0.0
-            for s in ordered[1:]:
-                if not config.within(levels[s].mean, dense):
-                    return last_ok, s
-                last_ok = s
-            return last_ok, None
+            last_ok = essential_from_means(config, ordered, [levels[s].mean for s in ordered])
+            later = [s for s in ordered if s > last_ok]
+            return last_ok, (later[0] if later else None)
 
         last_ok, first_fail = bracket()
         k = max(1, runner.slots // len(config.seeds))
@@ -377,4 +397,9 @@ def _result(
     dense = levels[0.0].mean if 0.0 in levels else math.nan
     knee = find_knee([lv.sparsity for lv in ordered], [config.degradation(lv.mean, dense) for lv in ordered])
     records = [r for (s, _), r in sorted(store.records.items()) if s in levels]
-    return SweepResult(config, ordered, last_ok, first_fail, knee, count, rounds, records)
+    uncertainty = None
+    if last_ok is not None:  # a refined sweep (not one shard's share of the grid)
+        uncertainty = bootstrap(
+            config, [lv.sparsity for lv in ordered], [lv.values for lv in ordered], [lv.evidence for lv in ordered]
+        )
+    return SweepResult(config, ordered, last_ok, first_fail, knee, count, rounds, records, uncertainty)

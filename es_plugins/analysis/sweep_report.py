@@ -24,6 +24,30 @@ def _fmt(value: float | None, pct: bool = False) -> str:
     return f"{value:.1%}" if pct else f"{value:.4g}"
 
 
+def _uncertainty_lines(result: SweepResult) -> list[str]:
+    """The bootstrap's intervals and the noise of the dense value, in the summary's words."""
+    u = result.uncertainty
+    if u is None:
+        return []
+    if u.essential_interval is None and u.knee_interval is None:
+        return [f"- intervals: none — {u.resampled}; return a Measurement from the task, or run several --seeds"]
+
+    def bounds(pair: tuple[float, float] | None) -> str:
+        return "–" if pair is None else f"[{pair[0]:.1%}, {pair[1]:.1%}]"
+
+    lines = [
+        f"- {u.confidence:.0%} bootstrap intervals ({u.replicates} resamples of {u.resampled}): essential "
+        f"sparsity {bounds(u.essential_interval)}, knee {bounds(u.knee_interval)} (over the evaluated levels)",
+    ]
+    if u.noise is not None and u.noise_at is not None:
+        size = f" on {u.size:,.0f} {u.unit}" if u.size else ""
+        lines.append(
+            f"- noise: standard error of the difference from dense at {u.noise_at:.1%}: {u.noise:.4g}{size}; "
+            f"tolerance {u.slack:.4g} ({'below' if u.noisy else 'at least'} twice the noise)"
+        )
+    return lines
+
+
 def write_sweep_report(
     folder: str | Path,
     result: SweepResult,
@@ -81,6 +105,7 @@ def write_sweep_report(
         f"(resolution {config.resolution:.1%})",
         "- knee (Kneedle, max distance below the chord of the normalised degradation curve): "
         f"{_fmt(result.knee, True)}",
+        *_uncertainty_lines(result),
         f"- seeds: {list(config.seeds)}; evaluations run: {result.evaluations} (others reused from an earlier run)"
         if result.evaluations < sum(len(lv.values) for lv in result.levels)
         else f"- seeds: {list(config.seeds)}; evaluations: {result.evaluations}",

@@ -1,6 +1,7 @@
 """Sweep tasks: how one sparsity level of one checkpoint is evaluated.
 
-A task owns the loaded model and data and exposes ``evaluate(sparsity, seed) -> float`` for
+A task owns the loaded model and data and exposes ``evaluate(sparsity, seed)`` (a float, or a
+:class:`~.noise.Measurement` with the per-unit evidence the sweep bootstraps) for
 :func:`run_sweep`, plus ``layer_sparsity(sparsity)`` for the report. The perplexity task is
 framework-free (the model is loaded once and its targeted weights restored between levels);
 the fine-tune task drives the Trainer, so it is a plugin (:func:`sweep_task`).
@@ -22,7 +23,8 @@ from ..io.datasets import calibration_blocks, token_blocks
 from ..masks.targets import TargetSpec, resolve_targets
 from ..methods import MethodConfig, compute_masks, config_from_dict, entry_for, method_names
 from ..methods.plan import SparsityPlan
-from .evaluation import perplexity
+from .evaluation import perplexity_measurement
+from .noise import Measurement
 
 # Sweep tasks that need a training framework are plugins: an adapter package declares them
 # under this entry-point group (es-plugins' own fine-tune task: es_plugins.integrations.hf_sweep),
@@ -123,7 +125,8 @@ class PerplexityTask:
         for name, value in self._original.items():
             params[name].copy_(value)
 
-    def evaluate(self, sparsity: float, seed: int) -> float:
+    def evaluate(self, sparsity: float, seed: int) -> Measurement:
+        """Perplexity at ``sparsity``, with its per-chunk evidence for the sweep's bootstrap."""
         self.restore()
         if sparsity > 0:
             plan = SparsityPlan(
@@ -131,7 +134,7 @@ class PerplexityTask:
             )
             sparsify_(self.model, plan, calibration=self.calibration)
         try:
-            return perplexity(self.model, self.blocks, self.batch_size)
+            return perplexity_measurement(self.model, self.blocks, self.batch_size)
         finally:
             self.restore()
 

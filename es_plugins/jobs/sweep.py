@@ -190,13 +190,16 @@ class SweepRun:
         """The summary's table rows (markdown)."""
 
         rows = [
-            "| run | metric | dense | essential sparsity | first failing | knee | report |",
-            "|---|---|---|---|---|---|---|",
+            "| run | metric | dense | essential sparsity [interval] | first failing | knee [interval] | noise "
+            "| report |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in self.results:
+            noisy = "tolerance below noise" if r.uncertainty and r.uncertainty.noisy else "ok"
             rows.append(
-                f"| {name} | {r.config.metric} | {r.dense:.4g} | **{_percent(r.essential_sparsity)}** | "
-                f"{_percent(r.first_failing)} | {_percent(r.knee)} | [{name}/summary.md]({name}/summary.md) |"
+                f"| {name} | {r.config.metric} | {r.dense:.4g} | **{_percent(r.essential_sparsity)}**"
+                f"{_interval(r, 'essential')} | {_percent(r.first_failing)} | "
+                f"{_percent(r.knee)}{_interval(r, 'knee')} | {noisy} | [{name}/summary.md]({name}/summary.md) |"
             )
         return rows
 
@@ -242,6 +245,15 @@ def sweep(options: SweepOptions | None = None, *, command: str | None = None, **
 def _percent(value: float | None, missing: str = "–") -> str:
     """One format for every sparsity a sweep prints, in the summary and on the console."""
     return missing if value is None else f"{value:.1%}"
+
+
+def _interval(result: SweepResult, which: str) -> str:
+    """`` [10.0 %, 20.0 %]`` (the bootstrap interval of the essential sparsity or the knee), or ''."""
+    u = result.uncertainty
+    bounds = (u.essential_interval if which == "essential" else u.knee_interval) if u else None
+    if u is None or bounds is None:
+        return ""
+    return f" [{_percent(bounds[0])}, {_percent(bounds[1])}, {u.confidence:.0%} interval]"
 
 
 def model_label(spec: str) -> str:
@@ -411,25 +423,11 @@ class _Runner:
                 t.param.data.copy_(finetuned[t.name])
             return mask_similarity(compute_masks(targets, method), pretrained)
 
-        def noise_notes(result: SweepResult) -> list[str]:
-            """Flag a tolerance finer than the test set can resolve (binomial standard error)."""
-            dense = result.dense
-            se = math.sqrt(max(dense * (1 - dense), 0.0) / n_test)
-            slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
-            if slack >= 2 * se:
-                return []
-            return [
-                f"the tolerance ({slack:.4f} accuracy) is below twice the test set's standard error "
-                f"({se:.4f} for {n_test} examples): with {len(config.seeds)} seed(s) the essential sparsity is "
-                "within evaluation noise; the knee is the steadier number. Add --seeds, a larger --test, "
-                "or a wider --tolerance."
-            ]
-
         label = (
             "OMP of the pre-trained weights vs OMP of the fine-tuned dense weights — the mask one IMP round "
             "would choose — at the essential sparsity"
         )
-        self.one(name, spec, config, title, identity, omp_vs_one_imp_round, noise_notes, label)
+        self.one(name, spec, config, title, identity, omp_vs_one_imp_round, label)
 
     def one(
         self,
@@ -439,7 +437,6 @@ class _Runner:
         title: str,
         identity: dict,
         similarity_fn: Callable | None = None,
-        notes_fn: Callable | None = None,
         similarity_label: str = "",
     ) -> None:
         """One sweep: its points on the chosen backend, then (unless this is one shard of a
@@ -497,7 +494,8 @@ class _Runner:
         task = task if task is not None else spec.build()
         layers = task.layer_sparsity(at) if at > 0 else None
         similarity = similarity_fn(task, at) if (similarity_fn and at > 0) else None
-        notes = notes_fn(result) if notes_fn else []
+        noise = result.uncertainty.warning(config.metric) if result.uncertainty else None
+        notes = [noise] if noise else []
         if result.failed:
             notes.append(f"{len(result.failed)} point(s) failed after their retries and count as failing levels")
         for note in notes:
@@ -518,8 +516,9 @@ class _Runner:
             similarity_label=similarity_label,
         )
         logger.info(
-            f"[{name}] essential sparsity {at:.1%} (first failing {_percent(result.first_failing, 'none')}), "
-            f"knee {_percent(result.knee, 'none')}; report: {out / 'summary.md'}"
+            f"[{name}] essential sparsity {at:.1%}{_interval(result, 'essential')} (first failing "
+            f"{_percent(result.first_failing, 'none')}), knee {_percent(result.knee, 'none')}"
+            f"{_interval(result, 'knee')}; report: {out / 'summary.md'}"
         )
 
 

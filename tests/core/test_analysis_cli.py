@@ -66,6 +66,13 @@ def test_perplexity_sweep_writes_report_and_resumes(tmp_path, tiny_lm_dir, text_
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(levels) and all(math.isfinite(float(r["perplexity (256 tokens)"])) for r in rows)
     assert (out / "summary.md").read_text().count("tiny-gpt2-perplexity") >= 1
+    # the perplexity task hands the sweep its per-chunk evidence: bootstrap intervals over tokens
+    uncertainty = results["uncertainty"]
+    assert uncertainty["unit"] == "tokens" and uncertainty["evaluation_size"] == 8 * 31
+    assert (
+        uncertainty["essential_sparsity_interval"] is not None
+        and "bootstrap intervals" in (run / "summary.md").read_text()
+    )
     # second run resumes: nothing is evaluated again
     code, _, stderr = run_cli(capsys, *argv)
     assert code == 0 and "seed 0:" not in stderr
@@ -125,6 +132,7 @@ def test_finetune_sweep_on_csv(tmp_path, tiny_classifier_dir, capsys):
     assert code == 0
     results = json.loads((out / "tiny-bert-cls-finetune" / "results.json").read_text())
     assert all(len(level["values"]) == 2 for level in results["levels"])  # both seeds evaluated
+    assert results["uncertainty"]["resampled"] == "16 evaluation units of examples and 2 seeds"
     assert (out / "tiny-bert-cls-finetune" / "dense_finetuned_targets.safetensors").is_file()
 
 
