@@ -23,14 +23,14 @@ from es_plugins.masks.report import build_report
 from es_plugins.masks.targets import resolve_targets
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sparsity", type=float, default=0.4)
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-dense", action="store_true", help="do not fine-tune the dense baseline")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     texts, labels = rotten_tomatoes(limit=args.train + args.test, seed=args.seed)
     train = (texts[: args.train], labels[: args.train])
@@ -50,6 +50,7 @@ def main() -> None:
     print(f"\n{'run':<10} {'accuracy':>8}   (train {args.train}, test {args.test}, seed {args.seed})")
     for name, metrics in results.items():
         print(f"{name:<10} {metrics['accuracy']:>8.3f}")
+    return results
 
 
 if __name__ == "__main__":
