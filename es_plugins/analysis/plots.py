@@ -22,7 +22,8 @@ def _pyplot():
 
 def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
     """Metric vs sparsity with seed spread, the dense line, the tolerance band, the essential
-    sparsity and the knee. Levels whose evaluation returned NaN are marked, not plotted."""
+    sparsity with its bootstrap interval, and the knee. Levels whose evaluation returned NaN are
+    marked, not plotted."""
     plt = _pyplot()
     config, dense = result.config, result.dense
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -63,6 +64,17 @@ def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
             color="tab:green",
             ls="--",
             label=f"essential sparsity {result.essential_sparsity:.1%}",
+        )
+    uncertainty = result.uncertainty
+    interval = uncertainty.essential_interval if uncertainty else None
+    if uncertainty is not None and interval is not None and interval[1] > interval[0]:
+        ax.axvspan(
+            100 * interval[0],
+            100 * interval[1],
+            color="tab:green",
+            alpha=0.08,
+            hatch="//",
+            label=f"{uncertainty.confidence:.0%} interval [{interval[0]:.1%}, {interval[1]:.1%}]",
         )
     if result.knee is not None:
         ax.axvline(100 * result.knee, color="tab:red", ls=":", label=f"knee {result.knee:.1%}")
