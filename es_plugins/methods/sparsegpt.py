@@ -144,7 +144,9 @@ def sparsegpt_prune(
             scores = (w[:, i1:i2] ** 2 / diag.reshape(1, -1) ** 2).reshape(-1)  # ties: (row, column) order
             pruned1 = lowest(scores, quota).view(rows, i2 - i1).t()
             pruned_so_far += quota
-        w1, errors, pruned1 = _reconstruct_block(w[:, i1:i2].t().contiguous(), hinv[i1:i2, i1:i2], pruned1, nm)
+        # A given mask is kept as it is: the N:M choice is made only when there is none.
+        choose = nm if fixed is None else None
+        w1, errors, pruned1 = _reconstruct_block(w[:, i1:i2].t().contiguous(), hinv[i1:i2, i1:i2], pruned1, choose)
         w[:, i1:i2] = w1.t()
         pruned_mask[:, i1:i2] = pruned1.t()
         w[:, i2:].addmm_(errors.t(), hinv[i1:i2, i2:], alpha=-1)  # lazy update of the later blocks

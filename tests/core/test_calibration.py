@@ -181,10 +181,12 @@ def test_refinement_keeps_the_given_mask_exactly():
     assert state.meta["refined_from"]["method"]["method"] == "omp"
 
 
-def test_refinement_of_nm_mask_stays_nm():
+def test_refinement_of_nm_mask_keeps_that_mask_with_a_pattern_config():
     model = make_tiny_bert()
     nm = sparsify_(copy.deepcopy(model), SparsityPlan(NMConfig("2:4")))
-    sparsify_(model, SparsityPlan(SparseGPTConfig(pattern="2:4")), calibration=CALIB, masks=nm)
+    state = sparsify_(model, SparsityPlan(SparseGPTConfig(pattern="2:4")), calibration=CALIB, masks=nm)
+    for name, mask in nm.masks.items():  # the given mask, not SparseGPT's own 2:4 choice
+        assert torch.equal(state.masks[name], mask), name
     for t in resolve_targets(model):
         groups, ok = nm_compliance(t.param.detach(), 2, 4, t.in_axis)
         assert ok == groups
