@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import SIZES, linear_stack, reset_peak, rss_bytes, run_isolated, table  # noqa: E402
+from _common import SIZES, linear_stack, reset_peak, rss_bytes, run_isolated, run_main, table  # noqa: E402
 from torch import nn  # noqa: E402
 
 MODES = ("dense", "es-plugins", "es-plugins + grad mask", "torch prune hook")
@@ -139,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

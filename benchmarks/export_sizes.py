@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_main, table  # noqa: E402
 
 from es_plugins.cli import main as es_cli  # noqa: E402
 from es_plugins.io.assets import packaged_model_dir  # noqa: E402
@@ -82,19 +84,35 @@ def main() -> None:
             rows.append((label, plain, summary, exact, sparse_onnx, onnx_exact))
 
     print("\nPackaged MiniLM-L6 (22.7M parameters; 10.6M in the pruned encoder Linear layers), fp32, sizes in MiB")
-    head = (
-        f"{'pruned':>7} | {'plain .safetensors':>18} | {'compressed-tensors':>18} | {'ratio':>6} | "
-        f"{'pruned layers':>13} | {'plain .onnx':>11} | {'sparse-init .onnx':>17} | {'ratio':>6} | exact"
-    )
-    print(head)
-    print("-" * len(head))
-    for label, plain, summary, exact, sparse_onnx, onnx_exact in rows:
-        print(
-            f"{label:>7} | {plain / MIB:>18.2f} | {summary.file_bytes / MIB:>18.2f} | {summary.file_bytes / plain:>6.3f} | "
-            f"{summary.targets_ratio:>12.3f}x | {sparse_onnx.dense_file_bytes / MIB:>11.2f} | "
-            f"{sparse_onnx.compressed_file_bytes / MIB:>17.2f} | {sparse_onnx.ratio:>6.3f} | "
-            f"{'yes' if exact and onnx_exact else 'NO'} ({summary.format})"
+    print(
+        table(
+            [
+                [
+                    label,
+                    f"{plain / MIB:.2f}",
+                    f"{summary.file_bytes / MIB:.2f}",
+                    f"{summary.file_bytes / plain:.3f}",
+                    f"{summary.targets_ratio:.3f}x",
+                    f"{sparse_onnx.dense_file_bytes / MIB:.2f}",
+                    f"{sparse_onnx.compressed_file_bytes / MIB:.2f}",
+                    f"{sparse_onnx.ratio:.3f}",
+                    f"{'yes' if exact and onnx_exact else 'NO'} ({summary.format})",
+                ]
+                for label, plain, summary, exact, sparse_onnx, onnx_exact in rows
+            ],
+            [
+                "pruned",
+                "plain .safetensors MiB",
+                "compressed-tensors MiB",
+                "ratio",
+                "pruned layers",
+                "plain .onnx MiB",
+                "sparse-init .onnx MiB",
+                "ratio",
+                "exact",
+            ],
         )
+    )
     print(
         "ratio = ours / baseline file; 'pruned layers' = compressed bytes of the pruned weights / their dense "
         "bytes (floor 0.5 + 1/32 at 50 %). The token embedding (11.7M of 22.7M parameters) is not pruned, "
@@ -103,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import SIZES, linear_stack, measure, run_isolated, table  # noqa: E402
+from _common import SIZES, linear_stack, measure, note, run_isolated, run_main, table  # noqa: E402
 
 SPARSITY = 0.5
 OURS_DEFAULT_ALLOCATOR = "es-plugins, glibc defaults"
@@ -87,6 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (each runs every case once)")
     args = parser.parse_args()
+    note(variant="" if args.dtype == "float32" else args.dtype)  # fp32 and bf16 keep separate results files
     before = os.getloadavg()
     rows = []
     for size in args.sizes:
@@ -143,4 +144,4 @@ def _cpu_model() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import linear_stack, reset_peak, rss_bytes, run_isolated, table  # noqa: E402
+from _common import linear_stack, reset_peak, rss_bytes, run_isolated, run_main, table  # noqa: E402
 
 
 def case(mode: str, steps: int) -> dict:
@@ -180,4 +180,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from _common import table  # noqa: E402
+from _common import note, run_main, table  # noqa: E402
 from torch import nn  # noqa: E402
 
 CALIB_SAMPLES, SEQ_LEN, EVAL_WINDOWS = 64, 256, 16
@@ -208,7 +208,11 @@ def main() -> None:
     parser.add_argument("--passes", type=int, nargs="+", default=[1], choices=(1, 2), help="our schedules to run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-reference", action="store_true", help="time ours only (no perplexity comparison)")
+    parser.add_argument(
+        "--variant", default="", help="results file suffix: benchmarks/results/llm_reference-VARIANT.json"
+    )
     args = parser.parse_args()
+    note(variant=args.variant, seeds=args.seeds, passes=args.passes)
     torch.set_num_threads(args.threads)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -281,7 +285,7 @@ def main() -> None:
                     f"{forward:.1f} s ({min(forwards):.1f}-{max(forwards):.1f})",
                 ]
             )
-        print(table(rows[-len(runs) :], header), flush=True)
+        print(table(rows[-len(runs) :], header, name="latest"), flush=True)
     print()
     print(
         f"SmolLM2-135M fp32, {CALIB_SAMPLES}x{SEQ_LEN} calibration tokens (BBC News; seeds {args.seeds}), "
@@ -289,7 +293,7 @@ def main() -> None:
         "median time of one forward pass of the calibration set through the model (timed before and after each "
         "seed's prunes, same process)"
     )
-    print(table(rows, header))
+    print(table(rows, header, name="all"))
 
 
 def _level(nm: tuple[int, int] | None) -> dict:
@@ -297,4 +301,4 @@ def _level(nm: tuple[int, int] | None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

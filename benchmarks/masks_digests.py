@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from _common import table  # noqa: E402
+from _common import run_main, table  # noqa: E402
 
 METHODS = {
     "omp-50-global": ("OMPConfig", {"sparsity": 0.5}),
@@ -75,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import table  # noqa: E402
+from _common import run_main, table  # noqa: E402
 
 SHAPES = {"attention 2048x2048": (2048, 2048), "mlp up 5632x2048": (5632, 2048), "mlp down 2048x5632": (2048, 5632)}
 
@@ -52,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import SIZES, linear_stack, table  # noqa: E402
+from _common import SIZES, linear_stack, run_main, table  # noqa: E402
 
 
 def topk_scatter(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -61,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

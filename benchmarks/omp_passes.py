@@ -1,6 +1,6 @@
 """Where global OMP spends its time, pass by pass, beside the floor (one read pass of the weights,
 ``aminmax``), in one process: the finiteness check, the sample, the count-and-gather pass, the
-mask pass, and the whole ``compute_masks``. Profile first, then fuse (issue 23).
+mask pass, and the whole ``compute_masks``. Profile first, then fuse.
 
 Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32] [--repeats 5]
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import SIZES, linear_stack, table  # noqa: E402
+from _common import SIZES, linear_stack, run_main, table  # noqa: E402
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -74,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

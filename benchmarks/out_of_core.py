@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import run_isolated, table  # noqa: E402
+from _common import note, run_isolated, run_main, table  # noqa: E402
 
 HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5632, 32000, 16
 FLOOR = "floor: sequential read + write of the shards"
@@ -224,15 +224,16 @@ def main() -> None:
                         f"{statistics.median(r['peak_anon'] for r in runs) / 2**20:.0f} MiB",
                     ]
                 )
-            print(table(rows[-len(cases) :], HEADER), flush=True)
+            print(table(rows[-len(cases) :], HEADER, name="latest"), flush=True)
     print()
     cache = "cold page cache (dropped before each case)" if args.cold else "warm page cache"
     print(f"{cache}; {args.repeats} repeat(s); load average before/after {before} / {os.getloadavg()}")
-    print(table(rows, HEADER))
-    print("\ngrowth exponent k (time ~ size^k, least squares over the sizes run):")
-    for name, points in timings.items():
-        if len(points) >= 2:
-            print(f"  {name}: k = {_exponent(points):.2f}")
+    note(cache=cache)
+    print(table(rows, HEADER, name="all"))
+    growth = [[name, f"{_exponent(points):.2f}"] for name, points in timings.items() if len(points) >= 2]
+    if growth:
+        print("\ngrowth exponent k (time ~ size^k, least squares over the sizes run):")
+        print(table(growth, ["case", "k"], name="growth"))
 
 
 def _exponent(points: list[tuple[float, float]]) -> float:
@@ -255,4 +256,4 @@ def _drop_page_cache() -> str:
 HEADER = ["dtype", "checkpoint", "case", "wall time (median)", "x floor", "peak RssAnon / weights", "peak RssAnon"]
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

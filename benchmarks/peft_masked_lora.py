@@ -19,8 +19,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from _common import run_main, table  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
@@ -113,10 +115,16 @@ def main() -> None:
         f"\n{'MiniLM, Rotten Tomatoes' if packaged else 'tiny BERT, random tokens'}; base 50 % OMP; LoRA r=8, "
         "30 steps; test loss"
     )
-    print(f"{'training':<40} {'update discarded':>16} {'loss trained':>13} {'loss merged':>12}")
-    for name, discarded, trained, merged in rows:
-        print(f"{name:<40} {discarded:>16.1%} {trained:>13.4f} {merged:>12.4f}")
+    print(
+        table(
+            [
+                [name, f"{discarded:.1%}", f"{trained:.4f}", f"{merged:.4f}"]
+                for name, discarded, trained, merged in rows
+            ],
+            ["training", "update discarded", "loss trained", "loss merged"],
+        )
+    )
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

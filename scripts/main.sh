@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the packaged defaults: the essential-sparsity sweep of the real pre-trained
 # SmolLM2-135M (BBC News perplexity) and all-MiniLM-L6-v2 (Rotten Tomatoes accuracy after
-# fine-tuning), with report and plots. ~13 minutes on 2 cores; `bash scripts/main.sh --quick`
-# takes ~2. Extra arguments go to `es-plugins sweep`. Re-running resumes finished levels.
+# fine-tuning), with report and plots. ~13-20 minutes on 2 cores; `bash scripts/main.sh --quick`
+# takes ~5. Extra arguments go to `es-plugins sweep`. Re-running resumes finished levels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import SparsityConfigError
+from .definitions import essential_from_means, find_knee
 
 if TYPE_CHECKING:
     from .sweep import SweepConfig
@@ -168,8 +169,6 @@ def bootstrap(
     measurement of level ``i``. Units are used only when every point has a measurement with
     the same number of units (the same evaluation set); otherwise only seeds are resampled.
     """
-    from .sweep import essential_from_means, find_knee  # the sweep's own definitions
-
     if not 0 < confidence < 1:
         raise SparsityConfigError(f"confidence must be in (0, 1), got {confidence!r}")
     seeds = list(config.seeds)

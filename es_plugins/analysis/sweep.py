@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 from ..errors import SparsityConfigError, check_choice, check_fraction
 from ..io.output import atomic_write_text
 from .backends import BACKENDS, LocalBackend, Point, PointRecord, RayBackend, TaskSpec, Value
+from .definitions import essential_from_means, find_knee
 from .noise import Measurement, Uncertainty, bootstrap
 
 Evaluate = Callable[[float, int], Value]
@@ -169,31 +170,6 @@ class SweepResult:
                 for lv in self.levels
             ],
         }
-
-
-def essential_from_means(config: SweepConfig, sparsities: Sequence[float], means: Sequence[float]) -> float:
-    """The largest level of the contiguous within-tolerance run from dense (``sparsities``
-    ascending, dense first) — the one definition the sweep and its bootstrap use."""
-    last_ok = sparsities[0]
-    for s, m in zip(sparsities[1:], means[1:]):
-        if not config.within(m, means[0]):
-            break
-        last_ok = s
-    return last_ok
-
-
-def find_knee(xs: Sequence[float], degradation: Sequence[float]) -> float | None:
-    """Kneedle on a convex, increasing degradation curve; None when it is flat or too short."""
-    points = [(x, d) for x, d in zip(xs, degradation) if math.isfinite(d)]
-    if len(points) < 3:
-        return None
-    x0, x1 = points[0][0], points[-1][0]
-    lo, hi = min(d for _, d in points), max(d for _, d in points)
-    if hi - lo < 1e-9 or x1 <= x0:
-        return None
-    gaps = [((x - x0) / (x1 - x0)) - ((d - lo) / (hi - lo)) for x, d in points]
-    best = max(range(len(points)), key=lambda i: gaps[i])
-    return points[best][0] if gaps[best] > 1e-9 else None
 
 
 class SweepStore:

@@ -1,6 +1,6 @@
 """The path a user walks, on the packaged MiniLM: CLI prune of the base checkpoint -> Trainer
 fine-tune of a classifier with those masks -> compare-masks -> optimum export -> inspect.
-Also runs the README's Python start."""
+Also runs the Python start of docs/usage.md as printed."""
 
 from __future__ import annotations
 
@@ -76,9 +76,9 @@ def test_cli_trainer_compare_export_inspect(tmp_path, capsys):
     assert state.count_nonzero_pruned(model) == 0
 
 
-def test_readme_python_start_runs(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Python API") :]
+def test_usage_python_start_runs(tmp_path):
+    usage = (REPO / "docs" / "usage.md").read_text()
+    section = usage[usage.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
