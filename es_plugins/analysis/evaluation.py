@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -53,6 +51,4 @@ def perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 2) -> f
 
     Returns ``nan`` if the loss is not finite, so callers can flag it instead of plotting it.
     """
-    measured = perplexity_measurement(model, blocks, batch_size)
-    mean = sum(measured.numerators) / measured.size
-    return math.exp(min(mean, 709.0)) if math.isfinite(mean) else float("nan")
+    return perplexity_measurement(model, blocks, batch_size).value

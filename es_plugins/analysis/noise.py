@@ -172,10 +172,8 @@ def bootstrap(
     if not 0 < confidence < 1:
         raise SparsityConfigError(f"confidence must be in (0, 1), got {confidence!r}")
     seeds = list(config.seeds)
-    dense_value = (
-        statistics.fmean(values[0][s] for s in seeds) if values and all(s in values[0] for s in seeds) else math.nan
-    )
-    slack = config.tolerance * abs(dense_value) if config.tolerance_kind == "relative" else config.tolerance
+    means = [statistics.fmean(v.get(s, math.nan) for s in seeds) for v in values]  # the sweep's level means
+    slack = config.slack(means[0])
     complete = all(all(s in ev for s in seeds) for ev in evidence)
     shapes = {ev[s].units for ev in evidence for s in seeds} if complete else set()
     use_units = complete and len(shapes) == 1
@@ -222,7 +220,6 @@ def bootstrap(
 
     # The levels that decide the answer: the essential one and the first failing one (every
     # level when all pass); the noise is the spread of their difference from dense.
-    means = [statistics.fmean(v.get(s, math.nan) for s in seeds) for v in values]
     essential = essential_from_means(config, sparsities, means)
     edge = sparsities.index(essential)
     deciding = [i for i in (edge, edge + 1) if 0 < i < n_levels] or list(range(1, n_levels))

@@ -49,7 +49,7 @@ def plot_sweep(result: SweepResult, path: Path, title: str) -> Path:
             zorder=3,
             label="refinement points",
         )
-    slack = config.tolerance * abs(dense) if config.tolerance_kind == "relative" else config.tolerance
+    slack = config.slack(dense)
     band = (dense - slack, dense) if config.higher_is_better else (dense, dense + slack)
     ax.axhline(dense, color="gray", lw=1, label=f"dense = {dense:.4g}")
     ax.axhspan(

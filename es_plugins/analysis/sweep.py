@@ -87,10 +87,14 @@ class SweepConfig:
             raise SparsityConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
 
+    def slack(self, dense: float) -> float:
+        """The allowed degradation in metric units (what ``within`` compares against)."""
+        return self.tolerance * abs(dense) if self.tolerance_kind == "relative" else self.tolerance
+
     def within(self, value: float, dense: float) -> bool:
         if not math.isfinite(value):
             return False
-        slack = self.tolerance * abs(dense) if self.tolerance_kind == "relative" else self.tolerance
+        slack = self.slack(dense)
         return value >= dense - slack if self.higher_is_better else value <= dense + slack
 
     def degradation(self, value: float, dense: float) -> float:
