@@ -1,6 +1,7 @@
 """Where global OMP spends its time, pass by pass, beside the floor (one read pass of the weights,
-``aminmax``), in one process: the finiteness check, the sample, the count-and-gather pass, the
-mask pass, and the whole ``compute_masks``. Profile first, then fuse.
+``aminmax``), in one process: the sample, the gathering pass (which also writes every mask outside
+the bracket and checks the scores are finite), the selection inside the bracket, and the whole
+``compute_masks``; and the mask pass that out-of-core pruning adds (masks written one at a time).
 
 Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32] [--repeats 5]
 """
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import SIZES, linear_stack, run_main, table  # noqa: E402
 
@@ -32,7 +34,7 @@ def main() -> None:
     from es_plugins import OMPConfig, TargetSpec
     from es_plugins.masks import select
     from es_plugins.masks.targets import resolve_targets
-    from es_plugins.methods import check_finite, compute_masks
+    from es_plugins.methods import compute_masks
     from es_plugins.methods.magnitude import magnitude_score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,16 +51,23 @@ def main() -> None:
         scores = [magnitude_score(w) for w in weights]
         numels = [w.numel() for w in weights]
         total, k = sum(numels), sum(numels) // 2
-        samples = select._sample_scores(scores, numels, total, select._SAMPLE_SIZE).sort().values
+        samples = select._sample_scores(scores, numels, total, select._SAMPLE_SIZE)
         lo, hi, capacity = select._bracket(samples, k, total)
-        threshold, ties = select.kth_smallest_threshold(scores, numels, k)
+        threshold = select.kth_smallest_threshold(scores, numels, k)
+        masks = [torch.empty(n, dtype=torch.bool) for n in numels]
+        gathered = select._count_and_gather(scores, numels, lo, hi, capacity, iter, masks)
+        values = gathered.inside.numpy()
         passes = {
             "floor: one read pass (aminmax)": lambda: [torch.aminmax(w) for w in weights],
-            "finiteness check": lambda: check_finite(targets),
             "sample": lambda: select._sample_scores(scores, numels, total, select._SAMPLE_SIZE),
-            "count and gather": lambda: select._count_and_gather(scores, numels, lo, hi, capacity, iter),
-            "mask pass": lambda: list(select.iter_threshold_masks(scores, numels, threshold, ties)),
+            "gathering pass, writing the masks": lambda: select._count_and_gather(
+                scores, numels, lo, hi, capacity, iter, masks
+            ),
+            "selection in the bracket (np.partition)": lambda: np.partition(values, k - gathered.below - 1),
             "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
+            "out of core only: a mask pass": lambda: list(
+                select.iter_threshold_masks(scores, numels, threshold.value, threshold.ties, threshold.equal)
+            ),
         }
         floor = None
         for name, fn in passes.items():

@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PEER_PYTHON = ROOT / ".venv-peers" / "llm-compressor" / "bin" / "python"
 ROWS = ("wanda-50", "wanda-2:4", "sparsegpt-50", "sparsegpt-2:4")
+TWO_PASS = "es-plugins, passes=2"  # ours with the peer's schedule (--two-pass): dense statistics per block
 
 
 def _perplexity(model, blocks, batch_size: int = 2) -> float:
@@ -92,11 +93,12 @@ def case(implementation: str, row: str, inputs: str) -> dict:
     if row != "dense":
         method, sparsity, pattern = _pattern(row)
         started = time.perf_counter()
-        if implementation == "es-plugins":
+        if implementation.startswith("es-plugins"):
             from es_plugins import SparseGPTConfig, WandaConfig, sparsify_
 
             cls = WandaConfig if method == "wanda" else SparseGPTConfig
-            config = cls(pattern=pattern) if pattern else cls(sparsity)
+            passes = {"es-plugins": None, TWO_PASS: 2}[implementation]
+            config = cls(pattern=pattern, passes=passes) if pattern else cls(sparsity, passes=passes)
             sparsify_(model, config, calibration=calibration)
         else:
             from datasets import Dataset
@@ -143,8 +145,9 @@ def _run(python: Path | str, implementation: str, row: str, inputs: Path) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def prepare(folder: Path, calib_samples: int, seq_len: int, eval_tokens: int) -> Path:
-    """The shared inputs: calibration and evaluation token ids, and the model folder."""
+def prepare(folder: Path, calib_samples: int, seq_len: int, eval_tokens: int, seed: int = 0) -> Path:
+    """The shared inputs: calibration windows (drawn with ``seed``) and evaluation token ids,
+    and the model folder."""
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
@@ -153,10 +156,10 @@ def prepare(folder: Path, calib_samples: int, seq_len: int, eval_tokens: int) ->
 
     model_dir = resolve_model_path("packaged:smollm2")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    inputs = folder / "inputs.safetensors"
+    inputs = folder / f"inputs-{seed}.safetensors"
     save_file(
         {
-            "calibration": calibration_blocks(tokenizer, bbc_news("calib"), calib_samples, seq_len, seed=0),
+            "calibration": calibration_blocks(tokenizer, bbc_news("calib"), calib_samples, seq_len, seed=seed),
             "evaluation": token_blocks(tokenizer, bbc_news("eval"), eval_tokens, seq_len),
         },
         str(inputs),
@@ -179,6 +182,11 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--eval-tokens", type=int, default=4096)
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="the peer venv's interpreter")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="calibration draws; with several, the per-seed ratio table"
+    )
+    parser.add_argument("--two-pass", action="store_true", help=f"also run {TWO_PASS!r} (the peer's schedule)")
+    parser.add_argument("--variant", default="", help="results file suffix (benchmarks/results/llm_compressor-V.json)")
     args = parser.parse_args()
     rows = args.rows.split(",")
     if any(r not in ROWS for r in rows):
@@ -186,20 +194,45 @@ def main() -> None:
     if not Path(args.peer_python).is_file():
         parser.error(f"no peer environment at {args.peer_python}: run bash benchmarks/peers/setup_llm_compressor.sh")
     pythons = {"es-plugins": sys.executable, "llm-compressor": args.peer_python}
-    note(calibration=f"{args.calib_samples} x {args.seq_len}", evaluation_tokens=args.eval_tokens, model="SmolLM2-135M")
+    if args.two_pass:
+        pythons = {"es-plugins": sys.executable, TWO_PASS: sys.executable, "llm-compressor": args.peer_python}
+    note(
+        variant=args.variant,
+        calibration=f"{args.calib_samples} x {args.seq_len}, seeds {args.seeds}",
+        evaluation_tokens=args.eval_tokens,
+        model="SmolLM2-135M",
+        threads=os.environ.get("BENCH_THREADS", "2"),
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = prepare(Path(tmp), args.calib_samples, args.seq_len, args.eval_tokens)
-        dense = {impl: _run(python, impl, "dense", inputs) for impl, python in pythons.items()}
+        inputs = {
+            seed: prepare(Path(tmp), args.calib_samples, args.seq_len, args.eval_tokens, seed) for seed in args.seeds
+        }
+        first = inputs[args.seeds[0]]
+        dense = {impl: _run(pythons[impl], impl, "dense", first) for impl in ("es-plugins", "llm-compressor")}
         print(f"dense perplexity: {dense}", flush=True)
         values = [d.get("ppl", float("nan")) for d in dense.values()]
         if not abs(values[0] - values[1]) <= 1e-3 * values[0]:
             raise SystemExit(f"the two environments disagree on the dense model ({values}): no comparison")
         runs: dict[tuple[str, str], list[dict]] = {}
         for _ in range(args.repeats):  # interleaved: drift on a shared machine hits every row alike
-            for row in rows:
-                for impl, python in pythons.items():
-                    runs.setdefault((row, impl), []).append(_run(python, impl, row, inputs))
-                    print(f"{row} {impl}: {runs[(row, impl)][-1]}", flush=True)
+            for seed in args.seeds:
+                for row in rows:
+                    for impl, python in pythons.items():
+                        result = {**_run(python, impl, row, inputs[seed]), "seed": seed}
+                        runs.setdefault((row, impl), []).append(result)
+                        print(f"{row} {impl} seed {seed}: {result}", flush=True)
+    print(table(_summary(dense, runs), SUMMARY_COLUMNS))
+    if len(args.seeds) > 1:
+        print(f"\nPerplexity over {len(args.seeds)} calibration draws, and the paired ratio to the peer's:")
+        print(table(_by_seed(runs, rows, [impl for impl in pythons if impl != "llm-compressor"]), SEED_COLUMNS))
+
+
+SUMMARY_COLUMNS = ["row", "implementation", "perplexity", "pruning s", "peak RSS MiB", "decoder sparsity"]
+SEED_COLUMNS = ["row", "implementation", "ppl min-max", "peer ppl min-max", "ratio to peer: mean", "min-max"]
+
+
+def _summary(dense: dict, runs: dict) -> list[list[str]]:
+    """Medians over every repeat and seed."""
     out = [
         ["dense", impl, f"{d['ppl']:.3f}", "-", f"{d['peak_rss_mib']:.0f}", f"{d['sparsity']:.2%}"]
         for impl, d in dense.items()
@@ -220,8 +253,34 @@ def main() -> None:
                 f"{med('sparsity'):.2%}",
             ]
         )
-    columns = ["row", "implementation", "perplexity", "pruning s", "peak RSS MiB", "decoder sparsity"]
-    print(table(out, columns))
+    return out
+
+
+def _by_seed(runs: dict, rows: list[str], ours: list[str]) -> list[list[str]]:
+    """Per row: each implementation's perplexity range over the seeds, and its per-seed ratio to
+    the peer's perplexity on the same calibration windows (paired: the draw's own difficulty
+    cancels)."""
+    out = []
+    for row in rows:
+        peer = {r["seed"]: r["ppl"] for r in runs.get((row, "llm-compressor"), []) if "error" not in r}
+        for impl in ours:
+            mine = {r["seed"]: r["ppl"] for r in runs.get((row, impl), []) if "error" not in r}
+            seeds = sorted(set(mine) & set(peer))
+            if not seeds:
+                out.append([row, impl, "-", "-", "-", "-"])
+                continue
+            ratios = [mine[s] / peer[s] for s in seeds]
+            out.append(
+                [
+                    row,
+                    impl,
+                    f"{min(mine.values()):.2f}-{max(mine.values()):.2f}",
+                    f"{min(peer.values()):.2f}-{max(peer.values()):.2f}",
+                    f"{statistics.mean(ratios):.4f}",
+                    f"{min(ratios):.4f}-{max(ratios):.4f}",
+                ]
+            )
+    return out
 
 
 if __name__ == "__main__":

@@ -48,12 +48,12 @@ class RankCombine(select.LocalCombine):
     def cat(self, values: torch.Tensor) -> torch.Tensor:
         return torch.cat(_all_gather_objects(values, self.group))
 
-    def tie_quotas(self, scores, numels, t: float, ties: int) -> list[int]:
+    def tie_quotas(self, equal, ties: int) -> list[int]:
         """Ties are pruned in (tensor, rank, local index) order: this rank's share per tensor."""
-        counts = _all_gather_objects(select.count_equal(scores, numels, t), self.group)
+        counts = _all_gather_objects([int(c) for c in equal], self.group)
         rank = dist.get_rank(self.group)
         quotas = []
-        for index in range(len(numels)):
+        for index in range(len(equal)):
             for r, per_rank in enumerate(counts):
                 take = min(per_rank[index], ties)
                 ties -= take

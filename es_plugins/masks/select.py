@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
@@ -40,7 +42,8 @@ _MAX_NARROWINGS = 6  # each pass shrinks a smooth bracket ~300x; ties cannot be 
 # above it are narrowed by histogram passes first (each pass shrinks it ~300x).
 _GATHER_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("gather_limit", default=None)
 _SAMPLE_SIZE = 1 << 18
-_WINDOW = 64
+_WINDOW = 16  # consecutive scores per sampled window (see _sample_scores)
+_CALL_WINDOW = 64  # the same, for score functions sampled one call per window
 _Z = 7.0  # bracket half-width in binomial standard deviations of the sample quantile
 
 
@@ -62,95 +65,245 @@ def _sample_size(total: int, limit: int | None) -> int:
     return int(max(_SAMPLE_SIZE, min(fits, limit)))
 
 
-def _sample_scores(scores: Sequence[ScoreFn], numels: Sequence[int], total: int, size: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    samples = []
+def _sample_scores(
+    scores: Sequence[ScoreFn], numels: Sequence[int], total: int, size: int, seed: int = 0, window: int | None = None
+) -> torch.Tensor:
+    """Scores of random windows of consecutive positions, ~``size`` in all.
+
+    Short windows, because neighbours are alike (one row of a weight matrix shares a scale):
+    with 256-wide windows the sample quantile's error on the packaged models was ~3x the
+    i.i.d. one (rms, over 60 draws), with 16 ~1.2x — and the bracket is ``_Z`` i.i.d. standard
+    deviations wide. A score function with a ``gather(index)`` attribute gives every window of
+    a tensor in one call; others are called once per (longer, ``_CALL_WINDOW``) window.
+    ``benchmarks/sample_windows.py`` measures the error against the window length."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[torch.Tensor] = []
     for score_fn, numel in zip(scores, numels):
         if numel == 0:  # an empty shard (FSDP ranks may own no part of a parameter)
             continue
-        windows = max(1, round(size * numel / total / _WINDOW))
-        if windows * _WINDOW >= numel:
-            ranges = list(chunks(numel))
+        gather = getattr(score_fn, "gather", None)
+        window = window or (_WINDOW if gather is not None else _CALL_WINDOW)
+        windows = max(1, round(size * numel / total / window))
+        if windows * window >= numel:
+            parts += [score_fn(a, b, torch.empty(b - a)).clone() for a, b in chunks(numel)]
+            continue
+        # In address order: a memory-mapped checkpoint is then read front to back (readahead
+        # serves the next windows) instead of by random faults.
+        starts = torch.randint(numel - window + 1, (windows,), generator=generator).sort().values
+        if gather is not None:
+            parts.append(gather((starts.unsqueeze(1) + torch.arange(window)).reshape(-1)).float())
         else:
-            # In address order: the same sample, but a memory-mapped checkpoint is then read
-            # front to back (readahead serves the next windows) instead of by random faults.
-            starts = torch.randint(numel - _WINDOW + 1, (windows,), generator=generator).sort().values.tolist()
-            ranges = [(s, s + _WINDOW) for s in starts]
-        for start, stop in ranges:
-            samples.append(score_fn(start, stop, torch.empty(stop - start)))
-    return torch.cat(samples) if samples else torch.empty(0)
+            parts += [score_fn(a, a + window, torch.empty(window)).clone() for a in starts.tolist()]
+    return torch.cat(parts) if parts else torch.empty(0)
 
 
 def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float, int]:
-    """``[lo, hi]`` around the k-th value, and the expected number of scores inside it."""
+    """``[lo, hi]`` around the k-th value, and the expected number of scores inside it. One
+    partial sort (``np.partition``) for both ranks, not a full sort of the sample."""
     m = samples.numel()
     q = k / total
     centre = q * m
     half = _Z * math.sqrt(m * q * (1.0 - q)) + 2.0
     lo_idx = int(math.floor(centre - half))
     hi_idx = int(math.ceil(centre + half))
-    lo = -math.inf if lo_idx < 0 else float(samples[min(lo_idx, m - 1)])
-    hi = math.inf if hi_idx >= m else float(samples[max(hi_idx, 0)])
+    wanted = [i for i in (min(lo_idx, m - 1), max(hi_idx, 0)) if 0 <= i < m]
+    ranked = np.partition(samples.numpy(), wanted) if wanted else None
+    lo = -math.inf if lo_idx < 0 else float(ranked[min(lo_idx, m - 1)])  # type: ignore[index]
+    hi = math.inf if hi_idx >= m else float(ranked[max(hi_idx, 0)])  # type: ignore[index]
     expected = int(total * (min(hi_idx, m) - max(lo_idx, 0) + 1) / m * 1.25) + 1024
     return lo, hi, expected
 
 
 class _Scratch:
-    """Reusable chunk-sized buffers (scores + two bools): per-chunk work allocates nothing,
-    so the allocator never fragments around the masks that are kept."""
+    """Reusable chunk-sized buffers: per-chunk work allocates nothing, so the allocator never
+    fragments around the masks that are kept.
+
+    The per-chunk comparisons, counts and compaction run in NumPy on views of the same memory:
+    its SIMD comparisons into bool, ``count_nonzero`` and boolean compaction are 3-8x faster
+    than torch's CPU kernels for the same ops (comparison into bool, ``nonzero``; measured in
+    benchmarks/omp_passes.py's history, one thread, AMD EPYC), and these passes are what global
+    pruning costs beyond reading the weights. Scores are float32 whatever the weights' dtype,
+    and every bound is compared as the float32 it rounds to, as torch would."""
 
     def __init__(self, size: int) -> None:
         self.scores = torch.empty(size, dtype=torch.float32)
-        self.a = torch.empty(size, dtype=torch.bool)
-        self.b = torch.empty(size, dtype=torch.bool)
+        self._scores = self.scores.numpy()
+        self._first = np.empty(size, dtype=bool)
+        self._second = np.empty(size, dtype=bool)
 
-    def score(self, score_fn: ScoreFn, start: int, stop: int) -> torch.Tensor:
-        return score_fn(start, stop, self.scores[: stop - start])
+    def score(self, score_fn: ScoreFn, start: int, stop: int) -> np.ndarray:
+        """The chunk's scores, as a NumPy view of the scratch buffer."""
+        out = score_fn(start, stop, self.scores[: stop - start])
+        if out.data_ptr() != self.scores.data_ptr():  # a score function may return its own tensor
+            self.scores[: stop - start].copy_(out)
+        return self._scores[: stop - start]
 
-    def bools(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.a[:size], self.b[:size]
+    @staticmethod
+    def all_finite(s: np.ndarray) -> bool:
+        """Whether every score is finite: a NaN or an infinity makes ``s . s`` non-finite (one
+        BLAS dot of scores already in cache, 2-3x cheaper than a sum); only then, or when huge
+        finite scores overflow it, is each score checked."""
+        with np.errstate(over="ignore"):  # an overflow is the case the exact check settles
+            return bool(np.isfinite(np.dot(s, s))) or bool(np.isfinite(s).all())
+
+    def classify(
+        self, s: np.ndarray, lo: float, hi: float, above: np.ndarray | None = None
+    ) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(how many scores are below lo, the positions of those in [lo, hi], their scores)``
+        of one chunk; with ``above``, also write into it which scores are above ``hi`` (kept,
+        whatever the threshold inside the bracket). An inverted bracket (``hi < lo``) holds
+        the scores equal to ``lo``: the parts stay disjoint, and the search widens from there."""
+        n = s.size
+        below = np.less(s, np.float32(lo), out=self._first[:n])
+        inside = np.less_equal(s, np.float32(max(hi, lo)), out=self._second[:n])
+        if above is not None:
+            np.logical_not(inside, out=above)
+        np.logical_xor(inside, below, out=inside)  # below lo implies at most hi
+        where = np.flatnonzero(inside)  # positions, then values: cheaper than s[inside] here
+        return int(np.count_nonzero(below)), where, s.take(where)
+
+    def keep(self, s: np.ndarray, t: float, part: torch.Tensor, prune_ties: int) -> int:
+        """Write ``part = s >= t`` with the first ``prune_ties`` scores equal to ``t`` pruned
+        (``-1``: all of them, ``s > t``); return how many ties it pruned."""
+        out, t32 = part.numpy(), np.float32(t)
+        if prune_ties == 0:
+            np.greater_equal(s, t32, out=out)
+            return 0
+        np.greater(s, t32, out=out)
+        if prune_ties < 0:
+            return 0
+        equal = np.equal(s, t32, out=self._first[: s.size])
+        n_ties = int(np.count_nonzero(equal))
+        if n_ties <= prune_ties:
+            return n_ties
+        out[np.flatnonzero(equal)[prune_ties:]] = True  # ties past the budget are kept
+        return prune_ties
+
+    def count_equal(self, s: np.ndarray, t: float) -> int:
+        return int(np.count_nonzero(np.equal(s, np.float32(t), out=self._first[: s.size])))
 
 
 def _scratch(numels: Sequence[int]) -> _Scratch:
     return _Scratch(min(CHUNK, max(numels, default=0)))
 
 
-def _bracket_chunks(
-    scores: Sequence[ScoreFn], numels: Sequence[int], lo: float, hi: float, progress: Callable
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """One pass over every score, chunk by chunk: ``(count below lo, the chunk's scores, bool
-    mask of those in [lo, hi])``; the yielded tensors are reused scratch buffers."""
+def _classified_chunks(
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    lo: float,
+    hi: float,
+    progress: Callable,
+    masks: Sequence[torch.Tensor] | None = None,
+) -> Iterator[tuple[int, int, int, np.ndarray, np.ndarray]]:
+    """One pass over every score, chunk by chunk: ``(tensor index, chunk start, count below
+    lo, positions in the chunk of the scores in [lo, hi], those scores)``. With ``masks``
+    (flat bool, one per tensor) each chunk's scores above ``hi`` are marked kept, the rest
+    not: a mask then needs only its bracket's entries set once the threshold is known."""
     scratch = _scratch(numels)
     for i in progress(range(len(scores))):
         for start, stop in chunks(numels[i]):
             s = scratch.score(scores[i], start, stop)
-            a, b = scratch.bools(s.numel())
-            below = s.numel() - int(torch.count_nonzero(torch.ge(s, lo, out=a)))  # finite: not >= lo is < lo
-            a &= torch.le(s, hi, out=b)
-            yield below, s, a
+            if not scratch.all_finite(s):
+                raise NonFiniteScoreError(i)
+            above = masks[i][start:stop].numpy() if masks is not None else None
+            below, where, values = scratch.classify(s, lo, hi, above)
+            yield i, start, below, where, values
+
+
+class NonFiniteScoreError(ValueError):
+    """A score is NaN or infinite: it cannot be ranked. ``index``: its tensor's position.
+    Every pass over the scores checks (at the cost of a sum per chunk), and the selection makes
+    one before any mask, so callers whose scores are the weights' magnitudes need no read
+    pass of their own to refuse NaN/Inf weights."""
+
+    def __init__(self, index: int):
+        super().__init__(f"scores of tensor {index} are not all finite")
+        self.index = index
+
+
+def check_finite_scores(scores: Sequence[ScoreFn], numels: Sequence[int]) -> None:
+    """Raise :class:`NonFiniteScoreError` for the first tensor with a NaN/Inf score (a pass
+    of its own, for the selections that make none)."""
+    for _ in _classified_chunks(scores, numels, math.inf, math.inf, iter):  # nothing is inside
+        pass
+
+
+@dataclass
+class Gathered:
+    """What one pass over the scores found: the count below the bracket, the scores inside it
+    in (tensor, flat index) order, where each tensor's part of them starts, and (when the pass
+    wrote masks) their flat positions in their tensors."""
+
+    below: int
+    inside: torch.Tensor
+    offsets: list[int]
+    positions: torch.Tensor | None = None
+
+    def parts(self) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each tensor's part of ``inside``."""
+        bounds = [*self.offsets, self.inside.numel()]
+        return zip(bounds, bounds[1:])
+
+    def equal_counts(self, t: float) -> list[int]:
+        """How many scores of each tensor equal ``t`` (all of them lie inside the bracket)."""
+        values, t32 = self.inside.numpy(), np.float32(t)
+        return [int(np.count_nonzero(values[a:b] == t32)) for a, b in self.parts()]
+
+
+class _Growing:
+    """One NumPy buffer that doubles when full: thousands of small gathered pieces fragmented
+    the heap (measured: ~1.9 GB of RSS on a 350M-weight model)."""
+
+    def __init__(self, capacity: int, dtype: type):
+        self.data: np.ndarray = np.empty(max(capacity, 1), dtype=dtype)
+        self.used = 0
+
+    def add(self, values: np.ndarray, offset: int = 0) -> None:
+        count = values.size
+        if self.used + count > self.data.size:
+            grown = np.empty(max(2 * self.data.size, self.used + count), dtype=self.data.dtype)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        target = self.data[self.used : self.used + count]
+        if offset:
+            np.add(values, offset, out=target, casting="unsafe")  # chunk positions -> tensor positions
+        else:
+            target[...] = values
+        self.used += count
+
+    def result(self) -> torch.Tensor:
+        return torch.from_numpy(self.data[: self.used])
 
 
 def _count_and_gather(
-    scores: Sequence[ScoreFn], numels: Sequence[int], lo: float, hi: float, capacity: int, progress: Callable
-) -> tuple[int, torch.Tensor]:
-    """Count scores below ``lo``; copy those in ``[lo, hi]`` into one growing buffer.
-
-    One buffer instead of a list of per-chunk tensors: thousands of small gathered pieces
-    fragmented the heap (measured: ~1.9 GB of RSS on a 350M-weight model)."""
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    lo: float,
+    hi: float,
+    capacity: int,
+    progress: Callable,
+    masks: Sequence[torch.Tensor] | None = None,
+) -> Gathered:
+    """Count scores below ``lo`` and gather those in ``[lo, hi]`` (with their positions, when
+    ``masks`` are written in the same pass: see :func:`_classified_chunks`)."""
     below = 0
-    inside = torch.empty(max(capacity, 1))
-    used = 0
-    for chunk_below, s, a in _bracket_chunks(scores, numels, lo, hi, progress):
+    inside = _Growing(capacity, np.float32)
+    # positions within one tensor: int32 while they fit (half the bytes to copy and scatter)
+    position_type = np.int32 if max(numels, default=0) < 2**31 else np.int64
+    positions = _Growing(capacity, position_type) if masks is not None else None
+    offsets = [0] * len(numels)
+    last = -1
+    for index, start, chunk_below, where, values in _classified_chunks(scores, numels, lo, hi, progress, masks):
+        while last < index:  # tensors without chunks (empty shards) start where the next one does
+            last += 1
+            offsets[last] = inside.used
         below += chunk_below
-        picked = s[a]  # boolean indexing: half the time of masked_select here, and it counts for us
-        count = picked.numel()
-        if used + count > inside.numel():
-            grown = torch.empty(max(2 * inside.numel(), used + count))
-            grown[:used] = inside[:used]
-            inside = grown
-        inside[used : used + count] = picked
-        used += count
-    return below, inside[:used]
+        inside.add(values)
+        if positions is not None:
+            positions.add(where, start)
+    for rest in range(last + 1, len(numels)):
+        offsets[rest] = inside.used
+    return Gathered(below, inside.result(), offsets, positions.result() if positions is not None else None)
 
 
 class LocalCombine:
@@ -166,10 +319,32 @@ class LocalCombine:
     def cat(self, values: torch.Tensor) -> torch.Tensor:
         return values
 
-    def tie_quotas(self, scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int) -> int | list[int]:
-        """How many scores equal to ``t`` each tensor prunes: here one budget, spent in
-        (tensor, flat index) order; across ranks, one quota per tensor in rank order."""
-        return ties
+    def tie_quotas(self, equal: Sequence[int], ties: int) -> list[int]:
+        """How many scores equal to ``t`` each tensor prunes, given how many each holds
+        (``equal``): here one budget spent in (tensor, flat index) order; across ranks, in
+        (tensor, rank, local index) order."""
+        return spend_in_order(equal, ties)
+
+
+def spend_in_order(equal: Sequence[int], ties: int) -> list[int]:
+    """Split a budget of ``ties`` over holders of ``equal[i]`` ties each, first come first."""
+    quotas = []
+    for count in equal:
+        take = min(int(count), ties)
+        quotas.append(take)
+        ties -= take
+    return quotas
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The k-th smallest score ``value``; how many scores equal to it are pruned (over all
+    ranks) so that exactly k are; and how many of this process's scores equal it, per tensor
+    (known from the gathered bracket, so the mask pass needs no count of its own)."""
+
+    value: float
+    ties: int
+    equal: list[int]
 
 
 def kth_smallest_threshold(
@@ -178,15 +353,28 @@ def kth_smallest_threshold(
     k: int,
     progress: Callable = iter,
     combine: LocalCombine | None = None,
-) -> tuple[float, int]:
-    """Return ``(t, ties_to_prune)``: the k-th smallest score and how many scores equal to
-    ``t`` must be pruned (in tie-break order) so that exactly ``k`` are pruned."""
+) -> Threshold:
+    """The k-th smallest score ``t``, and how many scores equal to ``t`` must be pruned (in
+    tie-break order) so that exactly ``k`` are pruned."""
+    return _search(scores, numels, k, progress, combine)[0]
+
+
+def _search(
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    k: int,
+    progress: Callable = iter,
+    combine: LocalCombine | None = None,
+    masks: Sequence[torch.Tensor] | None = None,
+) -> tuple[Threshold, Gathered]:
+    """:func:`kth_smallest_threshold`, and the last gathering pass (which wrote ``masks``
+    outside the bracket, when given)."""
     combine = combine if combine is not None else LocalCombine()
     total = combine.sum(sum(numels))
     if not 0 < k <= total:
         raise ValueError(f"k must be in (0, {total}], got {k}")
     limit = _GATHER_LIMIT.get()
-    samples = combine.cat(_sample_scores(scores, numels, total, _sample_size(total, limit))).sort().values
+    samples = combine.cat(_sample_scores(scores, numels, total, _sample_size(total, limit)))
     lo, hi, capacity = _bracket(samples, k, total)
     narrowings = 0
     while True:
@@ -195,17 +383,18 @@ def kth_smallest_threshold(
             lo, hi, capacity = _narrow(scores, numels, lo, hi, k, progress, combine)
             narrowings += 1
             continue
-        below, inside = _count_and_gather(scores, numels, lo, hi, capacity // combine.shards + 1, progress)
-        below, inside = combine.sum(below), combine.cat(inside)
+        gathered = _count_and_gather(scores, numels, lo, hi, capacity // combine.shards + 1, progress, masks)
+        below, inside = combine.sum(gathered.below), combine.cat(gathered.inside)
         if k <= below:  # bracket too high (an unlucky sample): widen downwards
             lo, hi = -math.inf, lo
             continue
         if k > below + inside.numel():  # bracket too low: widen upwards
             lo, hi = hi, math.inf
             continue
-        t = inside.kthvalue(k - below).values
-        strictly_below = below + int((inside < t).sum())
-        return float(t), k - strictly_below
+        values = inside.numpy()
+        t = float(np.partition(values, k - below - 1)[k - below - 1])  # introselect: ~3x torch.kthvalue
+        strictly_below = below + int(np.count_nonzero(values < np.float32(t)))
+        return Threshold(t, k - strictly_below, gathered.equal_counts(t)), gathered
 
 
 @contextlib.contextmanager
@@ -234,11 +423,10 @@ def _narrow(
     edges = torch.linspace(lo, hi, _HISTOGRAM_BINS + 1, dtype=torch.float64)
     counts = torch.zeros(_HISTOGRAM_BINS, dtype=torch.int64)
     below = 0
-    for chunk_below, s, a in _bracket_chunks(scores, numels, lo, hi, progress):
+    for _, _, chunk_below, _, picked in _classified_chunks(scores, numels, lo, hi, progress):
         below += chunk_below
-        inside = s[a]
-        if inside.numel():
-            index = torch.bucketize(inside.double(), edges[1:-1], right=True)
+        if picked.size:
+            index = torch.bucketize(torch.from_numpy(picked).double(), edges[1:-1], right=True)
             counts += torch.bincount(index, minlength=_HISTOGRAM_BINS)
     below = combine.sum(below)
     counts = torch.tensor([combine.sum(int(c)) for c in counts]) if combine.shards > 1 else counts
@@ -283,53 +471,80 @@ def iter_keep_largest_masks(
     combine = combine if combine is not None else LocalCombine()
     total = combine.sum(sum(numels))
     if k <= 0 or k >= total:
+        check_finite_scores(scores, numels)  # no pass to check on: the masks need no score
         for n in numels:
             yield torch.full((n,), k <= 0, dtype=torch.bool)
         return
-    t, ties_left = kth_smallest_threshold(scores, numels, k, progress, combine)
-    yield from iter_threshold_masks(scores, numels, t, combine.tie_quotas(scores, numels, t, ties_left))
+    if _GATHER_LIMIT.get() is None:  # memory is not bounded: every mask at once, one pass fewer
+        yield from _masks_in_one_pass(scores, numels, k, progress, combine)
+        return
+    threshold = kth_smallest_threshold(scores, numels, k, progress, combine)
+    quotas = combine.tie_quotas(threshold.equal, threshold.ties)
+    yield from iter_threshold_masks(scores, numels, threshold.value, quotas, threshold.equal)
+
+
+def _masks_in_one_pass(
+    scores: Sequence[ScoreFn], numels: Sequence[int], k: int, progress: Callable, combine: LocalCombine
+) -> list[torch.Tensor]:
+    """The gathering pass writes every mask outside the bracket (kept above it, pruned below);
+    once the threshold is known only the bracket's ~1 % of entries are set, from the scores
+    and positions gathered. So no second pass over the scores; the masks (the result) exist
+    from the start, which is why out-of-core pruning, one mask at a time, does not use it."""
+    masks = [torch.empty(n, dtype=torch.bool) for n in numels]
+    threshold, gathered = _search(scores, numels, k, progress, combine, masks)
+    quotas = combine.tie_quotas(threshold.equal, threshold.ties)
+    values, t32 = gathered.inside.numpy(), np.float32(threshold.value)
+    positions = gathered.positions.numpy() if gathered.positions is not None else np.empty(0, np.int64)
+    for mask, (a, b), quota in zip(masks, gathered.parts(), quotas):
+        part = values[a:b]
+        keep = part > t32
+        keep[np.flatnonzero(part == t32)[quota:]] = True  # ties past this tensor's quota are kept
+        mask.numpy()[positions[a:b]] = keep
+    return masks
 
 
 def write_masks(
-    scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    t: float,
+    ties: int | Sequence[int],
+    equal: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Keep scores above ``t``; of the scores equal to ``t``, prune the first ``ties`` in
-    (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor."""
-    return list(iter_threshold_masks(scores, numels, t, ties))
+    (tensor, flat index) order — one budget shared by all tensors, or one quota per tensor.
+    ``equal``: how many scores of each tensor equal ``t``, when known (a tensor whose ties are
+    all pruned, or none, then costs one comparison per chunk)."""
+    return list(iter_threshold_masks(scores, numels, t, ties, equal))
 
 
 def iter_threshold_masks(
-    scores: Sequence[ScoreFn], numels: Sequence[int], t: float, ties: int | Sequence[int]
+    scores: Sequence[ScoreFn],
+    numels: Sequence[int],
+    t: float,
+    ties: int | Sequence[int],
+    equal: Sequence[int] | None = None,
 ) -> Iterator[torch.Tensor]:
     """:func:`write_masks`, yielding each tensor's mask as soon as it is complete."""
+    if equal is not None and isinstance(ties, int):
+        ties = spend_in_order(equal, ties)
     quotas = None if isinstance(ties, int) else [int(q) for q in ties]
-    ties_left = ties if isinstance(ties, int) else 0
+    left = ties if isinstance(ties, int) else 0
     scratch = _scratch(numels)
     for index, (score_fn, numel) in enumerate(zip(scores, numels)):
         if quotas is not None:
-            ties_left = quotas[index]
+            left = quotas[index]
+            if equal is not None and 0 < left == equal[index]:
+                left = -1  # every tie of this tensor is pruned: keep s > t
         keep = torch.empty(numel, dtype=torch.bool)
         for start, stop in chunks(numel):
-            s = scratch.score(score_fn, start, stop)
-            part = keep[start:stop]
-            if ties_left <= 0:  # no tie left to prune here: keep everything >= t, one op
-                torch.ge(s, t, out=part)
-                continue
-            torch.gt(s, t, out=part)
-            equal = torch.eq(s, t, out=scratch.bools(s.numel())[0])
-            n_ties = int(equal.sum())
-            if n_ties > ties_left:
-                part[equal.nonzero().squeeze(1)[ties_left:]] = True
-                ties_left = 0
-            else:
-                ties_left -= n_ties
+            pruned = scratch.keep(scratch.score(score_fn, start, stop), t, keep[start:stop], left)
+            if left > 0:
+                left -= pruned
         yield keep
 
 
 def count_equal(scores: Sequence[ScoreFn], numels: Sequence[int], t: float) -> list[int]:
-    """How many scores of each tensor equal ``t``."""
+    """How many scores of each tensor equal ``t`` (a pass of its own: the threshold search
+    already knows, see :class:`Threshold`)."""
     scratch = _scratch(numels)
-    return [
-        sum(int(torch.eq(scratch.score(fn, a, b), t, out=scratch.bools(b - a)[0]).sum()) for a, b in chunks(n))
-        for fn, n in zip(scores, numels)
-    ]
+    return [sum(scratch.count_equal(scratch.score(fn, a, b), t) for a, b in chunks(n)) for fn, n in zip(scores, numels)]

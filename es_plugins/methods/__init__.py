@@ -26,12 +26,14 @@ from . import magnitude, nm, random, wanda, sparsegpt  # noqa: F401
 
 from .configs import CalibratedConfig, MethodConfig, NMConfig, OMPConfig, RandomConfig, SparseGPTConfig, WandaConfig
 from .registry import MethodEntry, config_from_dict, entry_for, is_calibrated, method_names, register_method
+from .selection import non_finite_message
 
 
-def check_finite(targets: Sequence[Target]) -> None:
+def check_finite(targets: Sequence[Target], values: bool = True) -> None:
     """Refuse weights that cannot be ranked: not loaded (meta device), not floating point
     (int8 weights are quantised: prune first, quantise after), or NaN/Inf (they would poison
-    thresholds)."""
+    thresholds). ``values=False`` skips the NaN/Inf read pass, for a method whose selection
+    refuses them itself before any mask (global OMP: see ``register_method(checks_finite=)``)."""
     for target in targets:
         if target.param.is_meta:
             raise SparsityConfigError(
@@ -44,11 +46,8 @@ def check_finite(targets: Sequence[Target]) -> None:
                 "(prune before quantising, or exclude the layer)"
             )
         flat = target.param.detach().reshape(-1)
-        if not all(_finite_range(flat[a:b]) for a, b in chunks(flat.numel())):
-            raise NonFiniteWeightError(
-                f"weight {target.name!r} contains NaN or Inf values; fix the checkpoint "
-                "or exclude the layer (exclude=...) before pruning"
-            )
+        if values and not all(_finite_range(flat[a:b]) for a, b in chunks(flat.numel())):
+            raise NonFiniteWeightError(non_finite_message(target.name))
 
 
 def _finite_range(values: torch.Tensor) -> bool:
@@ -107,7 +106,7 @@ def iter_masks(
             shardable = [name for name in method_names() if entry_for(name).shardable]
             raise SparsityConfigError(f"sharded pruning supports {', '.join(shardable)}; got {config.name!r}")
         extra["combine"] = combine
-    check_finite(targets)
+    check_finite(targets, values=not (entry.checks_finite and getattr(config, "scope", None) == "global"))
     result = entry.fn(targets, config, progress_factory(show_progress, config.name), current or {}, **extra)
     return iter(result.items()) if isinstance(result, Mapping) else iter(result)
 

@@ -14,22 +14,24 @@ from .selection import select_by_scores
 
 
 def magnitude_score(param: torch.Tensor) -> ScoreFn:
-    """|w| of a flat range as fp32: exact for fp16/bf16, one dtype for the engine."""
+    """|w| of a flat range as fp32: exact for fp16/bf16, one dtype for the engine. Its
+    ``gather(index)`` gives |w| at flat positions (the engine's sample, in one call)."""
     flat = param.detach().reshape(-1)
     if flat.dtype == torch.float32:
 
         def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
             return torch.abs(flat[start:stop], out=out)  # one pass over the weights
 
-        return score
+    else:
 
-    def widened(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
-        return out.copy_(flat[start:stop]).abs_()  # fp16/bf16: widen (exact), then |.| in place
+        def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+            return out.copy_(flat[start:stop]).abs_()  # fp16/bf16: widen (exact), then |.| in place
 
-    return widened
+    score.gather = lambda index: flat[index.to(flat.device)].float().abs().cpu()  # type: ignore[attr-defined]
+    return score
 
 
-@register_method(OMPConfig, schedulable=True, shardable=True)
+@register_method(OMPConfig, schedulable=True, shardable=True, checks_finite=True)
 def omp_masks(
     targets: Sequence[Target],
     config: OMPConfig,

@@ -53,6 +53,9 @@ class MethodEntry:
         refines_masks: calibrated methods only: accepts a fixed mask and only reconstructs.
         schedulable: its sparsity can ramp over training (a gradual schedule), mask inside mask.
         shardable: the sharded (FSDP) engine computes its exact global masks across ranks.
+        checks_finite: with ``scope="global"`` its selection ranks the weights' magnitudes and
+            refuses NaN/Inf in the pass it makes anyway, before any mask (so no read pass of
+            its own: a full pass of a model, or of a checkpoint out of core).
     """
 
     config_type: type[MethodConfig]
@@ -62,6 +65,7 @@ class MethodEntry:
     refines_masks: bool = False
     schedulable: bool = False
     shardable: bool = False
+    checks_finite: bool = False
 
     @property
     def out_of_core_driver(self) -> str:
@@ -142,6 +146,7 @@ def register_method(
     refines_masks: bool = False,
     schedulable: bool = False,
     shardable: bool = False,
+    checks_finite: bool = False,
 ) -> Any:
     """Register ``fn`` as the mask function of ``config_type``; usable as a decorator.
 
@@ -161,12 +166,12 @@ def register_method(
         raise SparsityConfigError(f"register_method needs a MethodConfig subclass with a name, got {config_type!r}")
     if not calibrated and (needs_hessian or refines_masks):
         raise SparsityConfigError("needs_hessian and refines_masks apply to calibrated methods only")
-    if calibrated and (schedulable or shardable):
-        raise SparsityConfigError("schedulable and shardable apply to whole-model methods only")
+    if calibrated and (schedulable or shardable or checks_finite):
+        raise SparsityConfigError("schedulable, shardable and checks_finite apply to whole-model methods only")
 
     def wrap(function: MaskFn) -> MaskFn:
         _ENTRIES[config_type.name] = MethodEntry(
-            config_type, function, calibrated, needs_hessian, refines_masks, schedulable, shardable
+            config_type, function, calibrated, needs_hessian, refines_masks, schedulable, shardable, checks_finite
         )
         return function
 

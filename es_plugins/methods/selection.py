@@ -10,8 +10,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import SparsityConfigError
-from ..masks.select import LocalCombine, ScoreFn, iter_keep_largest_masks, keep_largest_masks
+from ..errors import NonFiniteWeightError, SparsityConfigError
+from ..masks.select import LocalCombine, NonFiniteScoreError, ScoreFn, iter_keep_largest_masks, keep_largest_masks
 from ..masks.targets import Target
 
 PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
@@ -26,6 +26,9 @@ def respecting(score_fn: ScoreFn, keep: torch.Tensor | None) -> ScoreFn:
     def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
         return score_fn(start, stop, out).masked_fill_(~flat_keep[start:stop], PRUNED_SCORE)
 
+    gather = getattr(score_fn, "gather", None)
+    if gather is not None:
+        score.gather = lambda index: gather(index).masked_fill_(~flat_keep[index], PRUNED_SCORE)  # type: ignore[attr-defined]
     return score
 
 
@@ -67,8 +70,39 @@ def select_by_scores(
         totals = [combine.sum(numel) for numel in numels]
         for target, total in zip(targets, totals):
             check_keeps_some(sparsity, round(sparsity * total), total, f"layer {target.name!r}")
-        masks = (
-            keep_largest_masks([score_fn], [numel], round(sparsity * total), combine=combine)[0]
-            for score_fn, numel, total in progress(list(zip(score_fns, numels, totals)))
-        )
-    return ((t.name, m.view(t.param.shape).to(t.param.device)) for t, m in zip(targets, masks))
+        masks = _per_layer(score_fns, numels, totals, sparsity, progress, combine)
+    return ((t.name, m.view(t.param.shape).to(t.param.device)) for t, m in _naming_non_finite(targets, masks))
+
+
+def _per_layer(
+    score_fns: Sequence[ScoreFn],
+    numels: Sequence[int],
+    totals: Sequence[int],
+    sparsity: float,
+    progress: Callable,
+    combine: LocalCombine,
+) -> Iterator[torch.Tensor]:
+    """One selection per layer; a non-finite score is reported with the layer's own index."""
+    for index, (score_fn, numel, total) in enumerate(progress(list(zip(score_fns, numels, totals)))):
+        try:
+            yield keep_largest_masks([score_fn], [numel], round(sparsity * total), combine=combine)[0]
+        except NonFiniteScoreError:
+            raise NonFiniteScoreError(index) from None
+
+
+def _naming_non_finite(
+    targets: Sequence[Target], masks: Iterator[torch.Tensor]
+) -> Iterator[tuple[Target, torch.Tensor]]:
+    """Pair targets with their masks; a non-finite score becomes the error naming its weight
+    (scores are computed from the weights, so that is where the NaN/Inf is)."""
+    try:
+        yield from zip(targets, masks)
+    except NonFiniteScoreError as error:
+        raise NonFiniteWeightError(non_finite_message(targets[error.index].name)) from None
+
+
+def non_finite_message(name: str) -> str:
+    return (
+        f"weight {name!r} contains NaN or Inf values; fix the checkpoint or exclude the layer (exclude=...) "
+        "before pruning"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -51,3 +53,14 @@ def test_masks_written_one_at_a_time_equal_a_whole_save(tmp_path):
     streamed = SparsityState.load(tmp_path / "streamed.safetensors")
     assert all(torch.equal(streamed.masks[n], masks[n]) for n in masks)
     assert (tmp_path / "whole.safetensors").read_bytes() == (tmp_path / "streamed.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("numel", [0, 1, 7, 8, 9, 1000, 1003])
+def test_the_kept_count_is_the_first_bits_in_unpacking_order_on_every_numpy(monkeypatch, numel):
+    """The fast count (popcount of whole bytes) records what version-2 files always recorded:
+    the first ``numel`` bits as ``np.unpackbits`` orders them."""
+    packed = np.random.default_rng(numel).integers(0, 256, size=-(-numel // 8), dtype=np.uint8).tobytes()
+    expected = int(np.unpackbits(np.frombuffer(packed, np.uint8), count=numel).sum()) if numel else 0
+    assert masks_file.mask_record(packed, numel)[0] == expected
+    monkeypatch.delattr(np, "bitwise_count", raising=False)  # NumPy 1.26: the table lookup
+    assert masks_file.mask_record(packed, numel)[0] == expected

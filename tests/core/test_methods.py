@@ -128,3 +128,20 @@ def test_each_method_module_scores_as_its_docstring_says(tiny_blocks):
     first = dict(random_masks(targets, RandomConfig(0.3, seed=1), progress, {}))
     again = dict(random_masks(targets, RandomConfig(0.3, seed=1), progress, {}))
     assert all(torch.equal(first[n], again[n]) for n in first)
+
+
+@pytest.mark.parametrize("scope, sparsity", [("global", 0.5), ("global", 0.0), ("layer", 0.5)])
+def test_omp_names_the_weight_holding_a_nan_and_global_omp_reads_it_once(tiny_bert, monkeypatch, scope, sparsity):
+    """Global OMP refuses NaN/Inf in the selection pass it makes anyway (no separate read of
+    the weights: the finiteness scan is never called); per layer, the up-front scan does."""
+    import es_plugins.methods as methods
+    from es_plugins.errors import NonFiniteWeightError
+
+    scans = []
+    scan = methods._finite_range
+    monkeypatch.setattr(methods, "_finite_range", lambda values: scans.append(1) or scan(values))
+    with torch.no_grad():
+        tiny_bert.bert.encoder.layer[1].output.dense.weight[0, 3] = float("nan")
+    with pytest.raises(NonFiniteWeightError, match=r"layer\.1\.output\.dense"):
+        sparsify_(tiny_bert, OMPConfig(sparsity, scope))
+    assert bool(scans) == (scope == "layer")

@@ -9,6 +9,18 @@ from es_plugins.masks import select
 from es_plugins.masks.select import keep_largest_masks
 
 
+@pytest.fixture(autouse=True, params=["all masks at once", "streamed"])
+def mode(request):
+    """Every test runs both ways of writing the masks: all at once from the gathering pass
+    (memory unbounded, in memory), and one mask per tensor after the search (under a gather
+    bound, out of core; a bound this high never narrows)."""
+    if request.param == "streamed":
+        with select.bounded_gather(10**12):
+            yield request.param
+    else:
+        yield request.param
+
+
 def reference_masks(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
     """Prune the k lowest; ties broken by (tensor order, flat index) — a stable sort."""
     flat = torch.cat([t.reshape(-1).float() for t in tensors])
@@ -112,3 +124,22 @@ def test_under_a_gather_limit_the_sample_is_sized_for_the_bracket_to_fit():
     assert select._SAMPLE_SIZE < size <= limit
     assert 1.25 * select._Z * total / size**0.5 <= limit  # the expected bracket fits
     assert select._sample_size(10**12, limit) == limit  # a huge model: capped, narrowing does the rest
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])  # 0 and 1 need no threshold: checked all the same
+def test_a_non_finite_score_is_refused_with_its_tensor_index(bad, fraction):
+    tensors = [torch.rand(600), torch.rand(400)]
+    tensors[1][123] = bad
+    with pytest.raises(select.NonFiniteScoreError) as info:
+        run(tensors, round(fraction * 1000))
+    assert info.value.index == 1
+
+
+def test_huge_finite_scores_overflow_a_chunk_sum_and_are_still_ranked():
+    """The cheap check sums each chunk; 3e38 + 3e38 overflows to inf, which must not be
+    mistaken for an infinite score."""
+    gen = torch.Generator().manual_seed(4)
+    tensors = [torch.rand(500, generator=gen) * 3e38, torch.rand(500, generator=gen)]
+    for got, want in zip(run(tensors, 700), reference_masks(tensors, 700)):
+        assert torch.equal(got, want)

@@ -23,6 +23,7 @@ from torch import nn
 from ...errors import CheckpointError, SparsityConfigError
 from ...io.hf_config import model_class, read_config
 from ...io.weight_files import FLOATING, INDEX_FILE, SINGLE_FILE
+from ...masks.apply import zeroed
 from ...masks.masks_file import MasksFileWriter
 from ...masks.naming import canonical_names, match_names
 from ...masks.report import LayerStats, SparsityReport
@@ -133,7 +134,7 @@ def prune_tensorwise(
         first = next(masks, None)  # the threshold search runs here, inside the bound
     for name, keep in progress(itertools.chain([first] if first else [], masks)):
         target = by_name[name]
-        pruned = target.param * keep  # the one weight-sized copy, in the stored dtype
+        pruned = zeroed(target.param, keep)  # the one weight-sized copy, in the stored dtype
         write_tensor_in_place(streamed.entries[name], dst, pruned)
         masks_file.write(canonical_of[name], keep)
         layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
