@@ -28,3 +28,13 @@ def test_zeroed_equals_the_product_bit_for_bit_signed_zeros_included(dtype):
 def test_zeroed_refuses_a_mask_of_another_shape():
     with pytest.raises(ValueError, match="shape"):
         zeroed(torch.ones(4, 4), torch.ones(16, dtype=torch.bool))
+
+
+def test_zeroed_writes_into_out_and_returns_it():
+    values = torch.randn(8, 16).bfloat16()
+    keep = torch.rand(8, 16) > 0.5
+    out = torch.full((8, 16), 7.0, dtype=torch.bfloat16)
+    assert zeroed(values, keep, out=out) is out
+    assert torch.equal(out.view(torch.int16), (values * keep).view(torch.int16))
+    with pytest.raises(ValueError, match="contiguous"):
+        zeroed(values, keep, out=torch.empty(8, 16))  # float32 out for bf16 values

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from es_plugins import SparsityState
 from es_plugins.engines.outofcore import ShardedCheckpoint, files
+from es_plugins.errors import CheckpointError
 from es_plugins.masks import masks_file
 from es_plugins.masks.masks_file import MasksFileWriter
 
@@ -64,3 +65,20 @@ def test_the_kept_count_is_the_first_bits_in_unpacking_order_on_every_numpy(monk
     assert masks_file.mask_record(packed, numel)[0] == expected
     monkeypatch.delattr(np, "bitwise_count", raising=False)  # NumPy 1.26: the table lookup
     assert masks_file.mask_record(packed, numel)[0] == expected
+
+
+def test_a_tensor_slot_maps_exactly_its_bytes_and_refuses_a_slot_past_the_file(tmp_path):
+    from dataclasses import replace
+
+    save_file({"a": torch.zeros(3000), "w": torch.zeros(1000)}, str(tmp_path / "model.safetensors"))
+    entry = ShardedCheckpoint(tmp_path).entries["w"]  # not at a page boundary: the map starts below it
+    with files.tensor_slot(entry, tmp_path) as slot:
+        assert slot.shape == (1000,) and slot.dtype == torch.float32
+        slot.copy_(torch.arange(1000, dtype=torch.float32))
+    reread = ShardedCheckpoint(tmp_path)
+    assert torch.equal(reread.tensor("w"), torch.arange(1000, dtype=torch.float32))
+    assert not reread.tensor("a").any()  # the neighbour is untouched
+    size = (tmp_path / "model.safetensors").stat().st_size
+    with pytest.raises(CheckpointError, match="outside"):
+        with files.tensor_slot(replace(entry, start=size - 8, stop=size + 3992), tmp_path):
+            pass

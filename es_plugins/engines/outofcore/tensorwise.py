@@ -33,7 +33,7 @@ from ...masks.targets import Target, resolve_targets
 from ...methods import entry_for, iter_masks
 from ...methods.plan import SparsityPlan
 from ...progress import progress_factory
-from .files import ShardedCheckpoint, TensorEntry, copy_checkpoint_files, streamed_report, write_tensor_in_place
+from .files import ShardedCheckpoint, TensorEntry, copy_checkpoint_files, streamed_report, tensor_slot
 
 
 def meta_model(folder: Path) -> nn.Module:
@@ -134,11 +134,12 @@ def prune_tensorwise(
         first = next(masks, None)  # the threshold search runs here, inside the bound
     for name, keep in progress(itertools.chain([first] if first else [], masks)):
         target = by_name[name]
-        pruned = zeroed(target.param, keep)  # the one weight-sized copy, in the stored dtype
-        write_tensor_in_place(streamed.entries[name], dst, pruned)
+        with tensor_slot(streamed.entries[name], dst) as slot:  # computed straight into the output file
+            pruned = zeroed(target.param, keep, out=slot)
+            layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
+            del pruned
         masks_file.write(canonical_of[name], keep)
-        layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
-        del pruned, keep
+        del keep
     masks_file.close()
     return streamed_report(
         streamed.checkpoint, streamed.entries.values(), layers, pattern, {**(meta or {}), "out_of_core": True}
