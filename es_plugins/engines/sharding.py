@@ -51,12 +51,5 @@ class RankCombine(select.LocalCombine):
     def tie_quotas(self, equal, ties: int) -> list[int]:
         """Ties are pruned in (tensor, rank, local index) order: this rank's share per tensor."""
         counts = _all_gather_objects([int(c) for c in equal], self.group)
-        rank = dist.get_rank(self.group)
-        quotas = []
-        for index in range(len(equal)):
-            for r, per_rank in enumerate(counts):
-                take = min(per_rank[index], ties)
-                ties -= take
-                if r == rank:
-                    quotas.append(take)
-        return quotas
+        in_order = select.spend_in_order([per_rank[i] for i in range(len(equal)) for per_rank in counts], ties)
+        return in_order[dist.get_rank(self.group) :: len(counts)]

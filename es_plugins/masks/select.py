@@ -179,9 +179,6 @@ class _Scratch:
         out[np.flatnonzero(equal)[prune_ties:]] = True  # ties past the budget are kept
         return prune_ties
 
-    def count_equal(self, s: np.ndarray, t: float) -> int:
-        return int(np.count_nonzero(np.equal(s, np.float32(t), out=self._first[: s.size])))
-
 
 def _scratch(numels: Sequence[int]) -> _Scratch:
     return _Scratch(min(CHUNK, max(numels, default=0)))
@@ -212,7 +209,7 @@ def _classified_chunks(
 
 class NonFiniteScoreError(ValueError):
     """A score is NaN or infinite: it cannot be ranked. ``index``: its tensor's position.
-    Every pass over the scores checks (at the cost of a sum per chunk), and the selection makes
+    Every pass over the scores checks (at the cost of a dot product per chunk), and the selection makes
     one before any mask, so callers whose scores are the weights' magnitudes need no read
     pass of their own to refuse NaN/Inf weights."""
 
@@ -541,10 +538,3 @@ def iter_threshold_masks(
             if left > 0:
                 left -= pruned
         yield keep
-
-
-def count_equal(scores: Sequence[ScoreFn], numels: Sequence[int], t: float) -> list[int]:
-    """How many scores of each tensor equal ``t`` (a pass of its own: the threshold search
-    already knows, see :class:`Threshold`)."""
-    scratch = _scratch(numels)
-    return [sum(scratch.count_equal(scratch.score(fn, a, b), t) for a, b in chunks(n)) for fn, n in zip(scores, numels)]

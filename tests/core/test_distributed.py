@@ -56,4 +56,19 @@ def test_the_rank_combine_hook_selects_like_one_process(gloo_group):
     alone = keep_largest_masks(scores, numels, 3)
     across = keep_largest_masks(scores, numels, 3, combine=combine)  # ties at 0.5 split by rank order
     assert all(torch.equal(a, b) for a, b in zip(alone, across))
-    assert combine.tie_quotas(select.count_equal(scores, numels, 0.5), 2) == [2, 0]
+    equal = select.kth_smallest_threshold(scores, numels, 3).equal  # scores equal to t = 0.5, per tensor
+    assert equal == [2, 1] and combine.tie_quotas(equal, 2) == [2, 0]
+
+
+def test_tie_quotas_across_ranks_are_spent_in_tensor_then_rank_order(monkeypatch):
+    """Three ranks hold ties of two tensors; a budget of 5 goes tensor 0 (ranks 0, 1, 2), then tensor 1."""
+    from es_plugins.engines import sharding
+
+    per_rank = [[1, 4], [2, 0], [1, 3]]  # scores equal to t: per rank, per tensor
+    monkeypatch.setattr(sharding, "_all_gather_objects", lambda value, group=None: per_rank)
+    monkeypatch.setattr(sharding.dist, "get_world_size", lambda group=None: 3)
+    quotas = {}
+    for rank in range(3):
+        monkeypatch.setattr(sharding.dist, "get_rank", lambda group=None, rank=rank: rank)
+        quotas[rank] = sharding.RankCombine().tie_quotas(per_rank[rank], 5)
+    assert quotas == {0: [1, 1], 1: [2, 0], 2: [1, 0]}
