@@ -14,7 +14,7 @@ def zeroed(values: torch.Tensor, keep: torch.Tensor, out: torch.Tensor | None = 
     bit for finite values (a pruned negative weight becomes -0.0, as the product gives).
 
     Why: for CPU floats of 2 or 4 bytes it is one integer AND with a per-weight bit mask
-    (sign bit always kept, the rest kept where ``keep``), ~10x faster than torch's bf16 x bool
+    (sign bit always kept, the rest kept where ``keep``), much faster than torch's bf16 x bool
     product on CPU; out of core this runs once for every weight of the checkpoint. Other
     devices and dtypes use the product."""
     width = values.element_size()

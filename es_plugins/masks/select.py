@@ -119,9 +119,9 @@ class _Scratch:
     fragments around the masks that are kept.
 
     The per-chunk comparisons, counts and compaction run in NumPy on views of the same memory:
-    its SIMD comparisons into bool, ``count_nonzero`` and boolean compaction are 3-8x faster
-    than torch's CPU kernels for the same ops (comparison into bool, ``nonzero``; measured in
-    benchmarks/omp_passes.py's history, one thread, AMD EPYC), and these passes are what global
+    its SIMD comparisons into bool, ``count_nonzero`` and boolean compaction were several times
+    faster than torch's CPU kernels for the same ops (comparison into bool, ``nonzero``) when
+    profiled on one thread of an AMD EPYC; benchmarks/omp_passes.py times the passes, and these passes are what global
     pruning costs beyond reading the weights. Scores are float32 whatever the weights' dtype,
     and every bound is compared as the float32 it rounds to, as torch would."""
 
@@ -141,7 +141,7 @@ class _Scratch:
     @staticmethod
     def all_finite(s: np.ndarray) -> bool:
         """Whether every score is finite: a NaN or an infinity makes ``s . s`` non-finite (one
-        BLAS dot of scores already in cache, 2-3x cheaper than a sum); only then, or when huge
+        BLAS dot of scores already in cache, cheaper than a sum); only then, or when huge
         finite scores overflow it, is each score checked."""
         with np.errstate(over="ignore"):  # an overflow is the case the exact check settles
             return bool(np.isfinite(np.dot(s, s))) or bool(np.isfinite(s).all())
@@ -389,7 +389,7 @@ def _search(
             lo, hi = hi, math.inf
             continue
         values = inside.numpy()
-        t = float(np.partition(values, k - below - 1)[k - below - 1])  # introselect: ~3x torch.kthvalue
+        t = float(np.partition(values, k - below - 1)[k - below - 1])  # introselect: faster than torch.kthvalue here
         strictly_below = below + int(np.count_nonzero(values < np.float32(t)))
         return Threshold(t, k - strictly_below, gathered.equal_counts(t)), gathered
 

@@ -168,7 +168,7 @@ def tensor_slot(entry: TensorEntry, folder: Path) -> Iterator[torch.Tensor]:
     """Tensor ``entry``'s bytes in ``folder``'s copy of its shard, as a writable tensor of its
     dtype and shape (a shared memory map of the file): a value computed into it reaches the
     file through the page cache, with no buffer of its own and no copy through ``pwrite``
-    (2-4x faster than :func:`write_tensor_in_place` for a 1 GB write, measured here). The
+    (faster than :func:`write_tensor_in_place`; benchmarks/out_of_core.py times the whole path). The
     slot's bounds are checked against the file before it is mapped."""
     _, dtype = STORAGE_DTYPES[entry.dtype]
     path = folder / entry.file.name
