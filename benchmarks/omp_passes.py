@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import SIZES, linear_stack, run_main, table  # noqa: E402
+from _common import SIZES, linear_stack, note, run_main, table  # noqa: E402
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -42,13 +42,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    note(variant="" if args.dtype == "float32" else args.dtype)  # fp32 and bf16 keep separate results files
     torch.set_num_threads(1)
     before = os.getloadavg()
     rows = []
     for size in args.sizes:
         targets = resolve_targets(linear_stack(size, getattr(torch, args.dtype)), TargetSpec(include=r".*"))
         weights = [t.param.detach() for t in targets]
-        scores = [magnitude_score(w) for w in weights]
+        scores = select.in_key_domain([magnitude_score(w) for w in weights])  # bf16: int16 keys, as OMP does
         numels = [w.numel() for w in weights]
         total, k = sum(numels), sum(numels) // 2
         samples = select._sample_scores(scores, numels, total, select._SAMPLE_SIZE)

@@ -32,6 +32,13 @@ import torch
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
 # ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
 # pass over the model allocates nothing per chunk.
+#
+# Optional attributes: ``gather(index)`` (the scores at flat positions, for the sample) and
+# ``keys``: a score function of the same shape whose integer scores (``keys.dtype``, e.g.
+# int16) rank exactly like the float ones, ties included; ``keys.key_format`` names the
+# encoding (keys of different formats do not compare) and ``keys.finite_below`` is the
+# first key of a non-finite score. Magnitudes of bf16/fp16 weights have such keys (their
+# bits without the sign): selecting on them moves half the bytes of widening to float32.
 ScoreFn = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 CHUNK = 1 << 20
@@ -77,6 +84,7 @@ def _sample_scores(
     a tensor in one call; others are called once per (longer, ``_CALL_WINDOW``) window.
     ``benchmarks/sample_windows.py`` measures the error against the window length."""
     generator = torch.Generator().manual_seed(seed)
+    dtype = _score_dtype(scores)
     parts: list[torch.Tensor] = []
     for score_fn, numel in zip(scores, numels):
         if numel == 0:  # an empty shard (FSDP ranks may own no part of a parameter)
@@ -85,16 +93,31 @@ def _sample_scores(
         window = window or (_WINDOW if gather is not None else _CALL_WINDOW)
         windows = max(1, round(size * numel / total / window))
         if windows * window >= numel:
-            parts += [score_fn(a, b, torch.empty(b - a)).clone() for a, b in chunks(numel)]
+            parts += [score_fn(a, b, torch.empty(b - a, dtype=dtype)).clone() for a, b in chunks(numel)]
             continue
         # In address order: a memory-mapped checkpoint is then read front to back (readahead
         # serves the next windows) instead of by random faults.
         starts = torch.randint(numel - window + 1, (windows,), generator=generator).sort().values
         if gather is not None:
-            parts.append(gather((starts.unsqueeze(1) + torch.arange(window)).reshape(-1)).float())
+            parts.append(gather((starts.unsqueeze(1) + torch.arange(window)).reshape(-1)).to(dtype))
         else:
-            parts += [score_fn(a, a + window, torch.empty(window)).clone() for a in starts.tolist()]
-    return torch.cat(parts) if parts else torch.empty(0)
+            parts += [score_fn(a, a + window, torch.empty(window, dtype=dtype)).clone() for a in starts.tolist()]
+    return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
+
+
+def _score_dtype(scores: Sequence[ScoreFn]) -> torch.dtype:
+    """The scores' dtype: float32, or the integer dtype of keys (see ``ScoreFn``)."""
+    return getattr(scores[0], "dtype", torch.float32) if scores else torch.float32
+
+
+def in_key_domain(scores: Sequence[ScoreFn]) -> Sequence[ScoreFn]:
+    """The integer keys of ``scores`` when every score function has keys of one format (the
+    selection is the same, on fewer bytes per score); otherwise ``scores`` themselves."""
+    keys = [getattr(score_fn, "keys", None) for score_fn in scores]
+    formats = {getattr(key, "key_format", None) for key in keys}
+    if not keys or None in formats or len(formats) != 1:
+        return scores
+    return keys  # type: ignore[return-value]
 
 
 def _bracket(samples: torch.Tensor, k: int, total: int) -> tuple[float, float, int]:
@@ -122,14 +145,24 @@ class _Scratch:
     its SIMD comparisons into bool, ``count_nonzero`` and boolean compaction were several times
     faster than torch's CPU kernels for the same ops (comparison into bool, ``nonzero``) when
     profiled on one thread of an AMD EPYC; benchmarks/omp_passes.py times the passes, and these passes are what global
-    pruning costs beyond reading the weights. Scores are float32 whatever the weights' dtype,
-    and every bound is compared as the float32 it rounds to, as torch would."""
+    pruning costs beyond reading the weights. Scores are float32 (or integer keys, see
+    ``ScoreFn``), and every bound is compared as the score it rounds to (:meth:`bound`)."""
 
-    def __init__(self, size: int) -> None:
-        self.scores = torch.empty(size, dtype=torch.float32)
+    def __init__(self, size: int, dtype: torch.dtype = torch.float32, finite_below: int | None = None) -> None:
+        self.scores = torch.empty(size, dtype=dtype)
         self._scores = self.scores.numpy()
+        self._type = self._scores.dtype.type
+        self._finite_below = finite_below
         self._first = np.empty(size, dtype=bool)
         self._second = np.empty(size, dtype=bool)
+
+    def bound(self, value: float) -> np.generic:
+        """``value`` as a score: float32 as torch rounds it; a key clamped to the key range
+        (an infinite bound of a widened bracket then lies beyond every key)."""
+        if self._type is np.float32:
+            return np.float32(value)
+        info = np.iinfo(self._type)
+        return self._type(min(max(value, info.min), info.max))
 
     def score(self, score_fn: ScoreFn, start: int, stop: int) -> np.ndarray:
         """The chunk's scores, as a NumPy view of the scratch buffer."""
@@ -138,11 +171,13 @@ class _Scratch:
             self.scores[: stop - start].copy_(out)
         return self._scores[: stop - start]
 
-    @staticmethod
-    def all_finite(s: np.ndarray) -> bool:
+    def all_finite(self, s: np.ndarray) -> bool:
         """Whether every score is finite: a NaN or an infinity makes ``s . s`` non-finite (one
         BLAS dot of scores already in cache, cheaper than a sum); only then, or when huge
-        finite scores overflow it, is each score checked."""
+        finite scores overflow it, is each score checked. Keys: the largest is below the
+        first non-finite key."""
+        if self._type is not np.float32:
+            return self._finite_below is None or s.size == 0 or int(s.max()) < self._finite_below
         with np.errstate(over="ignore"):  # an overflow is the case the exact check settles
             return bool(np.isfinite(np.dot(s, s))) or bool(np.isfinite(s).all())
 
@@ -152,20 +187,21 @@ class _Scratch:
         """``(how many scores are below lo, the positions of those in [lo, hi], their scores)``
         of one chunk; with ``above``, also write into it which scores are above ``hi`` (kept,
         whatever the threshold inside the bracket). An inverted bracket (``hi < lo``) holds
-        the scores equal to ``lo``: the parts stay disjoint, and the search widens from there."""
+        the scores equal to ``lo``: the parts stay disjoint, and the search widens from there.
+        Three passes over the chunk: ``> hi`` (straight into the mask), ``>= lo``, and their
+        difference, which is the bracket (scores are finite here: NaN was refused before)."""
         n = s.size
-        below = np.less(s, np.float32(lo), out=self._first[:n])
-        inside = np.less_equal(s, np.float32(max(hi, lo)), out=self._second[:n])
-        if above is not None:
-            np.logical_not(inside, out=above)
-        np.logical_xor(inside, below, out=inside)  # below lo implies at most hi
+        above = np.greater(s, self.bound(max(hi, lo)), out=above if above is not None else self._second[:n])
+        at_least = np.greater_equal(s, self.bound(lo), out=self._first[:n])
+        below = n - int(np.count_nonzero(at_least))
+        inside = np.logical_xor(at_least, above, out=at_least)  # above hi implies at least lo
         where = np.flatnonzero(inside)  # positions, then values: cheaper than s[inside] here
-        return int(np.count_nonzero(below)), where, s.take(where)
+        return below, where, s.take(where)
 
     def keep(self, s: np.ndarray, t: float, part: torch.Tensor, prune_ties: int) -> int:
         """Write ``part = s >= t`` with the first ``prune_ties`` scores equal to ``t`` pruned
         (``-1``: all of them, ``s > t``); return how many ties it pruned."""
-        out, t32 = part.numpy(), np.float32(t)
+        out, t32 = part.numpy(), self.bound(t)
         if prune_ties == 0:
             np.greater_equal(s, t32, out=out)
             return 0
@@ -180,8 +216,9 @@ class _Scratch:
         return prune_ties
 
 
-def _scratch(numels: Sequence[int]) -> _Scratch:
-    return _Scratch(min(CHUNK, max(numels, default=0)))
+def _scratch(scores: Sequence[ScoreFn], numels: Sequence[int]) -> _Scratch:
+    finite_below = getattr(scores[0], "finite_below", None) if scores else None
+    return _Scratch(min(CHUNK, max(numels, default=0)), _score_dtype(scores), finite_below)
 
 
 def _classified_chunks(
@@ -196,7 +233,7 @@ def _classified_chunks(
     lo, positions in the chunk of the scores in [lo, hi], those scores)``. With ``masks``
     (flat bool, one per tensor) each chunk's scores above ``hi`` are marked kept, the rest
     not: a mask then needs only its bracket's entries set once the threshold is known."""
-    scratch = _scratch(numels)
+    scratch = _scratch(scores, numels)
     for i in progress(range(len(scores))):
         for start, stop in chunks(numels[i]):
             s = scratch.score(scores[i], start, stop)
@@ -243,8 +280,9 @@ class Gathered:
 
     def equal_counts(self, t: float) -> list[int]:
         """How many scores of each tensor equal ``t`` (all of them lie inside the bracket)."""
-        values, t32 = self.inside.numpy(), np.float32(t)
-        return [int(np.count_nonzero(values[a:b] == t32)) for a, b in self.parts()]
+        values = self.inside.numpy()
+        t_score = values.dtype.type(t)
+        return [int(np.count_nonzero(values[a:b] == t_score)) for a, b in self.parts()]
 
 
 class _Growing:
@@ -284,7 +322,7 @@ def _count_and_gather(
     """Count scores below ``lo`` and gather those in ``[lo, hi]`` (with their positions, when
     ``masks`` are written in the same pass: see :func:`_classified_chunks`)."""
     below = 0
-    inside = _Growing(capacity, np.float32)
+    inside = _Growing(capacity, torch.empty(0, dtype=_score_dtype(scores)).numpy().dtype.type)
     # positions within one tensor: int32 while they fit (half the bytes to copy and scatter)
     position_type = np.int32 if max(numels, default=0) < 2**31 else np.int64
     positions = _Growing(capacity, position_type) if masks is not None else None
@@ -390,7 +428,7 @@ def _search(
             continue
         values = inside.numpy()
         t = float(np.partition(values, k - below - 1)[k - below - 1])  # introselect: faster than torch.kthvalue here
-        strictly_below = below + int(np.count_nonzero(values < np.float32(t)))
+        strictly_below = below + int(np.count_nonzero(values < values.dtype.type(t)))
         return Threshold(t, k - strictly_below, gathered.equal_counts(t)), gathered
 
 
@@ -466,6 +504,7 @@ def iter_keep_largest_masks(
     each tensor's mask is made only when the caller asks for it (out-of-core pruning writes
     and drops it before the next)."""
     combine = combine if combine is not None else LocalCombine()
+    scores = in_key_domain(scores)
     total = combine.sum(sum(numels))
     if k <= 0 or k >= total:
         check_finite_scores(scores, numels)  # no pass to check on: the masks need no score
@@ -490,7 +529,8 @@ def _masks_in_one_pass(
     masks = [torch.empty(n, dtype=torch.bool) for n in numels]
     threshold, gathered = _search(scores, numels, k, progress, combine, masks)
     quotas = combine.tie_quotas(threshold.equal, threshold.ties)
-    values, t32 = gathered.inside.numpy(), np.float32(threshold.value)
+    values = gathered.inside.numpy()
+    t32 = values.dtype.type(threshold.value)
     positions = gathered.positions.numpy() if gathered.positions is not None else np.empty(0, np.int64)
     for mask, (a, b), quota in zip(masks, gathered.parts(), quotas):
         part = values[a:b]
@@ -526,7 +566,7 @@ def iter_threshold_masks(
         ties = spend_in_order(equal, ties)
     quotas = None if isinstance(ties, int) else [int(q) for q in ties]
     left = ties if isinstance(ties, int) else 0
-    scratch = _scratch(numels)
+    scratch = _scratch(scores, numels)
     for index, (score_fn, numel) in enumerate(zip(scores, numels)):
         if quotas is not None:
             left = quotas[index]

@@ -18,17 +18,26 @@ PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >=
 
 
 def respecting(score_fn: ScoreFn, keep: torch.Tensor | None) -> ScoreFn:
-    """Wrap ``score_fn`` so weights already pruned by ``keep`` score below everything."""
+    """Wrap ``score_fn`` so weights already pruned by ``keep`` score below everything (its
+    ``gather`` and ``keys``, when it has them, alike)."""
     if keep is None:
         return score_fn
-    flat_keep = keep.detach().reshape(-1).cpu()
+    return _respecting(score_fn, keep.detach().reshape(-1).cpu())
 
+
+def _respecting(score_fn: ScoreFn, flat_keep: torch.Tensor) -> ScoreFn:
     def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
         return score_fn(start, stop, out).masked_fill_(~flat_keep[start:stop], PRUNED_SCORE)
 
     gather = getattr(score_fn, "gather", None)
     if gather is not None:
         score.gather = lambda index: gather(index).masked_fill_(~flat_keep[index], PRUNED_SCORE)  # type: ignore[attr-defined]
+    keys = getattr(score_fn, "keys", None)
+    if keys is not None:  # keys are >= 0 as well, so PRUNED_SCORE (-1) stays below them
+        score.keys = _respecting(keys, flat_keep)  # type: ignore[attr-defined]
+    for attribute in ("dtype", "key_format", "finite_below"):
+        if hasattr(score_fn, attribute):
+            setattr(score, attribute, getattr(score_fn, attribute))
     return score
 
 

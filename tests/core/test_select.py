@@ -143,3 +143,94 @@ def test_huge_finite_scores_overflow_a_chunk_sum_and_are_still_ranked():
     tensors = [torch.rand(500, generator=gen) * 3e38, torch.rand(500, generator=gen)]
     for got, want in zip(run(tensors, 700), reference_masks(tensors, 700)):
         assert torch.equal(got, want)
+
+
+def magnitude_run(weights, k, keep=None):
+    """The OMP path: |w| scores (with int16 keys for 16-bit floats), optionally respecting an
+    earlier mask."""
+    from es_plugins.methods.magnitude import magnitude_score
+    from es_plugins.methods.selection import respecting
+
+    scores = [respecting(magnitude_score(w), keep[i] if keep else None) for i, w in enumerate(weights)]
+    masks = keep_largest_masks(scores, [w.numel() for w in weights], k)
+    return [m.view(w.shape) for m, w in zip(masks, weights)]
+
+
+def awkward_weights(dtype: torch.dtype) -> list[torch.Tensor]:
+    """Signed zeros, subnormals, huge values and heavy ties, in weights of one 16-bit dtype."""
+    gen = torch.Generator().manual_seed(5)
+    first = torch.randn(96, 40, generator=gen)
+    first[:5] = 0.0
+    first[5:10] = -0.0
+    first[10, :20] = torch.finfo(dtype).tiny / 4  # subnormal
+    first[11, :20] = -torch.finfo(dtype).max
+    second = (torch.randn(3001, generator=gen) * 1e-3).round(decimals=4)  # many equal magnitudes
+    return [first.to(dtype), second.to(dtype), (-first[:7]).to(dtype)]
+
+
+@pytest.mark.parametrize("chunk", [None, 97])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_weights_are_ranked_on_their_bits_exactly_like_their_magnitudes(monkeypatch, dtype, chunk):
+    """bf16/fp16 magnitudes select on int16 keys (the bits without the sign): the masks equal a
+    stable sort of |w| as floats, ties, signed zeros and subnormals included."""
+    from es_plugins.methods.magnitude import magnitude_score
+
+    if chunk:
+        monkeypatch.setattr(select, "CHUNK", chunk)
+    weights = awkward_weights(dtype)
+    keys = select.in_key_domain([magnitude_score(w) for w in weights])
+    assert all(key.dtype == torch.int16 for key in keys)  # the key path really runs
+    magnitudes = [w.float().abs() for w in weights]
+    total = sum(w.numel() for w in weights)
+    for k in (1, 17, total // 3, total // 2, total - 5):
+        for got, want in zip(magnitude_run(weights, k), reference_masks(magnitudes, k)):
+            assert torch.equal(got, want)
+
+
+def test_16_bit_keys_respect_an_earlier_mask_like_the_float_scores():
+    """Weights pruned before score below every key (-1), as they score -1.0 as floats."""
+    weights = awkward_weights(torch.bfloat16)
+    gen = torch.Generator().manual_seed(6)
+    keep = [torch.rand(w.shape, generator=gen) > 0.3 for w in weights]
+    already = sum(int((~m).sum()) for m in keep)
+    magnitudes = [torch.where(m, w.float().abs(), -1.0) for w, m in zip(weights, keep)]
+    for k in (already, already + 100, already + 2000):
+        for got, want in zip(magnitude_run(weights, k, keep), reference_masks(magnitudes, k)):
+            assert torch.equal(got, want)
+
+
+def test_16_bit_keys_narrow_under_a_gather_bound_to_the_same_masks():
+    from es_plugins.methods.magnitude import magnitude_score
+
+    generator = torch.Generator().manual_seed(7)
+    weights = [torch.randn(n, generator=generator).bfloat16() for n in (400_000, 250_000)]
+    scores = [magnitude_score(w) for w in weights]
+    free = keep_largest_masks(scores, [w.numel() for w in weights], 300_001)
+    with select.bounded_gather(4096):
+        bounded = keep_largest_masks(scores, [w.numel() for w in weights], 300_001)
+    assert all(torch.equal(a, b) for a, b in zip(free, bounded))
+    assert sum(int((~m).sum()) for m in bounded) == 300_001
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -float("nan")])
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_a_non_finite_16_bit_weight_is_refused_on_the_key_path(dtype, bad, fraction):
+    weights = [torch.randn(600).to(dtype), torch.randn(400).to(dtype)]
+    weights[1][123] = bad
+    with pytest.raises(select.NonFiniteScoreError) as info:
+        magnitude_run(weights, round(fraction * 1000))
+    assert info.value.index == 1
+
+
+def test_keys_are_used_only_when_every_tensor_has_keys_of_one_format():
+    from es_plugins.methods.magnitude import magnitude_score
+
+    bf16, fp16, fp32 = (magnitude_score(torch.randn(10).to(d)) for d in (torch.bfloat16, torch.float16, torch.float32))
+    assert select.in_key_domain([bf16, bf16])[0] is bf16.keys  # type: ignore[attr-defined]
+    assert select.in_key_domain([bf16, fp16]) == [bf16, fp16]  # bf16 and fp16 bits do not compare
+    assert select.in_key_domain([bf16, fp32]) == [bf16, fp32]
+    weights = [torch.randn(300).bfloat16(), torch.randn(300)]  # mixed: float scores, same exact answer
+    magnitudes = [w.float().abs() for w in weights]
+    for got, want in zip(magnitude_run(weights, 250), reference_masks(magnitudes, 250)):
+        assert torch.equal(got, want)
