@@ -174,3 +174,19 @@ def test_the_model_stays_where_it_lives_without_a_device():
     before = copy.deepcopy(model)
     sparsify_(model, SparsityPlan(WandaConfig(0.5)), calibration=CALIB)
     assert {p.device for p in model.parameters()} == {p.device for p in before.parameters()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a lent GPU machine)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_global_omp_of_a_cuda_model_matches_the_cpu_and_stays_on_its_device(dtype):
+    """Magnitudes of weights on the GPU are scored into the engine's host buffer chunk by chunk
+    (fp32 included: ``torch.abs`` cannot write a CUDA tensor's result into a host ``out``)."""
+    from es_plugins import OMPConfig
+    from es_plugins.masks.targets import TargetSpec, resolve_targets
+    from es_plugins.methods import compute_masks
+
+    model = make_tiny_gpt2().to(dtype)
+    on_cpu = compute_masks(resolve_targets(model, TargetSpec()), OMPConfig(0.5))
+    on_gpu = compute_masks(resolve_targets(model.to("cuda"), TargetSpec()), OMPConfig(0.5))
+    assert {m.device.type for m in on_gpu.values()} == {"cuda"}
+    assert all(torch.equal(on_cpu[name], on_gpu[name].cpu()) for name in on_cpu)
