@@ -6,7 +6,10 @@ sparsegpt 50 % and 2:4 (calibrated on 8 x 128 BBC tokens, seed 0, one thread: th
 on both commits). The digest is SHA-256 over the masks in name order (each name, shape and its
 bits), so it depends on the bits only, not on the masks file's format.
 
-Usage: python benchmarks/masks_digests.py [--models minilm smollm2] > digests.txt
+``--dtype bfloat16`` loads the models in bf16 (global OMP then ranks on int16 keys, the bits without
+the sign; run on a commit before them to show the masks equal the fp32-score selection's).
+
+Usage: python benchmarks/masks_digests.py [--models minilm smollm2] [--dtype float32] [--methods ...] > digests.txt
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from _common import run_main, table  # noqa: E402
+from _common import note, run_main, table  # noqa: E402
 
 METHODS = {
     "omp-50-global": ("OMPConfig", {"sparsity": 0.5}),
@@ -48,7 +51,10 @@ def digest(masks: dict[str, torch.Tensor]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "smollm2"])
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
+    note(variant="" if args.dtype == "float32" else args.dtype)  # each dtype keeps its own results file
     torch.set_num_threads(1)
 
     import es_plugins
@@ -59,12 +65,13 @@ def main() -> None:
     rows = []
     for key in args.models:
         path = resolve_model_path(f"packaged:{key}")
-        dense = load_hf_model(path, dtype="float32")
+        dense = load_hf_model(path, dtype=args.dtype)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         calibration = calibration_blocks(tokenizer, bbc_news("calib"), 8, 128, seed=0)
-        for label, (config_name, options) in METHODS.items():
+        for label in args.methods:
+            config_name, options = METHODS[label]
             config = getattr(es_plugins, config_name)(**options)
             calibrated = config_name in ("WandaConfig", "SparseGPTConfig")
             model = copy.deepcopy(dense)

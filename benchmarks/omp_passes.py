@@ -1,7 +1,9 @@
 """Where global OMP spends its time, pass by pass, beside the floor (one read pass of the weights,
 ``aminmax``), in one process: the sample, the gathering pass (which also writes every mask outside
-the bracket and checks the scores are finite), the selection inside the bracket, and the whole
-``compute_masks``; and the mask pass that out-of-core pruning adds (masks written one at a time).
+the bracket and checks the scores are finite), the selection inside the bracket, the first touch
+of fresh memory for the masks (what a first call pays on top of warm passes, whose masks reuse
+freed memory), and the whole ``compute_masks``; and the mask pass that out-of-core pruning adds
+(masks written one at a time).
 
 Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32] [--repeats 5]
 """
@@ -9,6 +11,7 @@ Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import statistics
 import sys
@@ -28,6 +31,14 @@ def _median_seconds(fn, repeats: int) -> float:
         fn()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds)
+
+
+def _first_touch(size: int) -> None:
+    """Write ``size`` bytes of fresh anonymous memory, as a first call's masks (one byte per
+    weight) must: each 4 KiB page faults once. Its own mapping, so no earlier free is reused."""
+    pages = mmap.mmap(-1, size)
+    np.frombuffer(pages, dtype=np.uint8)[:] = 1
+    pages.close()
 
 
 def main() -> None:
@@ -65,6 +76,7 @@ def main() -> None:
                 scores, numels, lo, hi, capacity, iter, masks
             ),
             "selection in the bracket (np.partition)": lambda: np.partition(values, k - gathered.below - 1),
+            "first touch of the masks' memory (fresh pages)": lambda: _first_touch(total),
             "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
             "out of core only: a mask pass": lambda: list(
                 select.iter_threshold_masks(scores, numels, threshold.value, threshold.ties, threshold.equal)

@@ -43,13 +43,14 @@ def test_sparsify_sharded_is_a_deprecated_spelling_of_sparsify_sharded(gloo_grou
     assert all(torch.equal(state.masks[n], reference.masks[n]) for n in reference.masks)
 
 
-def test_the_rank_combine_hook_selects_like_one_process(gloo_group):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16: the search runs on int16 keys
+def test_the_rank_combine_hook_selects_like_one_process(gloo_group, dtype):
     from es_plugins.engines.sharding import RankCombine
     from es_plugins.masks import select
     from es_plugins.masks.select import keep_largest_masks
     from es_plugins.methods.magnitude import magnitude_score
 
-    weights = [torch.tensor([0.5, -0.1, 0.5, 2.0]), torch.tensor([0.5, 0.3])]
+    weights = [torch.tensor([0.5, -0.1, 0.5, 2.0], dtype=dtype), torch.tensor([0.5, 0.3], dtype=dtype)]
     scores, numels = [magnitude_score(w) for w in weights], [w.numel() for w in weights]
     combine = RankCombine()
     assert combine.shards == 1 and combine.sum(7) == 7
