@@ -1,7 +1,8 @@
 """Global OMP at 50 %: es-plugins vs torch.nn.utils.prune.global_unstructured vs
 concatenate+kthvalue, beside the floor (one read pass over the weights).
 
-Each case runs in a fresh process; peak memory is RSS above the loaded weights. Every case but
+Each case runs in a fresh process; peak memory is RSS above the loaded weights. For bf16, the row
+"es-plugins, fp32 scores" is the same selection on |w| widened to fp32 instead of int16 keys. Every case but
 "es-plugins, glibc defaults" fixes glibc's mmap threshold (es_plugins.engines.memory.stable_allocator);
 that row is the allocator A/B: the same code under glibc's adaptive threshold, whose peak varies
 run to run because freed chunks are kept.
@@ -23,7 +24,15 @@ from _common import SIZES, linear_stack, measure, note, run_isolated, run_main, 
 
 SPARSITY = 0.5
 OURS_DEFAULT_ALLOCATOR = "es-plugins, glibc defaults"
-METHODS = ("floor: one read pass", "es-plugins", OURS_DEFAULT_ALLOCATOR, "cat + kthvalue", "torch prune global")
+OURS_FLOAT_SCORES = "es-plugins, fp32 scores"  # 16-bit weights only: the A/B of selecting on int16 keys
+METHODS = (
+    "floor: one read pass",
+    "es-plugins",
+    OURS_DEFAULT_ALLOCATOR,
+    OURS_FLOAT_SCORES,
+    "cat + kthvalue",
+    "torch prune global",
+)
 
 
 def case(method: str, size: str, dtype: str) -> dict:
@@ -42,6 +51,10 @@ def case(method: str, size: str, dtype: str) -> dict:
         run = lambda: [torch.aminmax(w.detach()) for w in weights]  # reads every weight, allocates nothing
     elif method.startswith("es-plugins"):
         from es_plugins import OMPConfig, TargetSpec
+        from es_plugins.masks import select
+
+        if method == OURS_FLOAT_SCORES:  # widen every weight to an fp32 |w|, as before the keys
+            select.in_key_domain = lambda scores: scores
         from es_plugins.masks.targets import resolve_targets
         from es_plugins.methods import compute_masks
 
@@ -92,6 +105,7 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         methods = [m for m in METHODS if m != "torch prune global" or size == "bert-base" or args.torch_prune_large]
+        methods = [m for m in methods if m != OURS_FLOAT_SCORES or args.dtype != "float32"]
         runs: dict[str, list[dict]] = {m: [] for m in methods}
         for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits every case alike
             for method in methods:
