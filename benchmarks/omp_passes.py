@@ -1,8 +1,9 @@
 """Where global OMP spends its time, pass by pass, beside the floor (one read pass of the weights,
 ``aminmax``), in one process: the sample, the gathering pass (which also writes every mask outside
 the bracket and checks the scores are finite), the selection inside the bracket, the first touch
-of fresh memory for the masks (what a first call pays on top of warm passes, whose masks reuse
-freed memory), and the whole ``compute_masks``; and the mask pass that out-of-core pruning adds
+of fresh memory the size of the masks (what a first call pays on top of warm passes, whose masks
+can reuse memory freed by the previous call) faulted page by page and mapped at once, and the
+whole ``compute_masks``; and the mask pass that out-of-core pruning adds
 (masks written one at a time).
 
 Usage: python benchmarks/omp_passes.py [--sizes bert-base 350m] [--dtype float32] [--repeats 5]
@@ -35,10 +36,18 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def _first_touch(size: int) -> None:
     """Write ``size`` bytes of fresh anonymous memory, as a first call's masks (one byte per
-    weight) must: each 4 KiB page faults once. Its own mapping, so no earlier free is reused."""
-    pages = mmap.mmap(-1, size)
+    weight) must: each 4 KiB page faults once. Its own private mapping (as malloc's), so no
+    earlier free is reused."""
+    pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     np.frombuffer(pages, dtype=np.uint8)[:] = 1
     pages.close()
+
+
+def _prefaulted_touch(size: int) -> None:
+    """The masks' way (``es_plugins.masks.buffers``): pages mapped in one call, then written."""
+    from es_plugins.masks.buffers import prefaulted_bools
+
+    prefaulted_bools(size).numpy()[:] = True
 
 
 def main() -> None:
@@ -76,7 +85,8 @@ def main() -> None:
                 scores, numels, lo, hi, capacity, iter, masks
             ),
             "selection in the bracket (np.partition)": lambda: np.partition(values, k - gathered.below - 1),
-            "first touch of the masks' memory (fresh pages)": lambda: _first_touch(total),
+            "first touch of fresh pages, one fault per 4 KiB": lambda: _first_touch(total),
+            "the same, pages mapped at once (MAP_POPULATE, as the masks)": lambda: _prefaulted_touch(total),
             "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
             "out of core only: a mask pass": lambda: list(
                 select.iter_threshold_masks(scores, numels, threshold.value, threshold.ties, threshold.equal)

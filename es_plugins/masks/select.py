@@ -29,6 +29,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .buffers import prefaulted_bools
+
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
 # ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
 # pass over the model allocates nothing per chunk.
@@ -526,7 +528,7 @@ def _masks_in_one_pass(
     once the threshold is known only the bracket's ~1 % of entries are set, from the scores
     and positions gathered. So no second pass over the scores; the masks (the result) exist
     from the start, which is why out-of-core pruning, one mask at a time, does not use it."""
-    masks = [torch.empty(n, dtype=torch.bool) for n in numels]
+    masks = [prefaulted_bools(n) for n in numels]  # the result: fresh memory, mapped in one call each
     threshold, gathered = _search(scores, numels, k, progress, combine, masks)
     quotas = combine.tie_quotas(threshold.equal, threshold.ties)
     values = gathered.inside.numpy()
