@@ -86,7 +86,7 @@ def main() -> None:
             ),
             "selection in the bracket (np.partition)": lambda: np.partition(values, k - gathered.below - 1),
             "first touch of fresh pages, one fault per 4 KiB": lambda: _first_touch(total),
-            "the same, pages mapped at once (MAP_POPULATE, as the masks)": lambda: _prefaulted_touch(total),
+            "the same, pages mapped at once (MADV_POPULATE_WRITE, as the masks)": lambda: _prefaulted_touch(total),
             "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
             "out of core only: a mask pass": lambda: list(
                 select.iter_threshold_masks(scores, numels, threshold.value, threshold.ties, threshold.equal)

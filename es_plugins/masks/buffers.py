@@ -1,28 +1,50 @@
-"""Result buffers whose pages the kernel maps in one call instead of one fault per page.
+"""Result buffers whose pages are mapped in one system call instead of one fault per page.
 
 Why: a first call's masks are fresh memory, and every 4 KiB page of it faults on its first
 write. On the VMs we measure on, that first touch costs about three read passes of fp32
 weights (benchmarks/omp_passes.py, "first touch"), more than the selection's own comparisons.
-``MAP_POPULATE`` maps and zeroes all pages in one system call, without a trap per page.
+``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14+) maps the whole range at once, without a trap per
+page; memory the allocator reuses is already mapped and costs only the walk over it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 
 import torch
 
-# Below this a buffer comes from the allocator: few pages, and a mapping per small mask would
-# cost more system calls than the faults it saves.
+# Below this a buffer is left to fault page by page: few pages, not worth a system call.
 PREFAULT_MIN_BYTES = 1 << 20
-_POPULATE = getattr(mmap, "MAP_POPULATE", None)  # Linux only
+MADV_POPULATE_WRITE = 23  # <linux/mman.h>; older kernels answer EINVAL and nothing changes
+
+
+def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):  # no C library symbols to look up (e.g. Windows)
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_MADVISE = _madvise()
+
+
+def prefault(tensor: torch.Tensor) -> bool:
+    """Map every page of a CPU ``tensor``'s memory now (the start rounded down to its page:
+    populating a page that is already mapped changes nothing). Returns whether the kernel did;
+    where it cannot, the pages fault on first write as usual."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if _MADVISE is None or tensor.device.type != "cpu" or nbytes < PREFAULT_MIN_BYTES:
+        return False
+    start = tensor.data_ptr() - tensor.data_ptr() % mmap.PAGESIZE
+    return _MADVISE(start, tensor.data_ptr() + nbytes - start, MADV_POPULATE_WRITE) == 0
 
 
 def prefaulted_bools(numel: int) -> torch.Tensor:
-    """An uninitialised flat bool tensor of ``numel`` elements, its pages already mapped (a
-    private anonymous mapping, freed when the tensor is). Where ``MAP_POPULATE`` is missing,
-    or for small buffers, ``torch.empty``."""
-    if _POPULATE is None or numel < PREFAULT_MIN_BYTES:
-        return torch.empty(numel, dtype=torch.bool)
-    pages = mmap.mmap(-1, numel, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
-    return torch.frombuffer(pages, dtype=torch.bool, count=numel)  # the tensor keeps ``pages`` alive
+    """An uninitialised flat bool tensor whose pages are already mapped (see :func:`prefault`)."""
+    out = torch.empty(numel, dtype=torch.bool)
+    prefault(out)
+    return out

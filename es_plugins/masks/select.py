@@ -528,7 +528,7 @@ def _masks_in_one_pass(
     once the threshold is known only the bracket's ~1 % of entries are set, from the scores
     and positions gathered. So no second pass over the scores; the masks (the result) exist
     from the start, which is why out-of-core pruning, one mask at a time, does not use it."""
-    masks = [prefaulted_bools(n) for n in numels]  # the result: fresh memory, mapped in one call each
+    masks = [prefaulted_bools(n) for n in numels]  # the result, mapped in one call each (masks/buffers.py)
     threshold, gathered = _search(scores, numels, k, progress, combine, masks)
     quotas = combine.tie_quotas(threshold.equal, threshold.ties)
     values = gathered.inside.numpy()
