@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import sys
 
 import torch
 
@@ -20,9 +21,12 @@ MADV_POPULATE_WRITE = 23  # <linux/mman.h>; older kernels answer EINVAL and noth
 
 
 def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """The C library's ``madvise`` on Linux (the advice number is Linux's); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         function = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):  # no C library symbols to look up (e.g. Windows)
+    except (OSError, AttributeError, TypeError):  # no C library symbols to look up
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     function.restype = ctypes.c_int
