@@ -36,12 +36,23 @@ from .buffers import prefaulted_bools
 # pass over the model allocates nothing per chunk.
 #
 # Optional attributes: ``gather(index)`` (the scores at flat positions, for the sample) and
-# ``keys``: a score function of the same shape whose integer scores (``keys.dtype``, e.g.
-# int16) rank exactly like the float ones, ties included; ``keys.key_format`` names the
-# encoding (keys of different formats do not compare) and ``keys.finite_below`` is the
-# first key of a non-finite score. Magnitudes of bf16/fp16 weights have such keys (their
-# bits without the sign): selecting on them moves half the bytes of widening to float32.
+# ``keys``: a score function of the same shape whose integer scores rank exactly like the
+# float ones, ties included, described by its ``key_format`` (a :class:`KeyFormat`).
+# Magnitudes of bf16/fp16 weights have such keys (their bits without the sign): selecting on
+# them moves half the bytes of widening to float32.
 ScoreFn = Callable[[int, int, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class KeyFormat:
+    """How a score function's integer keys are encoded: keys of one format compare with each
+    other, keys of two formats do not. ``dtype``: the keys' torch dtype; ``finite_below``: the
+    first key of a non-finite score (every larger key is non-finite too)."""
+
+    name: str
+    dtype: torch.dtype
+    finite_below: int
+
 
 CHUNK = 1 << 20
 _HISTOGRAM_BINS = 1024
@@ -107,9 +118,15 @@ def _sample_scores(
     return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
 
 
+def _key_format(scores: Sequence[ScoreFn]) -> KeyFormat | None:
+    """The scores' key format, or None for float32 scores (see ``ScoreFn``)."""
+    return getattr(scores[0], "key_format", None) if scores else None
+
+
 def _score_dtype(scores: Sequence[ScoreFn]) -> torch.dtype:
-    """The scores' dtype: float32, or the integer dtype of keys (see ``ScoreFn``)."""
-    return getattr(scores[0], "dtype", torch.float32) if scores else torch.float32
+    """The scores' dtype: float32, or the integer dtype of keys."""
+    key_format = _key_format(scores)
+    return key_format.dtype if key_format is not None else torch.float32
 
 
 def in_key_domain(scores: Sequence[ScoreFn]) -> Sequence[ScoreFn]:
@@ -219,7 +236,8 @@ class _Scratch:
 
 
 def _scratch(scores: Sequence[ScoreFn], numels: Sequence[int]) -> _Scratch:
-    finite_below = getattr(scores[0], "finite_below", None) if scores else None
+    key_format = _key_format(scores)
+    finite_below = key_format.finite_below if key_format is not None else None
     return _Scratch(min(CHUNK, max(numels, default=0)), _score_dtype(scores), finite_below)
 
 

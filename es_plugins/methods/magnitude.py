@@ -7,7 +7,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..masks.select import LocalCombine, ScoreFn
+from ..masks.select import KeyFormat, LocalCombine, ScoreFn
 from ..masks.targets import Target
 from .configs import OMPConfig
 from .registry import register_method
@@ -53,9 +53,7 @@ def _magnitude_keys(flat: torch.Tensor) -> ScoreFn:
         return out
 
     keys.gather = lambda index: torch.from_numpy(bits[index.numpy()] & np.int16(0x7FFF))  # type: ignore[attr-defined]
-    keys.dtype = torch.int16  # type: ignore[attr-defined]
-    keys.key_format = f"|{flat.dtype}| bits"  # type: ignore[attr-defined]
-    keys.finite_below = _FIRST_NON_FINITE[flat.dtype]  # type: ignore[attr-defined]
+    keys.key_format = KeyFormat(f"|{flat.dtype}| bits", torch.int16, _FIRST_NON_FINITE[flat.dtype])  # type: ignore[attr-defined]
     return keys
 
 

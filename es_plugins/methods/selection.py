@@ -35,9 +35,8 @@ def _respecting(score_fn: ScoreFn, flat_keep: torch.Tensor) -> ScoreFn:
     keys = getattr(score_fn, "keys", None)
     if keys is not None:  # keys are >= 0 as well, so PRUNED_SCORE (-1) stays below them
         score.keys = _respecting(keys, flat_keep)  # type: ignore[attr-defined]
-    for attribute in ("dtype", "key_format", "finite_below"):
-        if hasattr(score_fn, attribute):
-            setattr(score, attribute, getattr(score_fn, attribute))
+    if hasattr(score_fn, "key_format"):  # a wrapped key function describes the same keys
+        score.key_format = score_fn.key_format  # type: ignore[attr-defined]
     return score
 
 

@@ -179,7 +179,7 @@ def test_16_bit_weights_are_ranked_on_their_bits_exactly_like_their_magnitudes(m
         monkeypatch.setattr(select, "CHUNK", chunk)
     weights = awkward_weights(dtype)
     keys = select.in_key_domain([magnitude_score(w) for w in weights])
-    assert all(key.dtype == torch.int16 for key in keys)  # the key path really runs
+    assert all(key.key_format.dtype == torch.int16 for key in keys)  # the key path really runs
     magnitudes = [w.float().abs() for w in weights]
     total = sum(w.numel() for w in weights)
     for k in (1, 17, total // 3, total // 2, total - 5):
