@@ -60,13 +60,20 @@ class LayerStats:
     @classmethod
     @torch.no_grad()
     def measure(
-        cls, name: str, weight: torch.Tensor, in_axis: int, pattern: tuple[int, int] | None = None
+        cls,
+        name: str,
+        weight: torch.Tensor,
+        in_axis: int,
+        pattern: tuple[int, int] | None = None,
+        zeros: int | None = None,
     ) -> "LayerStats":
         """The one way a layer's line of a report is made (in memory, out of core, calibrated):
-        its exact zeros and, with ``pattern``, its N:M compliance along ``in_axis``."""
+        its exact zeros (``zeros``, when the caller counted them while writing ``weight``) and,
+        with ``pattern``, its N:M compliance along ``in_axis``."""
         weight = weight.detach()
         groups, compliant = nm_compliance(weight, pattern[0], pattern[1], in_axis) if pattern else (0, 0)
-        return cls(name, tuple(weight.shape), weight.numel(), count_zeros(weight), groups, compliant)
+        zeros = count_zeros(weight) if zeros is None else zeros
+        return cls(name, tuple(weight.shape), weight.numel(), zeros, groups, compliant)
 
     @property
     def sparsity(self) -> float:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from .buffers import prefaulted_bools
+from .workers import chunk_workers
 
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
 # ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
@@ -522,7 +525,8 @@ def iter_keep_largest_masks(
 ) -> Iterator[torch.Tensor]:
     """:func:`keep_largest_masks`, one mask at a time: the threshold search runs first, then
     each tensor's mask is made only when the caller asks for it (out-of-core pruning writes
-    and drops it before the next)."""
+    and drops it before the next). There, 16-bit keys are counted instead of searched
+    (:mod:`.key_counts`: one pass, exact, whatever the gather bound)."""
     combine = combine if combine is not None else LocalCombine()
     scores = in_key_domain(scores)
     total = combine.sum(sum(numels))
@@ -533,6 +537,13 @@ def iter_keep_largest_masks(
         return
     if _GATHER_LIMIT.get() is None:  # memory is not bounded: every mask at once, one pass fewer
         yield from _masks_in_one_pass(scores, numels, k, progress, combine)
+        return
+    from .key_counts import counted_threshold, counts_keys, key_counts  # it builds on this module
+
+    if combine.shards == 1 and counts_keys(scores):  # 16-bit keys: counted exactly in one pass
+        with chunk_workers() as workers:
+            t, ties = counted_threshold(key_counts(scores, numels, workers, progress), k)
+        yield from iter_threshold_masks(scores, numels, t, ties)
         return
     threshold = kth_smallest_threshold(scores, numels, k, progress, combine)
     quotas = combine.tie_quotas(threshold.equal, threshold.ties)
@@ -586,15 +597,22 @@ def iter_threshold_masks(
         ties = spend_in_order(equal, ties)
     quotas = None if isinstance(ties, int) else [int(q) for q in ties]
     left = ties if isinstance(ties, int) else 0
-    scratch = _scratch(scores, numels)
-    for index, (score_fn, numel) in enumerate(zip(scores, numels)):
-        if quotas is not None:
-            left = quotas[index]
-            if equal is not None and 0 < left == equal[index]:
-                left = -1  # every tie of this tensor is pruned: keep s > t
-        keep = torch.empty(numel, dtype=torch.bool)
-        for start, stop in chunks(numel):
-            pruned = scratch.keep(scratch.score(score_fn, start, stop), t, keep[start:stop], left)
-            if left > 0:
-                left -= pruned
-        yield keep
+    local = threading.local()  # one scratch per worker thread
+
+    def chunk_keep(score_fn: ScoreFn, keep: torch.Tensor, start: int, stop: int, ties_left: int) -> int:
+        scratch = local.__dict__.get("scratch") or local.__dict__.setdefault("scratch", _scratch(scores, numels))
+        return scratch.keep(scratch.score(score_fn, start, stop), t, keep[start:stop], ties_left)
+
+    with chunk_workers() as workers:
+        for index, (score_fn, numel) in enumerate(zip(scores, numels)):
+            if quotas is not None:
+                left = quotas[index]
+                if equal is not None and 0 < left == equal[index]:
+                    left = -1  # every tie of this tensor is pruned: keep s > t
+            keep = prefaulted_bools(numel)
+            if left > 0:  # a tie budget spent in flat order: chunk after chunk
+                for start, stop in chunks(numel):
+                    left -= chunk_keep(score_fn, keep, start, stop, left)
+            else:  # chunks are independent: on every worker
+                workers.map(functools.partial(chunk_keep, score_fn, keep, ties_left=left), numel, CHUNK)
+            yield keep

@@ -199,19 +199,6 @@ def test_16_bit_keys_respect_an_earlier_mask_like_the_float_scores():
             assert torch.equal(got, want)
 
 
-def test_16_bit_keys_narrow_under_a_gather_bound_to_the_same_masks():
-    from es_plugins.methods.magnitude import magnitude_score
-
-    generator = torch.Generator().manual_seed(7)
-    weights = [torch.randn(n, generator=generator).bfloat16() for n in (400_000, 250_000)]
-    scores = [magnitude_score(w) for w in weights]
-    free = keep_largest_masks(scores, [w.numel() for w in weights], 300_001)
-    with select.bounded_gather(4096):
-        bounded = keep_largest_masks(scores, [w.numel() for w in weights], 300_001)
-    assert all(torch.equal(a, b) for a, b in zip(free, bounded))
-    assert sum(int((~m).sum()) for m in bounded) == 300_001
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -float("nan")])
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])

@@ -13,6 +13,7 @@ model size; the output has the input's shards, index, dtypes and header layout.
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ from ...io.weight_files import FLOATING, INDEX_FILE, SINGLE_FILE
 from ...masks.apply import zeroed
 from ...masks.masks_file import MasksFileWriter
 from ...masks.naming import canonical_names, match_names
-from ...masks.report import LayerStats, SparsityReport
-from ...masks.select import bounded_gather
+from ...masks.report import LayerStats, SparsityReport, count_zeros
+from ...masks.select import CHUNK, bounded_gather
 from ...masks.state import MASKS_FILENAME, SparsityState
 from ...masks.targets import Target, resolve_targets
+from ...masks.workers import ChunkWorkers, chunk_workers
 from ...methods import entry_for, iter_masks
 from ...methods.plan import SparsityPlan
 from ...progress import progress_factory
@@ -132,18 +134,36 @@ def prune_tensorwise(
     with bounded_gather(limit):
         masks = iter_masks(streamed.targets, plan.method)
         first = next(masks, None)  # the threshold search runs here, inside the bound
-    for name, keep in progress(itertools.chain([first] if first else [], masks)):
-        target = by_name[name]
-        with tensor_slot(streamed.entries[name], dst) as slot:  # computed straight into the output file
-            pruned = zeroed(target.param, keep, out=slot)
-            layers.append(LayerStats.measure(name, pruned, target.in_axis, pattern))
-            del pruned
-        masks_file.write(canonical_of[name], keep)
-        del keep
+    # A mask is packed, hashed and written on a thread of its own while the next tensor is
+    # pruned; at most one is pending (two masks in memory at most).
+    with chunk_workers() as workers, ThreadPoolExecutor(1, thread_name_prefix="es-plugins-masks") as mask_writer:
+        pending: Future | None = None
+        for name, keep in progress(itertools.chain([first] if first else [], masks)):
+            target = by_name[name]
+            with tensor_slot(streamed.entries[name], dst) as slot:  # computed straight into the output file
+                zeros = write_pruned(target.param, keep, slot, workers)
+                layers.append(LayerStats.measure(name, slot, target.in_axis, pattern, zeros=zeros))
+            if pending is not None:
+                pending.result()  # raises what the write raised
+            pending = mask_writer.submit(masks_file.write, canonical_of[name], keep)
+            del keep
+        if pending is not None:
+            pending.result()
     masks_file.close()
     return streamed_report(
         streamed.checkpoint, streamed.entries.values(), layers, pattern, {**(meta or {}), "out_of_core": True}
     )
+
+
+def write_pruned(param: torch.Tensor, keep: torch.Tensor, slot: torch.Tensor, workers: ChunkWorkers) -> int:
+    """``slot = param * keep`` (bit for bit, see :func:`zeroed`), chunk by chunk on the workers,
+    each chunk's zeros counted while it is still in cache; returns the zeros."""
+    flat_param, flat_keep, flat_slot = param.reshape(-1), keep.reshape(-1), slot.view(-1)
+
+    def chunk(start: int, stop: int) -> int:
+        return count_zeros(zeroed(flat_param[start:stop], flat_keep[start:stop], out=flat_slot[start:stop]))
+
+    return sum(workers.map(chunk, flat_param.numel(), CHUNK))
 
 
 def is_streamable(folder: Path) -> bool:

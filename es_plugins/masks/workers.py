@@ -1,0 +1,73 @@
+"""Chunk work spread over a few threads.
+
+Why threads and not processes: the per-chunk passes over weights (counting keys, zeroing,
+counting zeros) are NumPy ufuncs and torch kernels, which release the GIL inside their loops,
+so threads scale them with cores and share the memory-mapped shards without copies. Out of
+core these passes are what stands between reading a shard and writing its pruned copy
+(benchmarks/out_of_core.py); in memory the selection stays single-threaded (its passes are too
+short for a pool to pay off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, TypeVar
+
+import torch
+
+MAX_WORKERS = 8  # past this the passes are bound by memory bandwidth, not by cores
+
+T = TypeVar("T")
+
+
+def worker_count() -> int:
+    """Threads for chunk work: torch's intra-op thread count (what the user configured with
+    ``torch.set_num_threads``), capped by the CPUs and :data:`MAX_WORKERS`."""
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1, MAX_WORKERS))
+
+
+class ChunkWorkers:
+    """Run ``fn(start, stop)`` over consecutive chunks of a range, results in chunk order; one
+    worker runs inline (no thread, no pool)."""
+
+    def __init__(self, count: int | None = None):
+        self.count = count if count is not None else worker_count()
+        self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="es-plugins") if self.count > 1 else None
+
+    def map(self, fn: Callable[[int, int], T], numel: int, size: int) -> list[T]:
+        ranges = [(start, min(start + size, numel)) for start in range(0, numel, size)]
+        if self._pool is None or len(ranges) < 2:
+            return [fn(a, b) for a, b in ranges]
+        return list(self._pool.map(lambda r: fn(*r), ranges))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+@contextlib.contextmanager
+def chunk_workers(count: int | None = None) -> Iterator[ChunkWorkers]:
+    """A :class:`ChunkWorkers` for the block, its threads joined at the end."""
+    workers = ChunkWorkers(count)
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
+class ThreadBuffers:
+    """One reusable buffer per thread and dtype: workers never share scratch memory, and a
+    pass allocates nothing per chunk."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        buffers: dict[torch.dtype, torch.Tensor] = self._local.__dict__.setdefault("buffers", {})
+        buffer = buffers.get(dtype)
+        if buffer is None or buffer.numel() < numel:
+            buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
+        return buffer[:numel]
