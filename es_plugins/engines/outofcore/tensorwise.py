@@ -3,11 +3,13 @@ checkpoint, shard by shard, without loading the model.
 
 The model is built on the meta device (no memory) only to resolve the same targets, names and
 input axes as an in-memory run. The registered method then runs on targets whose weights are
-memory-mapped views of the checkpoint: the exact global threshold comes from the existing
-bracketing engine (a few chunked passes over the mapped files), and each target's mask is made,
-applied, written in place into a byte copy of its shard and dropped before the next. Peak
-anonymous memory is about one tensor (its copy, its mask, a few chunk buffers), whatever the
-model size; the output has the input's shards, index, dtypes and header layout.
+memory-mapped views of the checkpoint: the exact global threshold of bf16/fp16 magnitudes comes
+from one pass that counts their 16-bit keys (:mod:`es_plugins.masks.key_counts`), other scores
+go through the bracketing engine under a gather bound; each target's mask is then made, applied
+into a byte copy of its shard (chunk by chunk on worker threads, zeros counted on the way) and
+handed to a thread that packs and writes it, before the next. Peak anonymous memory is about two
+masks and a few chunk buffers per worker, whatever the model size; the output has the input's
+shards, index, dtypes and header layout.
 """
 
 from __future__ import annotations
