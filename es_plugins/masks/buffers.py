@@ -5,12 +5,6 @@ write. On the VMs we measure on, that first touch costs about three read passes 
 weights (benchmarks/omp_passes.py, "first touch"), more than the selection's own comparisons.
 ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14+) maps the whole range at once, without a trap per
 page; memory the allocator reuses is already mapped and costs only the walk over it.
-
-Buffers of a few huge pages or more also ask for transparent huge pages (``MADV_HUGEPAGE``) on
-their 2 MiB-aligned interior first: one mapping per 2 MiB instead of 512, measured ~3x faster
-to first touch than 4 KiB pages on this VM (85 MB of masks: ~11 ms vs ~35 ms, one thread). The
-kernel may compact memory to find them (a first call in a fragmented machine paid ~0.1 s in
-some fresh processes); where THP is off (``enabled = never``) the advice is ignored.
 """
 
 from __future__ import annotations
@@ -24,8 +18,6 @@ import torch
 # Below this a buffer is left to fault page by page: few pages, not worth a system call.
 PREFAULT_MIN_BYTES = 1 << 20
 MADV_POPULATE_WRITE = 23  # <linux/mman.h>; older kernels answer EINVAL and nothing changes
-MADV_HUGEPAGE = 14  # <linux/mman.h>; ignored where transparent huge pages are off
-HUGE_PAGE = 2 << 20  # x86-64 and arm64 (4 KiB base pages)
 
 
 def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
@@ -52,11 +44,7 @@ def prefault(tensor: torch.Tensor) -> bool:
     if _MADVISE is None or tensor.device.type != "cpu" or nbytes < PREFAULT_MIN_BYTES:
         return False
     start = tensor.data_ptr() - tensor.data_ptr() % mmap.PAGESIZE
-    stop = tensor.data_ptr() + nbytes
-    huge_start, huge_stop = -(-start // HUGE_PAGE) * HUGE_PAGE, stop // HUGE_PAGE * HUGE_PAGE
-    if huge_stop > huge_start:  # only whole huge pages inside the tensor: never advise a neighbour
-        _MADVISE(huge_start, huge_stop - huge_start, MADV_HUGEPAGE)
-    return _MADVISE(start, stop - start, MADV_POPULATE_WRITE) == 0
+    return _MADVISE(start, tensor.data_ptr() + nbytes - start, MADV_POPULATE_WRITE) == 0
 
 
 def prefaulted_bools(numel: int) -> torch.Tensor:
