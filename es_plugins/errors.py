@@ -26,6 +26,18 @@ class NonFiniteWeightError(ValueError):
     """A targeted weight holds NaN or Inf, so magnitudes cannot be ranked."""
 
 
+class NonFiniteScoreError(ValueError):
+    """A score is NaN or infinite: it cannot be ranked. ``index``: its tensor's position.
+    Every pass over the scores checks (at the cost of a dot product per chunk), and the selection
+    makes one before any mask, so callers whose scores are the weights' magnitudes need no read
+    pass of their own to refuse NaN/Inf weights; they turn it into :class:`NonFiniteWeightError`
+    naming the weight."""
+
+    def __init__(self, index: int):
+        super().__init__(f"scores of tensor {index} are not all finite")
+        self.index = index
+
+
 class CheckpointError(ValueError):
     """A path is not a usable Hugging Face checkpoint folder."""
 

@@ -17,9 +17,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import select
-from .select import NonFiniteScoreError, ScoreFn
+from ..errors import NonFiniteScoreError
 from .workers import ChunkWorkers, ThreadBuffers
+
+# A key function, as :mod:`.select` calls it: ``keys(start, stop, out)`` writes the int16 keys of
+# flat range [start, stop) into ``out`` and returns them; ``keys.key_format`` describes them.
+KeyFn = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 KEY_VALUES = 1 << 16  # int16 keys, -32768..32767, counted at index key + OFFSET
 OFFSET = 1 << 15
@@ -27,14 +30,14 @@ OFFSET = 1 << 15
 _SIGNED_ORDER = np.arange(KEY_VALUES) ^ OFFSET
 
 
-def counts_keys(scores: Sequence[ScoreFn]) -> bool:
-    """Whether ``scores`` are int16 keys of one format (``select.in_key_domain`` chose them)."""
+def counts_keys(scores: Sequence[KeyFn]) -> bool:
+    """Whether ``scores`` are int16 keys of one format (:func:`.select.in_key_domain` chose them)."""
     formats = {getattr(score_fn, "key_format", None) for score_fn in scores}
     key_format = formats.pop() if len(formats) == 1 else None
     return key_format is not None and key_format.dtype == torch.int16
 
 
-def _chunk_counts(score_fn: ScoreFn, start: int, stop: int, buffers: ThreadBuffers) -> np.ndarray:
+def _chunk_counts(score_fn: KeyFn, start: int, stop: int, buffers: ThreadBuffers) -> np.ndarray:
     """How many keys of flat range ``[start, stop)`` take each value (index = key + OFFSET)."""
     keys = score_fn(start, stop, buffers.get(stop - start, torch.int16))
     try:  # keys of weights are >= 0; torch's bincount is ~2x NumPy's on int16 here
@@ -47,9 +50,10 @@ def _chunk_counts(score_fn: ScoreFn, start: int, stop: int, buffers: ThreadBuffe
 
 
 def key_counts(
-    scores: Sequence[ScoreFn], numels: Sequence[int], workers: ChunkWorkers, progress: Callable = iter
+    scores: Sequence[KeyFn], numels: Sequence[int], workers: ChunkWorkers, chunk: int, progress: Callable = iter
 ) -> np.ndarray:
-    """The histogram of every key of every tensor (int64, index = key + OFFSET).
+    """The histogram of every key of every tensor (int64, index = key + OFFSET), counted in
+    chunks of ``chunk`` keys on the workers.
 
     Raises:
         NonFiniteScoreError: the first tensor holding a key of a NaN or an infinity."""
@@ -57,9 +61,7 @@ def key_counts(
     buffers = ThreadBuffers()
     total = np.zeros(KEY_VALUES, dtype=np.int64)
     for index in progress(range(len(scores))):
-        parts = workers.map(
-            functools.partial(_chunk_counts, scores[index], buffers=buffers), numels[index], select.CHUNK
-        )
+        parts = workers.map(functools.partial(_chunk_counts, scores[index], buffers=buffers), numels[index], chunk)
         counts = np.sum(parts, axis=0) if parts else np.zeros(KEY_VALUES, dtype=np.int64)
         if counts[OFFSET + finite_below :].any():
             raise NonFiniteScoreError(index)

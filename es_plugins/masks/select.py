@@ -31,6 +31,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..errors import NonFiniteScoreError
+from . import key_counts as counting
 from .buffers import prefaulted_bools
 from .workers import chunk_workers
 
@@ -265,17 +267,6 @@ def _classified_chunks(
             above = masks[i][start:stop].numpy() if masks is not None else None
             below, where, values = scratch.classify(s, lo, hi, above)
             yield i, start, below, where, values
-
-
-class NonFiniteScoreError(ValueError):
-    """A score is NaN or infinite: it cannot be ranked. ``index``: its tensor's position.
-    Every pass over the scores checks (at the cost of a dot product per chunk), and the selection makes
-    one before any mask, so callers whose scores are the weights' magnitudes need no read
-    pass of their own to refuse NaN/Inf weights."""
-
-    def __init__(self, index: int):
-        super().__init__(f"scores of tensor {index} are not all finite")
-        self.index = index
 
 
 def check_finite_scores(scores: Sequence[ScoreFn], numels: Sequence[int]) -> None:
@@ -538,11 +529,9 @@ def iter_keep_largest_masks(
     if _GATHER_LIMIT.get() is None:  # memory is not bounded: every mask at once, one pass fewer
         yield from _masks_in_one_pass(scores, numels, k, progress, combine)
         return
-    from .key_counts import counted_threshold, counts_keys, key_counts  # it builds on this module
-
-    if combine.shards == 1 and counts_keys(scores):  # 16-bit keys: counted exactly in one pass
+    if combine.shards == 1 and counting.counts_keys(scores):  # 16-bit keys: counted exactly in one pass
         with chunk_workers() as workers:
-            t, ties = counted_threshold(key_counts(scores, numels, workers, progress), k)
+            t, ties = counting.counted_threshold(counting.key_counts(scores, numels, workers, CHUNK, progress), k)
         yield from iter_threshold_masks(scores, numels, t, ties)
         return
     threshold = kth_smallest_threshold(scores, numels, k, progress, combine)

@@ -10,8 +10,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import NonFiniteWeightError, SparsityConfigError
-from ..masks.select import LocalCombine, NonFiniteScoreError, ScoreFn, iter_keep_largest_masks, keep_largest_masks
+from ..errors import NonFiniteScoreError, NonFiniteWeightError, SparsityConfigError
+from ..masks.select import LocalCombine, ScoreFn, iter_keep_largest_masks, keep_largest_masks
 from ..masks.targets import Target
 
 PRUNED_SCORE = -1.0  # below any real score (magnitudes and uniform draws are >= 0)
