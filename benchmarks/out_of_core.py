@@ -7,8 +7,8 @@ Rows per checkpoint, each in a fresh process:
   - ours, OMP 50 % global, out of core (``es-plugins prune --low-memory`` path)
   - ours, 2:4, out of core
   - ours, Wanda 50 % with 4 x 128 calibration tokens, block by block
-Each case runs with 2 threads (``torch.set_num_threads(2)``: out of core, the chunk passes run
-on that many workers) after the imports (transformers and the checkpoint's model class: a fixed
+Each case runs with ``CASE_THREADS`` = 2 torch threads (out of core, the chunk passes run on
+that many workers) after the imports (transformers and the checkpoint's model class: a fixed
 ~1.5 s that does not grow with the checkpoint). With ``--cold`` the page cache is dropped before
 each case and the results go to ``out_of_core-cold.json``. Every row ends with ``os.sync()``
 (its output on disk, as the CLI's atomic publish fsyncs) and starts after one (no row pays for
@@ -47,6 +47,7 @@ HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5632, 32000, 16
 FLOOR = "floor: sequential read + write of the shards"
 BASELINE = "baseline: from_pretrained + prune + save"
 BASELINE_RAM_SHARE = 0.4  # the baseline holds the model, its masks and a save's copies
+CASE_THREADS = 2  # torch threads of each case; out of core, the chunk passes run on that many workers
 CASES = (
     FLOOR,
     BASELINE,
@@ -131,7 +132,7 @@ def case(name: str, src: str, dst: str) -> dict:
     from es_plugins.io.hf_config import model_class, read_config
 
     stable_allocator()
-    torch.set_num_threads(2)
+    torch.set_num_threads(CASE_THREADS)
     from transformers import AutoModelForCausalLM  # noqa: F401  (imported before the measurement)
 
     model_class(Path(src), read_config(Path(src)))  # its module (modeling_llama): ~1.4 s of imports, as above
@@ -255,7 +256,11 @@ def main() -> None:
     print()
     cache = "cold page cache (dropped before each case)" if args.cold else "warm page cache"
     print(f"{cache}; {args.repeats} repeat(s); load average before/after {before} / {os.getloadavg()}")
-    note(cache=cache, threads="2 per isolated case (torch.set_num_threads)", variant="cold" if args.cold else "")
+    note(
+        cache=cache,
+        threads=f"{CASE_THREADS} per isolated case (torch.set_num_threads)",
+        variant="cold" if args.cold else "",
+    )
     print(table(rows, HEADER, name="all"))
     floor_k = _exponent(timings[FLOOR]) if len(timings[FLOOR]) >= 2 else float("nan")
     growth = [

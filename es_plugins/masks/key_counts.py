@@ -30,13 +30,6 @@ OFFSET = 1 << 15
 _SIGNED_ORDER = np.arange(KEY_VALUES) ^ OFFSET
 
 
-def counts_keys(scores: Sequence[KeyFn]) -> bool:
-    """Whether ``scores`` are int16 keys of one format (:func:`.select.in_key_domain` chose them)."""
-    formats = {getattr(score_fn, "key_format", None) for score_fn in scores}
-    key_format = formats.pop() if len(formats) == 1 else None
-    return key_format is not None and key_format.dtype == torch.int16
-
-
 def _chunk_counts(score_fn: KeyFn, start: int, stop: int, buffers: ThreadBuffers) -> np.ndarray:
     """How many keys of flat range ``[start, stop)`` take each value (index = key + OFFSET)."""
     keys = score_fn(start, stop, buffers.get(stop - start, torch.int16))

@@ -16,6 +16,7 @@ from torch import nn
 
 from .patterns import nm_compliance
 from .targets import Target
+from .workers import ranges
 
 _SAME_WIDTH_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -38,14 +39,10 @@ def count_zeros(tensor: torch.Tensor, chunk: int = 1 << 20) -> int:
         if bits.device.type == "cpu":
             array = bits.numpy()
             return sum(
-                (b - a) - int(np.count_nonzero(np.left_shift(array[a:b], 1))) for a, b in _ranges(array.size, chunk)
+                (b - a) - int(np.count_nonzero(np.left_shift(array[a:b], 1))) for a, b in ranges(array.size, chunk)
             )
-        return sum((b - a) - int(torch.count_nonzero(bits[a:b] << 1)) for a, b in _ranges(flat.numel(), chunk))
-    return sum((b - a) - int(torch.count_nonzero(flat[a:b])) for a, b in _ranges(flat.numel(), chunk))
-
-
-def _ranges(numel: int, chunk: int) -> list[tuple[int, int]]:
-    return [(a, min(a + chunk, numel)) for a in range(0, numel, chunk)]
+        return sum((b - a) - int(torch.count_nonzero(bits[a:b] << 1)) for a, b in ranges(flat.numel(), chunk))
+    return sum((b - a) - int(torch.count_nonzero(flat[a:b])) for a, b in ranges(flat.numel(), chunk))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import contextlib
 import contextvars
 import functools
 import math
-import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -34,7 +33,7 @@ import torch
 from ..errors import NonFiniteScoreError
 from . import key_counts as counting
 from .buffers import prefaulted_bools
-from .workers import chunk_workers
+from .workers import PerThread, chunk_workers, ranges
 
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
 # ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
@@ -73,10 +72,8 @@ _Z = 7.0  # bracket half-width in binomial standard deviations of the sample qua
 
 
 def chunks(numel: int, size: int | None = None) -> Iterator[tuple[int, int]]:
-    """Consecutive ``(start, stop)`` ranges covering ``range(numel)``."""
-    size = size or CHUNK
-    for start in range(0, numel, size):
-        yield start, min(start + size, numel)
+    """Consecutive ``(start, stop)`` ranges covering ``range(numel)``, ``CHUNK`` long by default."""
+    return ranges(numel, size or CHUNK)
 
 
 def _sample_size(total: int, limit: int | None) -> int:
@@ -529,7 +526,8 @@ def iter_keep_largest_masks(
     if _GATHER_LIMIT.get() is None:  # memory is not bounded: every mask at once, one pass fewer
         yield from _masks_in_one_pass(scores, numels, k, progress, combine)
         return
-    if combine.shards == 1 and counting.counts_keys(scores):  # 16-bit keys: counted exactly in one pass
+    key_format = _key_format(scores)  # in_key_domain gave keys of one format, or float scores
+    if combine.shards == 1 and key_format is not None and key_format.dtype == torch.int16:  # counted in one pass
         with chunk_workers() as workers:
             t, ties = counting.counted_threshold(counting.key_counts(scores, numels, workers, CHUNK, progress), k)
         yield from iter_threshold_masks(scores, numels, t, ties)
@@ -586,10 +584,10 @@ def iter_threshold_masks(
         ties = spend_in_order(equal, ties)
     quotas = None if isinstance(ties, int) else [int(q) for q in ties]
     left = ties if isinstance(ties, int) else 0
-    local = threading.local()  # one scratch per worker thread
+    scratches = PerThread(lambda: _scratch(scores, numels))
 
     def chunk_keep(score_fn: ScoreFn, keep: torch.Tensor, start: int, stop: int, ties_left: int) -> int:
-        scratch = local.__dict__.get("scratch") or local.__dict__.setdefault("scratch", _scratch(scores, numels))
+        scratch = scratches.get()
         return scratch.keep(scratch.score(score_fn, start, stop), t, keep[start:stop], ties_left)
 
     with chunk_workers() as workers:

@@ -14,13 +14,19 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 import torch
 
 MAX_WORKERS = 8  # past this the passes are bound by memory bandwidth, not by cores
 
 T = TypeVar("T")
+
+
+def ranges(numel: int, size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges of at most ``size`` covering ``range(numel)``."""
+    for start in range(0, numel, size):
+        yield start, min(start + size, numel)
 
 
 def worker_count() -> int:
@@ -38,10 +44,10 @@ class ChunkWorkers:
         self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="es-plugins") if self.count > 1 else None
 
     def map(self, fn: Callable[[int, int], T], numel: int, size: int) -> list[T]:
-        ranges = [(start, min(start + size, numel)) for start in range(0, numel, size)]
-        if self._pool is None or len(ranges) < 2:
-            return [fn(a, b) for a, b in ranges]
-        return list(self._pool.map(lambda r: fn(*r), ranges))
+        parts = list(ranges(numel, size))
+        if self._pool is None or len(parts) < 2:
+            return [fn(a, b) for a, b in parts]
+        return list(self._pool.map(lambda r: fn(*r), parts))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -58,15 +64,30 @@ def chunk_workers(count: int | None = None) -> Iterator[ChunkWorkers]:
         workers.close()
 
 
-class ThreadBuffers:
-    """One reusable buffer per thread and dtype: workers never share scratch memory, and a
-    pass allocates nothing per chunk."""
+class PerThread(Generic[T]):
+    """One value per thread, made by ``factory`` on that thread's first :meth:`get`: workers
+    never share scratch memory, and a pass allocates its scratch once per thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
         self._local = threading.local()
 
+    def get(self) -> T:
+        try:
+            return self._local.value
+        except AttributeError:
+            self._local.value = self._factory()
+            return self._local.value
+
+
+class ThreadBuffers:
+    """One reusable buffer per thread and dtype (grown when a longer one is asked for)."""
+
+    def __init__(self) -> None:
+        self._buffers: PerThread[dict[torch.dtype, torch.Tensor]] = PerThread(dict)
+
     def get(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
-        buffers: dict[torch.dtype, torch.Tensor] = self._local.__dict__.setdefault("buffers", {})
+        buffers = self._buffers.get()
         buffer = buffers.get(dtype)
         if buffer is None or buffer.numel() < numel:
             buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
