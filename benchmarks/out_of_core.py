@@ -9,7 +9,7 @@ Rows per checkpoint, each in a fresh process:
   - ours, Wanda 50 % with 4 x 128 calibration tokens, block by block
 Each case runs with ``CASE_THREADS`` = 2 torch threads (out of core, the chunk passes run on
 that many workers) after the imports (transformers and the checkpoint's model class: a fixed
-~1.5 s that does not grow with the checkpoint). With ``--cold`` the page cache is dropped before
+cost that does not grow with the checkpoint). With ``--cold`` the page cache is dropped before
 each case and the results go to ``out_of_core-cold.json``. Every row ends with ``os.sync()``
 (its output on disk, as the CLI's atomic publish fsyncs) and starts after one (no row pays for
 an earlier row's writeback); the floor row copies the shards (a sequential read plus write)
@@ -135,7 +135,7 @@ def case(name: str, src: str, dst: str) -> dict:
     torch.set_num_threads(CASE_THREADS)
     from transformers import AutoModelForCausalLM  # noqa: F401  (imported before the measurement)
 
-    model_class(Path(src), read_config(Path(src)))  # its module (modeling_llama): ~1.4 s of imports, as above
+    model_class(Path(src), read_config(Path(src)))  # its module (modeling_llama) too: imports, as above
 
     out = Path(dst)
     out.mkdir()
