@@ -84,7 +84,7 @@ def main() -> None:
             "gathering pass, writing the masks": lambda: select._count_and_gather(
                 scores, numels, lo, hi, capacity, iter, masks
             ),
-            "selection in the bracket (np.partition)": lambda: np.partition(values, k - gathered.below - 1),
+            "selection in the bracket": lambda: select.threshold_in_bracket(values, k - gathered.below),
             "compute_masks (all of it)": lambda: compute_masks(targets, OMPConfig(0.5)),
             "out of core only: a mask pass": lambda: list(
                 select.iter_threshold_masks(scores, numels, threshold.value, threshold.ties, threshold.equal)

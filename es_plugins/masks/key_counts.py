@@ -30,13 +30,19 @@ OFFSET = 1 << 15
 _SIGNED_ORDER = np.arange(KEY_VALUES) ^ OFFSET
 
 
+def histogram(keys: np.ndarray) -> np.ndarray:
+    """How many of ``keys`` (int16, any sign) take each value (int64, index = key + OFFSET):
+    all 16 bits counted as unsigned, then put back in signed order."""
+    return np.bincount(keys.view(np.uint16), minlength=KEY_VALUES)[_SIGNED_ORDER]
+
+
 def _chunk_counts(score_fn: KeyFn, start: int, stop: int, buffers: ThreadBuffers) -> np.ndarray:
     """How many keys of flat range ``[start, stop)`` take each value (index = key + OFFSET)."""
     keys = score_fn(start, stop, buffers.get(stop - start, torch.int16))
     try:  # keys of weights are >= 0; torch's bincount is ~2x NumPy's on int16 here
         positive = torch.bincount(keys, minlength=OFFSET).numpy()
     except RuntimeError:  # negative keys (weights an earlier mask pruned score -1): count all 16 bits
-        return np.bincount(keys.numpy().view(np.uint16), minlength=KEY_VALUES)[_SIGNED_ORDER]
+        return histogram(keys.numpy())
     counts = np.zeros(KEY_VALUES, dtype=np.int64)
     counts[OFFSET:] = positive
     return counts

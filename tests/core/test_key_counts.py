@@ -17,6 +17,7 @@ from es_plugins.methods.magnitude import magnitude_score
 def test_the_counted_threshold_is_the_kth_smallest_key_and_its_tie_budget():
     keys = np.random.default_rng(0).integers(-3, 40, 5000).astype(np.int16)  # heavy ties, some negative
     counts = np.bincount(keys.astype(np.int64) + key_counts.OFFSET, minlength=key_counts.KEY_VALUES)
+    assert np.array_equal(key_counts.histogram(keys), counts)  # the 16-bit count, back in signed order
     ranked = np.sort(keys)
     for k in (1, 2, 777, 2500, 4999, 5000):
         t, ties = key_counts.counted_threshold(counts, k)
@@ -24,6 +25,18 @@ def test_the_counted_threshold_is_the_kth_smallest_key_and_its_tie_budget():
         assert ties == k - int((keys < t).sum()) and 0 < ties <= int((keys == t).sum())
     with pytest.raises(ValueError, match="k must be in"):
         key_counts.counted_threshold(counts, 5001)
+
+
+def test_inside_the_bracket_keys_are_counted_and_floats_partitioned_to_the_same_threshold():
+    """The in-memory search's last step: int16 keys take the counting path, float scores the
+    partition; both give the rank-th smallest and its tie budget, whatever the ties."""
+    keys = np.random.default_rng(1).integers(-1, 12, 3000).astype(np.int16)  # -1: pruned by an earlier mask
+    ranked = np.sort(keys)
+    for rank in (1, 400, 1500, 2999, 3000):
+        for values in (keys, keys.astype(np.float32)):
+            t, ties = select.threshold_in_bracket(values, rank)
+            assert t == ranked[rank - 1]
+            assert ties == rank - int((keys < t).sum()) and 0 < ties <= int((keys == t).sum())
 
 
 def test_a_chunk_with_negative_keys_is_counted_on_all_16_bits():
