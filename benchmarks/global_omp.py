@@ -5,8 +5,9 @@ Each case runs in a fresh process; peak memory is RSS above the loaded weights. 
 "es-plugins, fp32 scores" is the same selection on |w| widened to fp32 instead of int16 keys. Every case but
 "es-plugins, glibc defaults" fixes glibc's mmap threshold (es_plugins.engines.memory.stable_allocator);
 that row is the allocator A/B: the same code under glibc's adaptive threshold, whose peak varies
-run to run because freed chunks are kept.
-Usage: python benchmarks/global_omp.py [--sizes bert-base 350m] [--torch-prune-large]
+run to run because freed chunks are kept. Every case runs on one thread unless ``--threads N``
+(then the floor's aminmax, ours and the baselines all get N torch threads; a results file of its own).
+Usage: python benchmarks/global_omp.py [--sizes bert-base 350m] [--dtype bfloat16] [--threads 2] [--torch-prune-large]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def case(method: str, size: str, dtype: str) -> dict:
 
     if method != OURS_DEFAULT_ALLOCATOR:  # the A/B: the same code with glibc's adaptive mmap threshold
         stable_allocator()  # freed buffers go back to the OS, so peaks repeat run to run
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # --threads; the floor's aminmax too
     blocks = linear_stack(size, getattr(torch, dtype))
     linears = [m for m in blocks.modules() if isinstance(m, torch.nn.Linear)]
     weights = [m.weight for m in linears]
@@ -99,8 +100,14 @@ def main() -> None:
         help="also run torch prune on the 350m stack (~12x the weights of RAM: ~17 GiB)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (each runs every case once)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads in every case (the floor's aminmax and ours alike)"
+    )
     args = parser.parse_args()
-    note(variant="" if args.dtype == "float32" else args.dtype)  # fp32 and bf16 keep separate results files
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # each isolated case runs with it, and the results say so
+    # fp32 and bf16, and each thread count, keep separate results files
+    threads_part = f"threads{args.threads}" if args.threads != 1 else ""
+    note(variant="-".join(part for part in ("" if args.dtype == "float32" else args.dtype, threads_part) if part))
     before = os.getloadavg()
     rows = []
     for size in args.sizes:
@@ -137,7 +144,7 @@ def main() -> None:
         if not args.torch_prune_large and size != "bert-base":
             rows.append([size, "torch prune global", "skipped", "-", "-", "-", "needs ~17 GiB; --torch-prune-large"])
     print(
-        f"Global magnitude pruning to {SPARSITY:.0%} (one thread; fresh process per case; median and min-max of "
+        f"Global magnitude pruning to {SPARSITY:.0%} ({args.threads} thread(s); fresh process per case; median and min-max of "
         f"{args.repeats} interleaved repeats; glibc mmap threshold fixed by es_plugins.engines.memory.stable_allocator "
         f"except in the '{OURS_DEFAULT_ALLOCATOR}' row)"
     )

@@ -33,7 +33,7 @@ import torch
 from ..errors import NonFiniteScoreError
 from . import key_counts as counting
 from .buffers import prefaulted_bools
-from .workers import PerThread, chunk_workers, ranges
+from .workers import PerThread, chunk_workers, ranges, worker_count
 
 # score_fn(start, stop, out): write the float32 scores of flat elements [start, stop) into
 # ``out`` (length stop - start) and return it. The engine owns ``out`` and reuses it, so a
@@ -259,16 +259,26 @@ def _classified_chunks(
     """One pass over every score, chunk by chunk: ``(tensor index, chunk start, count below
     lo, positions in the chunk of the scores in [lo, hi], those scores)``. With ``masks``
     (flat bool, one per tensor) each chunk's scores above ``hi`` are marked kept, the rest
-    not: a mask then needs only its bracket's entries set once the threshold is known."""
-    scratch = _scratch(scores, numels)
-    for i in progress(range(len(scores))):
-        for start, stop in chunks(numels[i]):
-            s = scratch.score(scores[i], start, stop)
-            if not scratch.all_finite(s):
-                raise NonFiniteScoreError(i)
-            above = masks[i][start:stop].numpy() if masks is not None else None
-            below, where, values = scratch.classify(s, lo, hi, above)
-            yield i, start, below, where, values
+    not: a mask then needs only its bracket's entries set once the threshold is known.
+
+    Chunks run on the worker threads (``torch.get_num_threads()`` of them, see
+    :mod:`.workers`), each with its own scratch, and are yielded in order: the first chunk
+    holding a NaN/Inf raises for its tensor, as one thread would."""
+    scratches = PerThread(lambda: _scratch(scores, numels))
+
+    def classify(part: tuple[int, int, int]) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+        i, start, stop = part
+        scratch = scratches.get()
+        s = scratch.score(scores[i], start, stop)
+        if not scratch.all_finite(s):
+            raise NonFiniteScoreError(i)
+        above = masks[i][start:stop].numpy() if masks is not None else None
+        return (i, start, *scratch.classify(s, lo, hi, above))
+
+    parts = ((i, start, stop) for i in progress(range(len(scores))) for start, stop in chunks(numels[i]))
+    count = sum(-(-n // CHUNK) for n in numels)  # one chunk (a small layer) runs inline: no thread to start
+    with chunk_workers(min(worker_count(), count)) as workers:
+        yield from workers.imap(classify, parts)
 
 
 def check_finite_scores(scores: Sequence[ScoreFn], numels: Sequence[int]) -> None:
@@ -560,16 +570,22 @@ def _masks_in_one_pass(
     and positions gathered. So no second pass over the scores; the masks (the result) exist
     from the start, which is why out-of-core pruning, one mask at a time, does not use it."""
     masks = [prefaulted_bools(n) for n in numels]  # the result, mapped in one call each (masks/buffers.py)
-    threshold, gathered = _search(scores, numels, k, progress, combine, masks)
-    quotas = combine.tie_quotas(threshold.equal, threshold.ties)
-    values = gathered.inside.numpy()
-    t32 = values.dtype.type(threshold.value)
-    positions = gathered.positions.numpy() if gathered.positions is not None else np.empty(0, np.int64)
-    for mask, (a, b), quota in zip(masks, gathered.parts(), quotas):
-        part = values[a:b]
-        keep = part > t32
-        keep[np.flatnonzero(part == t32)[quota:]] = True  # ties past this tensor's quota are kept
-        mask.numpy()[positions[a:b]] = keep
+    with chunk_workers(min(worker_count(), len(numels))) as workers:  # masks are independent: one per worker
+        threshold, gathered = _search(scores, numels, k, progress, combine, masks)
+        quotas = combine.tie_quotas(threshold.equal, threshold.ties)
+        values = gathered.inside.numpy()
+        t32 = values.dtype.type(threshold.value)
+        positions = gathered.positions.numpy() if gathered.positions is not None else np.empty(0, np.int64)
+
+        def set_bracket(part: tuple[torch.Tensor, tuple[int, int], int]) -> None:
+            mask, (a, b), quota = part
+            inside = values[a:b]
+            keep = inside > t32
+            keep[np.flatnonzero(inside == t32)[quota:]] = True  # ties past this tensor's quota are kept
+            mask.numpy()[positions[a:b]] = keep
+
+        for _ in workers.imap(set_bracket, zip(masks, gathered.parts(), quotas)):
+            pass
     return masks
 
 

@@ -4,23 +4,26 @@ Why threads and not processes: the per-chunk passes over weights (counting keys,
 counting zeros) are NumPy ufuncs and torch kernels, which release the GIL inside their loops,
 so threads scale them with cores and share the memory-mapped shards without copies. Out of
 core these passes are what stands between reading a shard and writing its pruned copy
-(benchmarks/out_of_core.py); in memory the selection stays single-threaded (its passes are too
-short for a pool to pay off).
+(benchmarks/out_of_core.py). The selection's gathering pass runs its chunks on them too, in
+memory as out of core, across tensor boundaries (most of a model's tensors are one chunk).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Iterator, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import torch
 
 MAX_WORKERS = 8  # past this the passes are bound by memory bandwidth, not by cores
+AHEAD = 2  # items per worker submitted ahead of the one being read (bounds what waits in memory)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 def ranges(numel: int, size: int) -> Iterator[tuple[int, int]]:
@@ -48,6 +51,25 @@ class ChunkWorkers:
         if self._pool is None or len(parts) < 2:
             return [fn(a, b) for a, b in parts]
         return list(self._pool.map(lambda r: fn(*r), parts))
+
+    def imap(self, fn: Callable[[Item], T], items: Iterable[Item]) -> Iterator[T]:
+        """``fn(item)`` for each item, yielded in item order as they finish; at most
+        ``AHEAD * count`` are submitted ahead of the one being read, so results wait in memory
+        only that long, and ``items`` is consumed lazily. One worker runs inline."""
+        if self._pool is None:
+            yield from map(fn, items)
+            return
+        pending: collections.deque[Future[T]] = collections.deque()
+        try:
+            for item in items:
+                pending.append(self._pool.submit(fn, item))
+                if len(pending) >= AHEAD * self.count:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the reader stopped (an error, or it had enough): drop what has not started
+            for future in pending:
+                future.cancel()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -24,9 +24,13 @@ def magnitude_score(param: torch.Tensor) -> ScoreFn:
     them — 2 bytes per score instead of widening to 4."""
     flat = param.detach().reshape(-1)
     if flat.dtype == torch.float32 and flat.device.type == "cpu":
+        weights = flat.numpy()
 
         def score(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
-            return torch.abs(flat[start:stop], out=out)  # one pass over the weights
+            # one pass over the weights, in NumPy: on a worker thread a torch kernel would start
+            # an intra-op thread team of its own (threads on threads), NumPy's loop stays on it
+            np.abs(weights[start:stop], out=out.numpy())
+            return out
 
     else:
 

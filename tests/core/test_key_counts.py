@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from es_plugins.masks import key_counts, select
+from es_plugins.masks import key_counts, select, workers
 from es_plugins.masks.select import keep_largest_masks
-from es_plugins.masks.workers import ChunkWorkers, ThreadBuffers
+from es_plugins.masks.workers import ChunkWorkers, ThreadBuffers, chunk_workers
 from es_plugins.methods.magnitude import magnitude_score
 
 
@@ -102,3 +103,28 @@ def test_chunk_workers_return_results_in_chunk_order_with_a_buffer_per_thread():
         pool.close()
     assert len(set(seen.values())) == len(seen)  # no two threads shared a buffer
     assert ChunkWorkers(1).map(work, 10, 4) == [(0, 4), (4, 8), (8, 10)]
+
+
+def test_imap_reads_results_in_order_submits_a_bounded_number_ahead_and_cancels_the_rest():
+    consumed = []
+
+    def items():
+        for item in range(100):
+            consumed.append(item)
+            yield item
+
+    def slow_reversed(item: int) -> int:
+        time.sleep(0.001 * (item % 3))  # later items may finish first
+        return item * item
+
+    with chunk_workers(2) as pool:
+        results = pool.imap(slow_reversed, items())
+        assert next(results) == 0
+        assert len(consumed) == workers.AHEAD * 2  # lazily: only the items submitted ahead
+        assert list(results) == [i * i for i in range(1, 100)]
+        started = []
+        stopped_early = pool.imap(lambda item: started.append(item) or time.sleep(0.01), range(100))
+        next(stopped_early)
+        stopped_early.close()  # the reader stops: what has not started is cancelled
+    assert len(started) < 100
+    assert list(ChunkWorkers(1).imap(lambda item: -item, range(3))) == [0, -1, -2]  # one worker: inline

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from es_plugins.masks import select
+from es_plugins.masks import select, workers
 from es_plugins.masks.select import keep_largest_masks
+
+
+@pytest.fixture(autouse=True, params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request, monkeypatch):
+    """Every test runs with the gathering pass on one thread and on two worker threads (chunks
+    classified out of order, read back in order), whatever this machine's core count."""
+    monkeypatch.setattr(select, "worker_count", lambda: request.param)
+    monkeypatch.setattr(workers, "worker_count", lambda: request.param)
+    return request.param
 
 
 @pytest.fixture(autouse=True, params=["all masks at once", "streamed"])
@@ -133,6 +142,18 @@ def test_a_non_finite_score_is_refused_with_its_tensor_index(bad, fraction):
     tensors[1][123] = bad
     with pytest.raises(select.NonFiniteScoreError) as info:
         run(tensors, round(fraction * 1000))
+    assert info.value.index == 1
+
+
+def test_the_first_tensor_in_order_with_a_non_finite_score_is_named_whatever_finishes_first(monkeypatch):
+    """Chunks finish out of order on several threads; the error still names the first tensor
+    (in target order) holding a NaN, as one thread would."""
+    monkeypatch.setattr(select, "CHUNK", 50)  # many chunks per tensor, so both threads are busy
+    tensors = [torch.rand(600) for _ in range(4)]
+    tensors[1][599] = float("nan")  # the last chunk of tensor 1
+    tensors[3][0] = float("nan")  # the first chunk of tensor 3
+    with pytest.raises(select.NonFiniteScoreError) as info:
+        run(tensors, 1000)
     assert info.value.index == 1
 
 
